@@ -1,0 +1,16 @@
+"""fastlayers: Keras-style neural networks on Cython kernels.
+
+``trainable`` (are a layer's weights updated?) and ``training`` (does it behave as
+in training or inference?) are independent switches, with the semantics written
+in rules R1-R9 of DESIGN.md.
+"""
+from . import backend, callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+from .engine.container import Container
+from .engine.layer import Input, Layer
+from .engine.sequential import Sequential
+from .engine.training import Model
+
+__version__ = "0.1.0"
+
+__all__ = ["Input", "Layer", "Container", "Model", "Sequential", "backend", "layers", "losses",
+           "metrics", "models", "optimizers", "initializers", "callbacks", "utils"]

@@ -1,0 +1,1 @@
+"""The graph engine: weights, layers, nodes, containers and models."""

@@ -1,0 +1,267 @@
+"""Container: a graph of layers that is itself a layer.
+
+A container owns no weights of its own; its weights are its layers'.  Its
+``trainable`` flag is a gate read along the path (R1-R3): it is never pushed into
+the layers, so the same layers can sit in a frozen container and a trainable one
+at the same time (seed 003).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .layer import InputLayer, Layer, unique_name
+from .node import Node, SymbolicTensor
+from .run import Run
+from .weight import Weight
+
+
+def _as_tensor_list(x, what: str, owner: str) -> "tuple[list, bool]":
+    seq = list(x) if isinstance(x, (list, tuple)) else [x]
+    if not seq:
+        raise ValueError(f"{owner}: {what} must not be empty")
+    for t in seq:
+        if not isinstance(t, SymbolicTensor):
+            raise TypeError(
+                f"{owner}: {what} must be symbolic tensors (from fl.Input or a layer call), "
+                f"got {type(t).__name__}")
+    return seq, isinstance(x, (list, tuple))
+
+
+def _dedup(weights) -> List[Weight]:
+    seen, out = set(), []
+    for w in weights:
+        if id(w) not in seen:
+            seen.add(id(w))
+            out.append(w)
+    return out
+
+
+class Container(Layer):
+    """A graph from ``inputs`` to ``outputs`` usable as a layer (no training configuration)."""
+
+    def __init__(self, inputs=None, outputs=None, name: Optional[str] = None, trainable: bool = True):
+        super().__init__(trainable=trainable,
+                         name=name or unique_name(_default_name(type(self))))
+        self._layers: List[Layer] = []
+        self._nodes: List[Node] = []
+        self.inputs: List[SymbolicTensor] = []
+        self.outputs: List[SymbolicTensor] = []
+        self._list_inputs = False
+        self._list_outputs = False
+        if inputs is not None or outputs is not None:
+            if inputs is None or outputs is None:
+                raise ValueError(f"{type(self).__name__} {self.name!r}: give both inputs and outputs")
+            self._init_graph(inputs, outputs)
+
+    # ------------------------------------------------------------------ graph
+    def _init_graph(self, inputs, outputs) -> None:
+        owner = f"{type(self).__name__} {self.name!r}"
+        self.inputs, self._list_inputs = _as_tensor_list(inputs, "inputs", owner)
+        self.outputs, self._list_outputs = _as_tensor_list(outputs, "outputs", owner)
+        if len({id(t) for t in self.inputs}) != len(self.inputs):
+            raise ValueError(f"{owner}: the same tensor is given twice in inputs")
+        input_ids = {id(t) for t in self.inputs}
+        nodes: List[Node] = []
+        seen_nodes = set()
+
+        def visit(t: SymbolicTensor, stack: set):
+            if id(t) in input_ids:
+                return
+            node = t.node
+            if node is None or isinstance(node.layer, InputLayer):
+                given = ", ".join(repr(i.name or i) for i in self.inputs)
+                src = node.layer.name if node is not None else "?"
+                raise ValueError(
+                    f"{owner}: graph disconnected: cannot obtain the value of tensor {t} "
+                    f"(from {src!r}); the inputs given were: {given}")
+            if id(node) in seen_nodes:
+                return
+            if id(node) in stack:
+                raise ValueError(f"{owner}: the graph has a cycle at layer {node.layer.name!r}")
+            stack.add(id(node))
+            for parent in node.inputs:
+                visit(parent, stack)
+            stack.discard(id(node))
+            seen_nodes.add(id(node))
+            nodes.append(node)
+
+        for t in self.outputs:
+            visit(t, set())
+        self._nodes = nodes
+        layers: List[Layer] = []
+        seen = set()
+        for t in self.inputs:
+            if t.node is not None and isinstance(t.node.layer, InputLayer) and id(t.node.layer) not in seen:
+                seen.add(id(t.node.layer))
+                layers.append(t.node.layer)
+        for node in nodes:
+            if id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                layers.append(node.layer)
+        if any(layer is self for layer in layers):
+            raise ValueError(f"{owner}: a container cannot contain itself")
+        self._layers = layers
+        self.dtype = str(self.inputs[0].dtype)
+        self.built = True
+
+    @property
+    def layers(self) -> List[Layer]:
+        """The layers, in topological order (input layers first for functional graphs)."""
+        return list(self._layers)
+
+    def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
+        """The layer called ``name`` (or at ``index`` in ``layers``)."""
+        if index is not None:
+            if name is not None:
+                raise ValueError("get_layer: give either name or index, not both")
+            layers = self.layers
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"get_layer: index {index} out of range ({len(layers)} layers)")
+            return layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No layer named {name!r} in {self.name!r}; layers are {[l.name for l in self.layers]}")
+
+    @property
+    def input(self):
+        return self.inputs if self._list_inputs else self.inputs[0]
+
+    @property
+    def output(self):
+        return self.outputs if self._list_outputs else self.outputs[0]
+
+    # ------------------------------------------------------------------ weights (R2)
+    @property
+    def weights(self) -> List[Weight]:
+        return _dedup(w for layer in self._layers for w in layer.weights)
+
+    @property
+    def trainable_weights(self) -> List[Weight]:
+        if not self.trainable:
+            return []
+        return _dedup(w for layer in self._layers for w in layer.trainable_weights)
+
+    def add_weight(self, *args, **kwargs):
+        raise RuntimeError(
+            f"{type(self).__name__} {self.name!r} owns no weights; they belong to its layers")
+
+    # ------------------------------------------------------------------ calls
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        if len(shapes) != len(self.inputs):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects {len(self.inputs)} inputs, "
+                f"got {len(shapes)}")
+        for i, (s, t) in enumerate(zip(shapes, self.inputs)):
+            _check_shape(self, i, s, t.shape)
+        outs = [t.shape for t in self.outputs]
+        return outs if self._list_outputs else outs[0]
+
+    def _output_dtype(self):
+        return self.outputs[0].dtype
+
+    def _returns_list(self) -> bool:
+        return self._list_outputs
+
+    def _as_input_array(self, x, index: int = 0) -> np.ndarray:
+        a = super()._as_input_array(x, index)
+        if index < len(self.inputs):
+            _check_shape(self, index, (None,) + a.shape[1:], self.inputs[index].shape)
+            if a.dtype != self.inputs[index].dtype:
+                a = a.astype(self.inputs[index].dtype)
+        return a
+
+    def _eager_call(self, inputs, training, kwargs):
+        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(xs) != len(self.inputs):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects {len(self.inputs)} input arrays, "
+                f"got {len(xs)}")
+        return super()._eager_call(inputs, training, kwargs)
+
+    def call(self, inputs, training=None):
+        """Run the graph on arrays; returns an array (a list for several outputs)."""
+        return self._eager_call(inputs, training, {})
+
+    def _forward(self, xs, training, run: Run, need, node):
+        """Run every node in order; the backprop runs them in reverse, summing gradients."""
+        run.path.append(self)
+        try:
+            values: Dict[int, np.ndarray] = {}
+            needs: Dict[int, bool] = {}
+            for t, x, n in zip(self.inputs, xs, need):
+                values[id(t)] = x
+                needs[id(t)] = n
+            tape = []
+            for nd in self._nodes:
+                ins = [values[id(t)] for t in nd.inputs]
+                ns = [needs[id(t)] for t in nd.inputs]
+                t_mode = nd.training if nd.training is not None else training
+                outs, bp = nd.layer._forward(ins, t_mode, run, ns, nd)
+                if len(outs) != len(nd.outputs):
+                    raise ValueError(
+                        f"Layer {nd.layer.name!r} returned {len(outs)} outputs, "
+                        f"expected {len(nd.outputs)}")
+                for t, v in zip(nd.outputs, outs):
+                    values[id(t)] = v
+                    needs[id(t)] = bp is not None
+                if bp is not None:
+                    tape.append((nd, bp))
+            ys = [values[id(t)] for t in self.outputs]
+        finally:
+            run.path.pop()
+        if not any(needs[id(t)] for t in self.outputs):
+            return ys, None
+
+        def backprop(gs):
+            grads: Dict[int, np.ndarray] = {}
+            for t, g in zip(self.outputs, gs):
+                _accumulate(grads, t, g)
+            for nd, bp in reversed(tape):
+                gout = [grads.pop(id(t), None) for t in nd.outputs]
+                if all(g is None for g in gout):
+                    continue
+                gout = [np.zeros_like(values[id(t)]) if g is None else g
+                        for t, g in zip(nd.outputs, gout)]
+                dxs = bp(gout)
+                for t, d in zip(nd.inputs, dxs):
+                    if d is not None:
+                        _accumulate(grads, t, d)
+            return [grads.get(id(t)) if n else None for t, n in zip(self.inputs, need)]
+
+        return ys, backprop
+
+    def summary(self, *args, **kwargs):
+        from ..utils.summary import print_summary
+
+        return print_summary(self, *args, **kwargs)
+
+
+def _accumulate(grads: Dict[int, np.ndarray], t: SymbolicTensor, g) -> None:
+    if g is None:
+        return
+    key = id(t)
+    if key in grads:
+        grads[key] = grads[key] + g
+    else:
+        grads[key] = g
+
+
+def _check_shape(layer, index: int, got, expected) -> None:
+    got, expected = tuple(got), tuple(expected)
+    ok = len(got) == len(expected) and all(
+        e is None or g is None or e == g for g, e in zip(got[1:], expected[1:]))
+    if not ok:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r}: input {index} has shape {got}, "
+            f"expected {expected}")
+
+
+def _default_name(cls) -> str:
+    from .layer import _snake
+
+    return _snake(cls.__name__)

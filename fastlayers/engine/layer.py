@@ -1,0 +1,399 @@
+"""The Layer base class: weights, the ``trainable`` flag, eager and symbolic calls.
+
+Writing your own layer
+----------------------
+Create weights in ``build(input_shape)`` with :meth:`Layer.add_weight`, and give the
+computation in ``forward(inputs, training=False)``, which returns
+``(outputs, backprop)``.  ``backprop(grad_outputs)`` returns
+``(grad_inputs, weight_grads)``: ``weight_grads`` lists one array (or ``None``) per
+weight of the layer, in creation order.  All in NumPy; no autodiff is involved.
+A layer that is only ever run in inference may define ``call(inputs,
+training=None)`` instead.  Check a layer with
+:func:`fastlayers.utils.check_layer_gradients`.
+
+The engine never calls ``backprop`` for a call whose result needs no gradient, and
+it keeps only the gradients of weights that will be updated (R9).  For a layer used
+at several places of a graph, each call gets its own ``backprop`` and the gradients
+of all uses are summed (R8).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import backend
+from .. import initializers as _initializers
+from .node import Node, SymbolicTensor
+from .run import Run
+from .weight import Weight
+
+_NAME_COUNTS: Dict[str, int] = {}
+
+# Bumped whenever any layer's ``trainable`` flag or any graph changes, so a
+# compiled model can tell cheaply whether its picture may be stale (R4).
+FLAGS_VERSION = [0]
+
+
+def bump_flags_version() -> None:
+    FLAGS_VERSION[0] += 1
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def unique_name(base: str) -> str:
+    """``base`` the first time, then ``base_1``, ``base_2``... (Keras's scheme)."""
+    n = _NAME_COUNTS.get(base, 0)
+    _NAME_COUNTS[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def is_symbolic(x: Any) -> bool:
+    if isinstance(x, SymbolicTensor):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(isinstance(t, SymbolicTensor) for t in x)
+    return False
+
+
+def _flatten_inputs(inputs) -> "tuple[list, bool]":
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs), True
+    return [inputs], False
+
+
+class Layer:
+    """Base class of all layers (Keras names throughout).
+
+    ``trainable`` is the layer's own flag (R1): it decides whether the layer's
+    weights are in ``trainable_weights`` and never changes other layers' flags.
+    ``training``, the call argument, is independent of it (R5).
+    """
+
+    def __init__(self, trainable: bool = True, name: Optional[str] = None,
+                 dtype: Optional[str] = None, input_shape: Optional[Sequence[int]] = None,
+                 input_dim: Optional[int] = None, batch_size: Optional[int] = None, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self.trainable = bool(trainable)
+        self.dtype = str(np.dtype(dtype)) if dtype is not None else backend.floatx()
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"Layer {self.name!r}: dtype must be float32 or float64, got {dtype!r}")
+        self.built = False
+        self._weights: List[Weight] = []
+        self._inbound_nodes: List[Node] = []
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        self._batch_input_shape = (None,) + tuple(input_shape) if input_shape is not None else None
+
+    @property
+    def trainable(self) -> bool:
+        """Whether training updates this layer's weights (its own flag only, R1)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        bump_flags_version()
+
+    # ------------------------------------------------------------------ weights
+    def build(self, input_shape) -> None:
+        """Create the layer's weights for inputs of ``input_shape`` (batch axis ``None``)."""
+        self.built = True
+
+    def add_weight(self, name: Optional[str] = None, shape: Sequence[int] = (),
+                   initializer: Any = "glorot_uniform", trainable: bool = True,
+                   dtype: Optional[str] = None) -> Weight:
+        """Create a weight owned by this layer and return it.
+
+        ``trainable=False`` creates state (e.g. moving statistics): never updated by
+        an optimizer, whatever the layer's flag.
+        """
+        if self.built:
+            raise RuntimeError(
+                f"Layer {self.name!r} is already built; create its weights in build()")
+        if isinstance(shape, int):
+            shape = (shape,)
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"Layer {self.name!r}: weight {name!r} has a negative dimension {shape}")
+        name = name or f"weight_{len(self._weights)}"
+        if any(w.name == name for w in self._weights):
+            raise ValueError(f"Layer {self.name!r} already has a weight named {name!r}")
+        init = _initializers.get(initializer)
+        dt = dtype or self.dtype
+        value = np.asarray(init(shape, dt), dtype=dt)
+        if value.shape != shape:
+            raise ValueError(
+                f"Layer {self.name!r}: initializer for {name!r} returned shape {value.shape}, "
+                f"expected {shape}")
+        w = Weight(name, np.array(value, dtype=dt, order="C"), trainable, layer=self)
+        self._weights.append(w)
+        return w
+
+    @property
+    def weights(self) -> List[Weight]:
+        """Every weight, in one order that never depends on the flags (R2)."""
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self) -> List[Weight]:
+        """``[]`` when ``trainable`` is false; else the weights created trainable (R2)."""
+        if not self.trainable:
+            return []
+        return [w for w in self._weights if w.trainable]
+
+    @property
+    def non_trainable_weights(self) -> List[Weight]:
+        """The weights not in ``trainable_weights``, in ``weights`` order."""
+        ids = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in ids]
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of the weights' values, in ``weights`` order."""
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set the values of ``weights`` (same count, order and shapes as ``get_weights``)."""
+        own = self.weights
+        weights = list(weights)
+        if len(weights) != len(own):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(own)} weight arrays in set_weights, "
+                f"got {len(weights)}")
+        arrays = []
+        for w, v in zip(own, weights):
+            v = np.asarray(v)
+            if v.shape != w.shape:
+                raise ValueError(
+                    f"Layer {self.name!r}: weight {w.name!r} has shape {w.shape}, "
+                    f"set_weights got shape {v.shape}")
+            arrays.append(v)
+        for w, v in zip(own, arrays):
+            w.assign(v)
+
+    def count_params(self) -> int:
+        """The number of scalars in the layer's weights."""
+        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+
+    # ------------------------------------------------------------------ shapes
+    def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape``; by default found by a dry run."""
+        def zeros(s):
+            return np.zeros((1,) + tuple(s[1:]), dtype=self.dtype)
+        x = [zeros(s) for s in input_shape] if isinstance(input_shape, list) else zeros(input_shape)
+        y = self.call(x, training=False) if self._takes_training("call") else self.call(x)
+        if isinstance(y, (list, tuple)):
+            return [(None,) + tuple(np.shape(v)[1:]) for v in y]
+        return (None,) + tuple(np.shape(y)[1:])
+
+    # ------------------------------------------------------------------ calls
+    def call(self, inputs, training=None):
+        """Run the layer on arrays; by default ``forward(inputs, training)[0]``."""
+        if type(self).forward is Layer.forward:
+            raise NotImplementedError(
+                f"Layer {self.name!r} ({type(self).__name__}) defines neither call() nor forward()")
+        return self.forward(inputs, training=bool(training))[0]
+
+    def forward(self, inputs, training=False):
+        """Return ``(outputs, backprop)``; see the module docstring."""
+        raise NotImplementedError(
+            f"Layer {self.name!r} ({type(self).__name__}) defines no forward(); to train "
+            f"through it, define forward(inputs, training) returning (outputs, backprop)")
+
+    def __call__(self, inputs, training: Optional[bool] = None, **kwargs):
+        """Eager on arrays (returns arrays), symbolic on tensors (adds a node)."""
+        if training is not None and not isinstance(training, (bool, np.bool_, int)):
+            raise TypeError(f"Layer {self.name!r}: training must be a bool or None, got {training!r}")
+        if training is not None:
+            training = bool(training)
+        if is_symbolic(inputs):
+            return self._symbolic_call(inputs, training, kwargs)
+        return self._eager_call(inputs, training, kwargs)
+
+    def _symbolic_call(self, inputs, training, kwargs):
+        xs, as_list = _flatten_inputs(inputs)
+        for t in xs:
+            if not isinstance(t, SymbolicTensor):
+                raise TypeError(
+                    f"Layer {self.name!r}: cannot mix symbolic tensors and arrays in one call")
+        shapes = [t.shape for t in xs]
+        self._maybe_build(shapes if as_list else shapes[0])
+        out_shape = self.compute_output_shape(shapes if as_list else shapes[0])
+        node = Node(self, xs, training, as_list, kwargs)
+        multi = isinstance(out_shape, list)
+        out_shapes = out_shape if multi else [out_shape]
+        node.outputs = [SymbolicTensor(s, self._output_dtype(), node, i)
+                        for i, s in enumerate(out_shapes)]
+        self._inbound_nodes.append(node)
+        return list(node.outputs) if multi else node.outputs[0]
+
+    def _output_dtype(self):
+        return self.dtype
+
+    def _eager_call(self, inputs, training, kwargs):
+        xs, as_list = _flatten_inputs(inputs)
+        xs = [self._as_input_array(x, i) for i, x in enumerate(xs)]
+        shapes = [(None,) + x.shape[1:] for x in xs]
+        self._maybe_build(shapes if as_list else shapes[0])
+        if training is None:
+            training = backend.default_training()
+        node = Node(self, [], training, as_list, kwargs)
+        ys, _ = self._forward(xs, training, Run(), [False] * len(xs), node)
+        return ys if len(ys) > 1 or self._returns_list() else ys[0]
+
+    def _returns_list(self) -> bool:
+        return False
+
+    def _as_input_array(self, x, index: int = 0) -> np.ndarray:
+        """Convert an eager input to this layer's dtype (ints and other floats are cast)."""
+        try:
+            a = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - numpy's own message is kept
+            raise TypeError(f"Layer {self.name!r}: input {index} is not array-like: {exc}") from None
+        if a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Layer {self.name!r}: input {index} must be numeric, got dtype {a.dtype}")
+        if a.ndim == 0:
+            raise ValueError(f"Layer {self.name!r}: input {index} must have a batch axis, got a scalar")
+        if a.dtype != self.dtype:
+            a = a.astype(self.dtype)
+        return a
+
+    def _maybe_build(self, input_shape) -> None:
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+
+    def _takes_training(self, method: str) -> bool:
+        cache = type(self).__dict__.get("_training_arg_cache")
+        if cache is None:
+            cache = {}
+            type(self)._training_arg_cache = cache
+        if method not in cache:
+            sig = inspect.signature(getattr(self, method))
+            cache[method] = "training" in sig.parameters or any(
+                p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+        return cache[method]
+
+    # ------------------------------------------------------------------ engine hook
+    def _wants_any(self, run: Run) -> bool:
+        return run.backprop and any(run.wants(w) for w in self._weights)
+
+    def _forward(self, xs: List[np.ndarray], training: bool, run: Run, need: List[bool], node: Node):
+        """Run one call inside a graph: ``(outputs, backprop or None)``.
+
+        ``need[i]`` says whether input ``i`` needs a gradient.  ``backprop`` is
+        ``None`` when nothing needs one (R9).  Built-in layers override this.
+        """
+        x = xs if node.list_input else xs[0]
+        targs = {"training": training} if self._takes_training("forward") else {}
+        wants_w = self._wants_any(run)
+        if not (run.backprop and (wants_w or any(need))):
+            if type(self).call is Layer.call:
+                y = self.forward(x, **targs, **node.kwargs)[0]
+            else:
+                cargs = {"training": training} if self._takes_training("call") else {}
+                y = self.call(x, **cargs, **node.kwargs)
+            return self._as_output_list(y), None
+        if type(self).forward is Layer.forward:
+            raise NotImplementedError(
+                f"Layer {self.name!r} ({type(self).__name__}) defines call() but no forward(); "
+                f"to train through it, define forward(inputs, training) returning (outputs, backprop)")
+        y, bp = self.forward(x, **targs, **node.kwargs)
+        ys = self._as_output_list(y)
+        own = self._weights
+
+        def backprop(gs):
+            res = bp(gs[0] if len(gs) == 1 else gs)
+            if isinstance(res, tuple) and len(res) == 2 and (own or isinstance(res[1], (list, tuple))):
+                dx, dws = res
+            else:
+                dx, dws = res, []
+            dws = list(dws or [])
+            if dws and len(dws) != len(own):
+                raise ValueError(
+                    f"Layer {self.name!r}: backprop returned {len(dws)} weight gradients, "
+                    f"the layer has {len(own)} weights")
+            for w, g in zip(own, dws):
+                if g is not None and run.wants(w):
+                    g = np.asarray(g, dtype=w.dtype)
+                    if g.shape != w.shape:
+                        raise ValueError(
+                            f"Layer {self.name!r}: gradient for {w.name!r} has shape {g.shape}, "
+                            f"expected {w.shape}")
+                    run.grads.add(w, g)
+            dxs = list(dx) if node.list_input else [dx]
+            return [d if n else None for d, n in zip(dxs, need)]
+
+        return ys, backprop
+
+    def _as_output_list(self, y) -> List[np.ndarray]:
+        if isinstance(y, (list, tuple)):
+            return [np.asarray(v) for v in y]
+        return [np.asarray(y)]
+
+    # ------------------------------------------------------------------ misc
+    @property
+    def input_shape(self):
+        if self._inbound_nodes:
+            shapes = [t.shape for t in self._inbound_nodes[0].inputs]
+            return shapes if len(shapes) > 1 else shapes[0]
+        if self._batch_input_shape is not None:
+            return self._batch_input_shape
+        raise AttributeError(f"Layer {self.name!r} has not been called yet; it has no input_shape")
+
+    @property
+    def output_shape(self):
+        if self._inbound_nodes:
+            shapes = [t.shape for t in self._inbound_nodes[0].outputs]
+            return shapes if len(shapes) > 1 else shapes[0]
+        raise AttributeError(f"Layer {self.name!r} has not been called yet; it has no output_shape")
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} trainable={self.trainable}>"
+
+
+class InputLayer(Layer):
+    """The layer behind :func:`Input`: holds the input's shape, has no weights."""
+
+    def __init__(self, shape=None, dtype=None, name=None, batch_size=None, input_shape=None, **kwargs):
+        if shape is None:
+            shape = input_shape
+        if shape is None:
+            raise ValueError("InputLayer: shape is required")
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype, **kwargs)
+        if isinstance(shape, int):
+            shape = (shape,)
+        shape = tuple(None if s is None else int(s) for s in shape)
+        self.built = True
+        self._batch_input_shape = (batch_size,) + shape
+        node = Node(self, [], None, False)
+        node.outputs = [SymbolicTensor((None,) + shape, self.dtype, node, 0, name=self.name)]
+        self._inbound_nodes.append(node)
+        self.output = node.outputs[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _forward(self, xs, training, run, need, node):
+        return [xs[0]], None
+
+
+def Input(shape=None, dtype=None, name=None, batch_size=None) -> SymbolicTensor:
+    """A symbolic input of ``shape`` (without the batch axis)."""
+    if shape is None:
+        raise ValueError("Input: shape is required, e.g. Input(shape=(784,))")
+    return InputLayer(shape=shape, dtype=dtype, name=name, batch_size=batch_size).output

@@ -1,0 +1,65 @@
+"""Symbolic tensors and nodes.
+
+A :class:`Node` is one *call* of a layer on symbolic tensors, not the layer: a
+layer called three times has three nodes and one set of weights (R8).  The node
+keeps the ``training=`` given at that call, so a value pinned while the graph was
+built is replayed on every run (R5).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+
+class SymbolicTensor:
+    """The output of a layer call while a graph is being built (Keras's KerasTensor).
+
+    ``shape`` includes the batch axis as ``None``.
+    """
+
+    __slots__ = ("shape", "dtype", "node", "index", "name")
+
+    def __init__(self, shape: Tuple[Optional[int], ...], dtype, node: Optional["Node"] = None,
+                 index: int = 0, name: Optional[str] = None):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.node = node
+        self.index = index
+        self.name = name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        src = self.node.layer.name if self.node is not None else "?"
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {src!r}>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+
+class Node:
+    """One call of ``layer`` on ``inputs`` producing ``outputs``.
+
+    ``training`` is the value given at this call (``None`` when not given);
+    ``list_input`` records whether the layer was called on a list.
+    """
+
+    __slots__ = ("layer", "inputs", "outputs", "training", "list_input", "kwargs")
+
+    def __init__(self, layer, inputs: List[SymbolicTensor], training: Optional[bool],
+                 list_input: bool, kwargs: Optional[dict] = None):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.outputs: List[SymbolicTensor] = []
+        self.training = training
+        self.list_input = list_input
+        self.kwargs = kwargs or {}
+
+    def __repr__(self) -> str:
+        return f"<Node {self.layer.name} training={self.training}>"

@@ -1,0 +1,63 @@
+"""A weight: a named NumPy array owned by one layer."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+
+class Weight:
+    """A layer's variable.
+
+    ``trainable`` is the flag the weight was *created* with: false for state such as
+    batch-norm moving statistics.  Whether ``fit`` updates it also depends on its
+    layer and on the containers through which a model reaches it (rules R2/R3).
+    The value is kept in one C-contiguous array for the weight's whole life, so
+    kernels and optimizers can update it in place.
+    """
+
+    __slots__ = ("name", "layer", "trainable", "_value", "__weakref__")
+
+    def __init__(self, name: str, value: np.ndarray, trainable: bool = True, layer=None):
+        self.name = name
+        self.layer = layer
+        self.trainable = bool(trainable)
+        self._value = np.ascontiguousarray(value)
+
+    @property
+    def value(self) -> np.ndarray:
+        """The weight's array (updated in place by training)."""
+        return self._value
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self._value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._value.dtype
+
+    @property
+    def path(self) -> str:
+        """``layer_name/weight_name``."""
+        return f"{self.layer.name}/{self.name}" if self.layer is not None else self.name
+
+    def numpy(self) -> np.ndarray:
+        """Return a copy of the value."""
+        return self._value.copy()
+
+    def assign(self, value) -> None:
+        """Copy ``value`` into the weight (same shape; cast to the weight's dtype)."""
+        value = np.asarray(value)
+        if value.shape != self._value.shape:
+            raise ValueError(
+                f"Weight {self.path!r} has shape {self._value.shape}, "
+                f"cannot assign a value of shape {value.shape}")
+        np.copyto(self._value, value, casting="unsafe")
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value if dtype is None else self._value.astype(dtype)
+
+    def __repr__(self) -> str:
+        return (f"<Weight {self.path} shape={self.shape} dtype={self.dtype} "
+                f"trainable={self.trainable}>")

@@ -1,0 +1,144 @@
+"""SGD (with momentum and Nesterov) and Adam, each one fused kernel call per step.
+
+An optimizer keeps its slots (velocities, moments) per weight and updates only the
+weights it is handed: the compiled set of the model (R3/R4).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
+
+from . import ops
+
+
+def _check_rate(name: str, value: Any, low: float = 0.0, high: float = math.inf,
+                high_open: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if v < low or v > high or (high_open and v >= high):
+        raise ValueError(f"{name} must be in [{low}, {high}{')' if high_open else ']'}, got {v}")
+    return v
+
+
+class Optimizer:
+    """Base class: ``apply(weights, grads)`` updates the weights in place."""
+
+    def __init__(self, learning_rate: float = 0.01, name: str = "optimizer"):
+        self.name = name
+        self.learning_rate = learning_rate
+        self.iterations = 0
+        self._slots: Dict[int, Tuple[np.ndarray, ...]] = {}
+
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        self._learning_rate = _check_rate(f"{type(self).__name__}: learning_rate", value)
+
+    def apply(self, weights: Sequence, grads: Sequence[np.ndarray]) -> None:
+        """One step over ``weights`` with ``grads`` (one fused call per dtype)."""
+        if len(weights) != len(grads):
+            raise ValueError(f"{self.name}: {len(weights)} weights but {len(grads)} gradients")
+        self.iterations += 1
+        groups: Dict[np.dtype, Tuple[list, list]] = {}
+        for w, g in zip(weights, grads):
+            if g is None:
+                continue
+            if g.shape != w.shape:
+                raise ValueError(f"{self.name}: gradient of {w.path} has shape {g.shape}, "
+                                 f"expected {w.shape}")
+            ws, gs = groups.setdefault(w.dtype, ([], []))
+            ws.append(w)
+            gs.append(np.ascontiguousarray(g, dtype=w.dtype))
+        for ws, gs in groups.values():
+            self._update(ws, gs)
+
+    def apply_gradients(self, grads_and_vars: Iterable) -> None:
+        """Keras's form: an iterable of ``(gradient, weight)`` pairs."""
+        pairs = list(grads_and_vars)
+        self.apply([w for _, w in pairs], [np.asarray(g) for g, _ in pairs])
+
+    def _slot(self, w, n: int) -> Tuple[np.ndarray, ...]:
+        s = self._slots.get(id(w))
+        if s is None or s[0].shape != w.shape or s[0].dtype != w.dtype:
+            s = tuple(np.zeros(w.shape, dtype=w.dtype) for _ in range(n))
+            self._slots[id(w)] = s
+        return s
+
+    def _update(self, weights: List, grads: List[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+
+class SGD(Optimizer):
+    """Keras SGD: ``v = momentum*v - lr*g; w += v`` (Nesterov: ``w += momentum*v - lr*g``)."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 name: str = "SGD"):
+        super().__init__(learning_rate, name)
+        self.momentum = _check_rate("SGD: momentum", momentum, 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, weights, grads):
+        params = [w.value for w in weights]
+        if self.momentum == 0.0:
+            ops.sgd_update(params, grads, None, self.learning_rate, 0.0, False)
+        else:
+            vel = [self._slot(w, 1)[0] for w in weights]
+            ops.sgd_update(params, grads, vel, self.learning_rate, self.momentum, self.nesterov)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(momentum=self.momentum, nesterov=self.nesterov)
+        return cfg
+
+
+class Adam(Optimizer):
+    """Keras Adam: ``lr_t = lr*sqrt(1-beta_2^t)/(1-beta_1^t)``, ``w -= lr_t*m/(sqrt(v)+epsilon)``."""
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, name: str = "Adam"):
+        super().__init__(learning_rate, name)
+        self.beta_1 = _check_rate("Adam: beta_1", beta_1, 0.0, 1.0, high_open=True)
+        self.beta_2 = _check_rate("Adam: beta_2", beta_2, 0.0, 1.0, high_open=True)
+        self.epsilon = _check_rate("Adam: epsilon", epsilon)
+
+    def _update(self, weights, grads):
+        # One step count per optimizer, like Keras's `iterations`.
+        t = self.iterations
+        slots = [self._slot(w, 2) for w in weights]
+        ops.adam_update([w.value for w in weights], grads, [s[0] for s in slots],
+                        [s[1] for s in slots], self.learning_rate, self.beta_1, self.beta_2,
+                        self.epsilon, t)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return cfg
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam}
+
+
+def get(identifier: Any) -> Optimizer:
+    """Resolve an optimizer from ``"sgd"``, ``"adam"``, a class or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"Unknown optimizer {identifier!r}; expected one of {sorted(_BY_NAME)}")
+        return cls()
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    raise TypeError(f"Could not interpret optimizer {identifier!r}")

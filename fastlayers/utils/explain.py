@@ -1,0 +1,89 @@
+"""``model.explain_trainable()``: for every weight, will ``fit`` update it, and if not, why."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+
+class TrainableReport:
+    """The answer of :meth:`Model.explain_trainable`.
+
+    ``rows`` is a list of dicts with keys ``path``, ``shape``, ``updated_by_fit`` (under
+    the current compilation; ``None`` when not compiled), ``after_compile`` (if
+    ``compile()`` were called now) and ``reason`` (why not, or ``""``).
+    Printing it shows a table.
+    """
+
+    def __init__(self, model_name: str, rows: List[Dict]):
+        self.model_name = model_name
+        self.rows = rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+    def __str__(self) -> str:
+        def yn(v):
+            return "-" if v is None else ("yes" if v else "no")
+
+        header = ("weight", "shape", "fit updates", "after compile()", "why not")
+        body = [(r["path"], str(r["shape"]), yn(r["updated_by_fit"]), yn(r["after_compile"]),
+                 r["reason"]) for r in self.rows]
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+        lines = [f'Trainable weights of "{self.model_name}"']
+        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        for b in body:
+            lines.append("  ".join(str(v).ljust(w) for v, w in zip(b, widths)))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _reason(weight, layer, path) -> str:
+    if not weight.trainable:
+        return "state, created non-trainable"
+    for c in path:
+        if not c.trainable:
+            kind = type(c).__name__
+            return f"{kind} {c.name!r} has trainable=False"
+    if not layer.trainable:
+        return f"layer {layer.name!r} has trainable=False"
+    return ""
+
+
+def explain_trainable(model) -> TrainableReport:
+    """Build the report for ``model`` (see :class:`TrainableReport`)."""
+    from ..engine.container import Container
+
+    now = {id(w) for w in model.trainable_weights}
+    compiled = getattr(model, "_compiled", None)
+    rows: List[Dict] = []
+    seen = set()
+
+    def walk(container, path):
+        for layer in container.layers:
+            if isinstance(layer, Container):
+                walk(layer, path + [layer])
+                continue
+            for w in layer.weights:
+                if id(w) in seen:
+                    continue
+                seen.add(id(w))
+                trains_now = id(w) in now
+                names = "/".join(c.name for c in path)
+                rows.append({
+                    "path": f"{names}/{layer.name}/{w.name}",
+                    "shape": tuple(w.shape),
+                    "updated_by_fit": None if compiled is None else id(w) in compiled.train_ids,
+                    "after_compile": trains_now,
+                    "reason": "" if trains_now else _reason(w, layer, path),
+                    "weight": w,
+                })
+
+    walk(model, [model])
+    return TrainableReport(model.name, rows)

@@ -1,0 +1,46 @@
+"""Build the Cython kernels in csrc/ into fastlayers._kernels.
+
+The directives are set once here.  Release builds run without bounds checks (the
+Python layer validates shapes and dtypes before any kernel call); set
+FASTLAYERS_CYTHON_DEBUG=1 to turn boundscheck, wraparound and initializedcheck back
+on for a debug build, which CI runs the kernel tests against.
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# One entry per csrc/<name>.pyx, built as fastlayers._kernels.<name>.
+KERNELS = ("dense", "activations", "dropout", "batchnorm", "optim", "losses")
+
+DEBUG = os.environ.get("FASTLAYERS_CYTHON_DEBUG", "0") not in ("", "0")
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        f"fastlayers._kernels.{name}",
+        [f"csrc/{name}.pyx"],
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+    )
+    for name in KERNELS
+    if os.path.exists(f"csrc/{name}.pyx")
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["csrc"],
+        compiler_directives=DIRECTIVES,
+        # Rebuild when directives change between a debug and a release build.
+        force=DEBUG,
+    ),
+)
