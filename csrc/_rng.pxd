@@ -1,0 +1,30 @@
+# Header-only counter-based random numbers for dropout masks.
+#
+# u(seed, i) = top 53 bits of mix64(mix64(seed) + i * GOLDEN) / 2**53, i.e. the
+# i-th output of splitmix64 started from the hashed seed.  A pure function of
+# (seed, i): no state to carry between threads or calls, any element can be
+# computed on its own (so masks split over OpenMP threads), and the NumPy
+# reference (fastlayers._reference.dropout_uniform) reproduces it bit for bit
+# with uint64 wraparound arithmetic.  Hashing the seed first keeps nearby seeds
+# (0, 1, 2, ...) from giving shifted copies of one stream.
+from libc.stdint cimport uint64_t
+
+cdef enum:
+    _RNG_SHIFT = 11  # keep the top 53 bits: exactly representable in a double
+
+
+cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
+    """splitmix64's finalizer (Steele, Lea & Flood 2014); arithmetic wraps mod 2**64."""
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t rng_key(uint64_t seed) noexcept nogil:
+    return mix64(seed)
+
+
+cdef inline double rng_uniform(uint64_t key, uint64_t i) noexcept nogil:
+    """The uniform in [0, 1) at position i of the stream keyed by `key`."""
+    return <double>(mix64(key + i * <uint64_t>0x9E3779B97F4A7C15ULL) >> _RNG_SHIFT) \
+        * (1.0 / 9007199254740992.0)

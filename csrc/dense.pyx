@@ -1,0 +1,151 @@
+# Design
+# ------
+# Dense layer kernels.  The matrix products go to BLAS through _blas.gemm (never a
+# hand-written loop); everything elementwise (bias, activation, activation
+# gradient, bias gradient) is fused into one pass over the GEMM's output rows, so
+# each call streams its (n, units) block through memory once after the GEMM.
+#
+# Each `def` checks only what keeps memory safe (shapes agree, required buffers
+# present); dtype and layout checks, allocation and N-D reshaping are done by
+# fastlayers.ops.  Every body runs under `with nogil:` on noexcept helpers.
+# Outputs go into caller-provided buffers; nothing is allocated.
+#
+# Gradient accumulation (shared layers, DESIGN.md R8) is BLAS beta=1 for dW and
+# an add for db, so a second use of a layer costs no extra buffer.
+from cython cimport floating
+from openmp cimport omp_get_max_threads, omp_set_num_threads
+
+from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
+                   ACT_TANH, _act_grad_rows, _act_rows)
+from _blas cimport gemm
+from _common cimport _colsum, _cp1, _cp2, _p1, _p2
+
+LINEAR = ACT_LINEAR
+RELU = ACT_RELU
+SIGMOID = ACT_SIGMOID
+TANH = ACT_TANH
+SOFTMAX = ACT_SOFTMAX
+
+
+def set_omp_threads(int n):
+    """Set the OpenMP team size used by the elementwise loops of every kernel."""
+    if n < 1:
+        raise ValueError(f"set_omp_threads: n must be >= 1, got {n}")
+    omp_set_num_threads(n)
+
+
+def get_omp_threads():
+    """The OpenMP team size a parallel loop would use now."""
+    return omp_get_max_threads()
+
+
+cdef inline int _check_activation(str fn, int activation) except -1:
+    if not 0 <= activation < ACT_COUNT:
+        raise ValueError(f"{fn}: unknown activation code {activation}")
+    return 0
+
+
+def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
+                  const floating[:, ::1] W,  # (d_in, units) IN
+                  const floating[::1] b,     # (units,) IN or None
+                  floating[:, ::1] Y,        # (n, units) OUT
+                  int activation):
+    """Y = act(X @ W + b)."""
+    cdef Py_ssize_t n = X.shape[0], d_in = X.shape[1], u = W.shape[1]
+    cdef const floating* bp = NULL
+    cdef const floating* xp = _cp2(X)
+    cdef const floating* wp = _cp2(W)
+    cdef floating* yp = _p2(Y)
+    _check_activation("dense_forward", activation)
+    if W.shape[0] != d_in or Y.shape[0] != n or Y.shape[1] != u:
+        raise ValueError("dense_forward: shapes of X, W, Y do not agree")
+    if b is not None:
+        if b.shape[0] != u:
+            raise ValueError("dense_forward: b does not match W's units")
+        bp = _cp1(b)
+    with nogil:
+        gemm(False, False, n, u, d_in, 1, xp, d_in, wp, u, 0, yp, u)
+        _act_rows(yp, bp, yp, n, u, activation)
+
+
+def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN, or None when dW is None
+                   const floating[:, ::1] W,   # (d_in, units) IN
+                   const floating[:, ::1] Y,   # (n, units) IN, forward output; None if linear
+                   const floating[:, ::1] dY,  # (n, units) IN
+                   floating[:, ::1] dZ,        # (n, units) OUT, scratch; may be dY itself
+                   floating[:, ::1] dX,        # (n, d_in) OUT or None
+                   floating[:, ::1] dW,        # (d_in, units) OUT (IN/OUT if accumulate) or None
+                   floating[::1] db,           # (units,) OUT (IN/OUT if accumulate) or None
+                   int activation,
+                   bint accumulate):
+    """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0)."""
+    cdef Py_ssize_t n = dY.shape[0], u = dY.shape[1], d_in = W.shape[0]
+    cdef const floating* xp = NULL
+    cdef const floating* yp = NULL
+    cdef const floating* wp = _cp2(W)
+    cdef const floating* dyp = _cp2(dY)
+    cdef floating* dzp = _p2(dZ)
+    cdef floating* dxp = NULL
+    cdef floating* dwp = NULL
+    cdef floating* dbp = NULL
+    cdef bint want_dx = dX is not None, want_dw = dW is not None, want_db = db is not None
+    cdef floating beta = 1 if accumulate else 0
+    _check_activation("dense_backward", activation)
+    if W.shape[1] != u or dZ.shape[0] != n or dZ.shape[1] != u:
+        raise ValueError("dense_backward: shapes of W, dY, dZ do not agree")
+    if activation != ACT_LINEAR:
+        if Y is None:
+            raise ValueError("dense_backward: Y is required for a non-linear activation")
+        if Y.shape[0] != n or Y.shape[1] != u:
+            raise ValueError("dense_backward: Y does not match dY")
+        yp = _cp2(Y)
+    if want_dx:
+        if dX.shape[0] != n or dX.shape[1] != d_in:
+            raise ValueError("dense_backward: dX does not match (n, d_in)")
+        dxp = _p2(dX)
+    if want_dw:
+        if X is None:
+            raise ValueError("dense_backward: X is required for dW")
+        if X.shape[0] != n or X.shape[1] != d_in:
+            raise ValueError("dense_backward: X does not match (n, d_in)")
+        if dW.shape[0] != d_in or dW.shape[1] != u:
+            raise ValueError("dense_backward: dW does not match W")
+        xp = _cp2(X)
+        dwp = _p2(dW)
+    if want_db:
+        if db.shape[0] != u:
+            raise ValueError("dense_backward: db does not match units")
+        dbp = _p1(db)
+    with nogil:
+        _act_grad_rows(yp, dyp, dzp, n, u, activation)
+        if want_dx:
+            gemm(False, True, n, d_in, u, 1, dzp, u, wp, u, 0, dxp, d_in)
+        if want_dw:
+            gemm(True, False, d_in, u, n, 1, xp, d_in, dzp, u, beta, dwp, u)
+        if want_db:
+            _colsum(dzp, n, u, 1.0, dbp, accumulate)
+
+
+def dense_sgd_update(const floating[:, ::1] X,   # (n, d_in) IN
+                     const floating[:, ::1] dZ,  # (n, units) IN, gradient after activation
+                     floating[:, ::1] W,         # (d_in, units) IN/OUT
+                     floating[::1] b,            # (units,) IN/OUT or None
+                     double lr):
+    """W -= lr * X.T @ dZ; b -= lr * dZ.sum(0): plain SGD with no dW buffer."""
+    cdef Py_ssize_t n = X.shape[0], d_in = X.shape[1], u = dZ.shape[1]
+    cdef const floating* xp = _cp2(X)
+    cdef const floating* dzp = _cp2(dZ)
+    cdef floating* wp = _p2(W)
+    cdef floating* bp = NULL
+    cdef bint has_b = b is not None
+    if dZ.shape[0] != n or W.shape[0] != d_in or W.shape[1] != u:
+        raise ValueError("dense_sgd_update: shapes of X, dZ, W do not agree")
+    if has_b:
+        if b.shape[0] != u:
+            raise ValueError("dense_sgd_update: b does not match units")
+        bp = _p1(b)
+    with nogil:
+        # One GEMM straight into W: alpha = -lr, beta = 1.
+        gemm(True, False, d_in, u, n, <floating>(-lr), xp, d_in, dzp, u, 1, wp, u)
+        if has_b:
+            _colsum(dzp, n, u, -lr, bp, True)

@@ -1,0 +1,282 @@
+# Design
+# ------
+# Loss kernels: each returns the loss (mean over the batch, as Keras reduces it)
+# and, in the same pass, writes the gradient of that mean w.r.t. the prediction
+# into G when G is not None.  Fusing the two halves the memory traffic of the
+# loss step, and for softmax cross-entropy from logits it avoids both forming the
+# softmax and the log of a rounded probability.
+#
+# Sums accumulate in double (per element, or per row for the cross-entropies), so
+# float32 losses are as accurate as a float64 reference; gradients are written in
+# the input dtype.  Large inputs are split over OpenMP threads with a `+=`
+# reduction (static schedule, so a given thread count gives the same result
+# every time).  An empty batch returns NaN, like NumPy's mean of nothing.
+#
+# Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does, in the input
+# dtype, and the clip passes no gradient outside that range.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport NAN, exp, fabs, log, log1p
+from libc.stdint cimport int64_t
+
+from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _exp, _p2
+
+# Keras's backend.epsilon(), the clip for probabilities.
+cdef double _EPSILON = 1e-7
+EPSILON = _EPSILON
+
+
+cdef inline int _check_same(str fn, str what, Py_ssize_t* shape, Py_ssize_t n,
+                            Py_ssize_t k) except -1:
+    if shape[0] != n or shape[1] != k:
+        raise ValueError(f"{fn}: {what} does not match y_pred")
+    return 0
+
+
+def mse(const floating[:, ::1] Yp,  # (n, k) IN
+        const floating[:, ::1] Yt,  # (n, k) IN
+        floating[:, ::1] G):        # (n, k) OUT or None
+    """mean((Yp - Yt)**2); G = 2 (Yp - Yt) / (n k)."""
+    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k, i
+    cdef const floating* p = _cp2(Yp)
+    cdef const floating* t = _cp2(Yt)
+    cdef floating* g = NULL
+    cdef floating d, scale
+    cdef double total = 0
+    _check_same("mse", "y_true", Yt.shape, n, k)
+    if G is not None:
+        _check_same("mse", "G", G.shape, n, k)
+    if size == 0:
+        return NAN
+    if G is not None:
+        g = _p2(G)
+    scale = <floating>(2.0 / size)
+    with nogil:
+        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+            d = p[i] - t[i]
+            total += <double>d * d
+            if g != NULL:
+                g[i] = d * scale
+    return total / size
+
+
+def mae(const floating[:, ::1] Yp,  # (n, k) IN
+        const floating[:, ::1] Yt,  # (n, k) IN
+        floating[:, ::1] G):        # (n, k) OUT or None
+    """mean(|Yp - Yt|); G = sign(Yp - Yt) / (n k), 0 where they are equal."""
+    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k, i
+    cdef const floating* p = _cp2(Yp)
+    cdef const floating* t = _cp2(Yt)
+    cdef floating* g = NULL
+    cdef floating d, scale
+    cdef double total = 0
+    _check_same("mae", "y_true", Yt.shape, n, k)
+    if G is not None:
+        _check_same("mae", "G", G.shape, n, k)
+    if size == 0:
+        return NAN
+    if G is not None:
+        g = _p2(G)
+    scale = <floating>(1.0 / size)
+    with nogil:
+        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+            d = p[i] - t[i]
+            total += fabs(d)
+            if g != NULL:
+                g[i] = scale if d > 0 else (-scale if d < 0 else 0)
+    return total / size
+
+
+cdef inline double _bce_logits(floating z, floating y, floating inv, floating* g) noexcept nogil:
+    # max(z, 0) - z y + log(1 + exp(-|z|)) never overflows and keeps precision
+    # for large |z|; its derivative is sigmoid(z) - y.
+    cdef double e = exp(-fabs(<double>z))
+    if g != NULL:
+        g[0] = <floating>(((1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)) - y) * inv)
+    return (z if z > 0 else 0) - <double>z * y + log1p(e)
+
+
+cdef inline double _bce_probs(floating p, floating y, floating lo, floating hi,
+                              floating inv, floating* g) noexcept nogil:
+    cdef floating c = p
+    if c < lo:
+        c = lo
+    elif c > hi:
+        c = hi
+    if g != NULL:
+        g[0] = ((1 - y) / (1 - c) - y / c) * inv if lo <= p <= hi else 0
+    return -(y * log(<double>c) + (1 - <double>y) * log(1 - <double>c))
+
+
+def binary_crossentropy(const floating[:, ::1] P,   # (n, k) IN, probabilities or logits
+                        const floating[:, ::1] Yt,  # (n, k) IN, targets in [0, 1]
+                        floating[:, ::1] G,         # (n, k) OUT or None
+                        bint from_logits):
+    """Mean binary cross-entropy over all elements (Keras)."""
+    cdef Py_ssize_t n = P.shape[0], k = P.shape[1], size = n * k, i
+    cdef const floating* p = _cp2(P)
+    cdef const floating* t = _cp2(Yt)
+    cdef floating* g = NULL
+    cdef floating inv, lo = <floating>_EPSILON, hi = 1 - <floating>_EPSILON
+    cdef double total = 0
+    _check_same("binary_crossentropy", "y_true", Yt.shape, n, k)
+    if G is not None:
+        _check_same("binary_crossentropy", "G", G.shape, n, k)
+    if size == 0:
+        return NAN
+    if G is not None:
+        g = _p2(G)
+    inv = <floating>(1.0 / size)
+    with nogil:
+        if from_logits:
+            for i in prange(size, schedule='static',
+                            use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+                total += _bce_logits(p[i], t[i], inv, g + i if g != NULL else NULL)
+        else:
+            for i in prange(size, schedule='static',
+                            use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+                total += _bce_probs(p[i], t[i], lo, hi, inv, g + i if g != NULL else NULL)
+    return total / size
+
+
+cdef inline double _ce_logits_row(const floating* z,  # (k,) IN
+                                  const floating* y,  # (k,) IN, or NULL: one-hot `label`
+                                  int64_t label,
+                                  floating* g,        # (k,) OUT or NULL
+                                  Py_ssize_t k, double inv_n) noexcept nogil:
+    """sum_j y_j (logsumexp(z) - z_j); gradient softmax(z) sum(y) - y, over n."""
+    cdef Py_ssize_t j
+    cdef floating m = z[0]
+    cdef double s = 0, lse, ysum = 0, yz = 0, yj
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+    for j in range(k):
+        s += _exp(z[j] - m)
+    lse = m + log(s)
+    if y == NULL:
+        ysum = 1
+        yz = z[label]
+    else:
+        for j in range(k):
+            ysum += y[j]
+            yz += <double>y[j] * z[j]
+    if g != NULL:
+        for j in range(k):
+            yj = (1.0 if j == label else 0.0) if y == NULL else y[j]
+            g[j] = <floating>((_exp(z[j] - m) / s * ysum - yj) * inv_n)
+    return lse * ysum - yz
+
+
+cdef inline double _ce_probs_row(const floating* p,  # (k,) IN, probabilities
+                                 const floating* y,  # (k,) IN, or NULL: one-hot `label`
+                                 int64_t label,
+                                 floating* g,        # (k,) OUT or NULL
+                                 Py_ssize_t k, floating lo, floating hi,
+                                 double inv_n) noexcept nogil:
+    """Keras: q = p / sum(p), r = clip(q), loss = -sum y log r.
+
+    With g_j = dloss/dq_j (zero where the clip is active), the gradient through
+    the normalisation is dloss/dp_l = (g_l - sum_j g_j q_j) / sum(p).
+    """
+    cdef Py_ssize_t j
+    cdef double acc = 0, loss = 0, gq = 0, gj
+    cdef floating s, q, r, yj
+    for j in range(k):
+        acc += p[j]
+    s = <floating>acc
+    for j in range(k):
+        yj = (1 if j == label else 0) if y == NULL else y[j]
+        q = p[j] / s
+        r = lo if q < lo else (hi if q > hi else q)
+        if yj != 0:
+            loss -= yj * log(<double>r)
+        if g != NULL:
+            gj = -yj / r if lo <= q <= hi else 0
+            gq += gj * q
+            g[j] = <floating>gj
+    if g != NULL:
+        for j in range(k):
+            g[j] = <floating>((g[j] - gq) / s * inv_n)
+    return loss
+
+
+cdef inline int _check_classes(str fn, Py_ssize_t n, Py_ssize_t k) except -1:
+    if n > 0 and k == 0:
+        raise ValueError(f"{fn}: y_pred has no classes")
+    return 0
+
+
+def softmax_crossentropy_sparse(const floating[:, ::1] Z,      # (n, k) IN, logits or probabilities
+                                const int64_t[::1] labels,     # (n,) IN, in [0, k)
+                                floating[:, ::1] G,            # (n, k) OUT or None
+                                bint from_logits):
+    """Mean over rows of -log softmax(Z)[label] (or of the clipped probability)."""
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
+    cdef const floating* z = _cp2(Z)
+    cdef const int64_t* lab = &labels[0] if labels.shape[0] > 0 else NULL
+    cdef floating* g = NULL
+    cdef floating lo = <floating>_EPSILON, hi = 1 - <floating>_EPSILON
+    cdef double total = 0, inv_n
+    cdef bint bad = False
+    _check_classes("softmax_crossentropy_sparse", n, k)
+    if G is not None:
+        _check_same("softmax_crossentropy_sparse", "G", G.shape, n, k)
+    if labels.shape[0] != n:
+        raise ValueError("softmax_crossentropy_sparse: labels do not match y_pred rows")
+    if n == 0:
+        return NAN
+    if G is not None:
+        g = _p2(G)
+    inv_n = 1.0 / n
+    with nogil:
+        # Checked here too because an out-of-range label would read outside Z.
+        for i in range(n):
+            if lab[i] < 0 or lab[i] >= k:
+                bad = True
+        if not bad:
+            if from_logits:
+                for i in prange(n, schedule='static',
+                                use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+                    total += _ce_logits_row(z + i * k, NULL, lab[i],
+                                            g + i * k if g != NULL else NULL, k, inv_n)
+            else:
+                for i in prange(n, schedule='static',
+                                use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+                    total += _ce_probs_row(z + i * k, NULL, lab[i],
+                                           g + i * k if g != NULL else NULL, k, lo, hi, inv_n)
+    if bad:
+        raise ValueError(f"softmax_crossentropy_sparse: labels must be in [0, {k})")
+    return total * inv_n
+
+
+def softmax_crossentropy(const floating[:, ::1] Z,   # (n, k) IN, logits or probabilities
+                         const floating[:, ::1] Yt,  # (n, k) IN, target distributions
+                         floating[:, ::1] G,         # (n, k) OUT or None
+                         bint from_logits):
+    """Mean over rows of -sum_j y_j log softmax(Z)_j (or of the clipped probabilities)."""
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
+    cdef const floating* z = _cp2(Z)
+    cdef const floating* t = _cp2(Yt)
+    cdef floating* g = NULL
+    cdef floating lo = <floating>_EPSILON, hi = 1 - <floating>_EPSILON
+    cdef double total = 0, inv_n
+    _check_classes("softmax_crossentropy", n, k)
+    if G is not None:
+        _check_same("softmax_crossentropy", "G", G.shape, n, k)
+    _check_same("softmax_crossentropy", "y_true", Yt.shape, n, k)
+    if n == 0:
+        return NAN
+    if G is not None:
+        g = _p2(G)
+    inv_n = 1.0 / n
+    with nogil:
+        if from_logits:
+            for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+                total += _ce_logits_row(z + i * k, t + i * k, -1,
+                                        g + i * k if g != NULL else NULL, k, inv_n)
+        else:
+            for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+                total += _ce_probs_row(z + i * k, t + i * k, -1,
+                                       g + i * k if g != NULL else NULL, k, lo, hi, inv_n)
+    return total * inv_n

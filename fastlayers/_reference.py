@@ -1,0 +1,351 @@
+"""Pure-NumPy twins of the compiled kernels in ``fastlayers._kernels``.
+
+Every function here has the name and signature of a raw kernel and writes into
+the same OUT buffers, so the kernel test-suite can run one test against both and
+so this file reads as the specification of what each kernel computes.  Inputs
+are assumed validated (2-D C-contiguous, one float dtype) as ``fastlayers.ops``
+guarantees; hyperparameters are cast to the array dtype the way the kernels cast
+them.  Reductions that feed statistics run in float64, as the kernels' do.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "EPSILON",
+    "dense_forward", "dense_backward", "dense_sgd_update",
+    "activation_forward", "activation_backward",
+    "dropout_uniform", "dropout_forward", "dropout_backward",
+    "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_update_moving",
+    "batchnorm_backward_train", "batchnorm_backward_infer",
+    "sgd_update", "adam_update",
+    "mse", "mae", "binary_crossentropy", "softmax_crossentropy_sparse",
+    "softmax_crossentropy",
+]
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = range(5)
+EPSILON = 1e-7  # Keras's fuzz factor: the clip applied to probabilities
+
+
+# ---------------------------------------------------------------------------
+# Activations
+
+def _sigmoid(Z):
+    # exp of a non-positive number only, so nothing overflows.
+    e = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1 / (1 + e), e / (1 + e)).astype(Z.dtype, copy=False)
+
+
+def _act(Z, act):
+    if act == LINEAR:
+        return Z
+    if act == RELU:
+        return np.maximum(Z, Z.dtype.type(0))
+    if act == SIGMOID:
+        return _sigmoid(Z)
+    if act == TANH:
+        return np.tanh(Z)
+    if act == SOFTMAX:
+        if Z.shape[-1] == 0:
+            return Z
+        e = np.exp(Z - Z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    raise ValueError(f"unknown activation code {act}")
+
+
+def _act_grad(Y, dY, act):
+    if act == LINEAR:
+        return dY
+    if act == RELU:
+        return np.where(Y > 0, dY, Y.dtype.type(0))
+    if act == SIGMOID:
+        return dY * Y * (1 - Y)
+    if act == TANH:
+        return dY * (1 - Y * Y)
+    if act == SOFTMAX:
+        return Y * (dY - (dY * Y).sum(axis=-1, keepdims=True))
+    raise ValueError(f"unknown activation code {act}")
+
+
+def activation_forward(X, Y, act):
+    """Y = act(X), softmax row-wise."""
+    Y[...] = _act(X, act)
+
+
+def activation_backward(Y, dY, dX, act):
+    """dX = dY * act'(.), written through the forward output Y."""
+    dX[...] = _act_grad(Y, dY, act)
+
+
+# ---------------------------------------------------------------------------
+# Dense
+
+def dense_forward(X, W, b, Y, activation):
+    """Y = act(X @ W + b)."""
+    np.matmul(X, W, out=Y)
+    if b is not None:
+        Y += b
+    Y[...] = _act(Y, activation)
+
+
+def dense_backward(X, W, Y, dY, dZ, dX, dW, db, activation, accumulate):
+    """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0)."""
+    dZ[...] = _act_grad(Y, dY, activation)
+    if dX is not None:
+        np.matmul(dZ, W.T, out=dX)
+    if dW is not None:
+        if accumulate:
+            dW += X.T @ dZ
+        else:
+            np.matmul(X.T, dZ, out=dW)
+    if db is not None:
+        col = dZ.sum(axis=0, dtype=np.float64).astype(db.dtype)
+        if accumulate:
+            db += col
+        else:
+            db[...] = col
+
+
+def dense_sgd_update(X, dZ, W, b, lr):
+    """W -= lr * X.T @ dZ; b -= lr * dZ.sum(0)."""
+    W += W.dtype.type(-lr) * (X.T @ dZ)
+    if b is not None:
+        b += (-lr * dZ.sum(axis=0, dtype=np.float64)).astype(b.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Dropout: splitmix64 keyed by the seed, evaluated at (counter + i)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix64(z):
+    """splitmix64's finalizer on a uint64 array (wraps modulo 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_uniform(seed, counter, size):
+    """Uniforms in [0, 1) for flat indices 0..size-1 of one dropout call.
+
+    u_i = top 53 bits of mix64(mix64(seed) + (counter + i) * golden) / 2**53.
+    Pure function of (seed, counter + i): reproducible, and any element can be
+    computed independently (so the kernel splits the array over threads).
+    """
+    key = _mix64(np.array([seed], dtype=np.uint64))
+    idx = np.arange(size, dtype=np.uint64) + np.uint64(counter)
+    z = _mix64(key + idx * _GOLDEN)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def dropout_forward(X, Y, mask, rate, seed, counter):
+    """mask = u >= rate; Y = X * mask / (1 - rate)."""
+    u = dropout_uniform(seed, counter, X.size).reshape(X.shape)
+    mask[...] = u >= rate
+    scale = X.dtype.type(1.0 / (1.0 - rate))
+    Y[...] = np.where(mask != 0, X * scale, X.dtype.type(0))
+
+
+def dropout_backward(dY, mask, rate, dX):
+    """dX = dY * mask / (1 - rate)."""
+    scale = dY.dtype.type(1.0 / (1.0 - rate))
+    dX[...] = np.where(mask != 0, dY * scale, dY.dtype.type(0))
+
+
+# ---------------------------------------------------------------------------
+# Batch normalization over the rows of X (n, c)
+
+def _f64(a, default):
+    return default if a is None else a.astype(np.float64)
+
+
+def _bn_apply(X, gamma, beta, mean, inv_std, Y):
+    # In float64 from float64 statistics, as the kernel does per element.
+    scale = _f64(gamma, 1.0) * inv_std
+    Y[...] = (X.astype(np.float64) - mean) * scale + _f64(beta, 0.0)
+
+
+def batchnorm_forward_train(X, gamma, beta, eps, Y, mean, var, inv_std):
+    """Batch statistics (biased variance), then Y = (X - mean) inv_std gamma + beta."""
+    X64 = X.astype(np.float64)
+    m = X64.mean(axis=0)
+    v = ((X64 - m) ** 2).mean(axis=0)
+    inv = 1.0 / np.sqrt(v + eps)
+    mean[...] = m
+    var[...] = v
+    inv_std[...] = inv
+    _bn_apply(X, gamma, beta, m, inv, Y)
+
+
+def batchnorm_forward_infer(X, gamma, beta, moving_mean, moving_var, eps, Y):
+    """Y = (X - moving_mean) / sqrt(moving_var + eps) * gamma + beta."""
+    inv = 1.0 / np.sqrt(moving_var.astype(np.float64) + eps)
+    _bn_apply(X, gamma, beta, moving_mean.astype(np.float64), inv, Y)
+
+
+def batchnorm_update_moving(moving_mean, moving_var, mean, var, momentum):
+    """moving = momentum * moving + (1 - momentum) * batch (Keras convention)."""
+    dt = moving_mean.dtype.type
+    mom, rest = dt(momentum), dt(1.0 - momentum)
+    moving_mean[...] = mom * moving_mean + rest * mean
+    moving_var[...] = mom * moving_var + rest * var
+
+
+def _bn_param_grads(dY, xhat, dgamma, dbeta, accumulate):
+    dbeta64 = dY.sum(axis=0, dtype=np.float64)
+    dgamma64 = (dY.astype(np.float64) * xhat).sum(axis=0)
+    for out, val in ((dgamma, dgamma64), (dbeta, dbeta64)):
+        if out is not None:
+            if accumulate:
+                out += val.astype(out.dtype)
+            else:
+                out[...] = val
+    return dgamma64, dbeta64
+
+
+def batchnorm_backward_train(X, dY, gamma, mean, inv_std, dX, dgamma, dbeta, accumulate):
+    """Backward through the batch statistics.
+
+    With xhat = (X - mean) inv_std:  dbeta = sum dY,  dgamma = sum dY xhat,
+    dX = gamma inv_std / n (n dY - dbeta - xhat dgamma).
+    """
+    n = X.shape[0]
+    inv64 = inv_std.astype(np.float64)
+    xhat = (X.astype(np.float64) - mean.astype(np.float64)) * inv64
+    dgamma64, dbeta64 = _bn_param_grads(dY, xhat, dgamma, dbeta, accumulate)
+    if dX is not None and n > 0:
+        g = 1.0 if gamma is None else gamma.astype(np.float64)
+        dX[...] = g * inv64 / n * (n * dY - dbeta64 - xhat * dgamma64)
+
+
+def batchnorm_backward_infer(X, dY, gamma, moving_mean, moving_var, eps, dX, dgamma,
+                             dbeta, accumulate):
+    """Backward with the moving statistics held constant."""
+    inv64 = 1.0 / np.sqrt(moving_var.astype(np.float64) + eps)
+    xhat = (X.astype(np.float64) - moving_mean.astype(np.float64)) * inv64
+    _bn_param_grads(dY, xhat, dgamma, dbeta, accumulate)
+    if dX is not None:
+        g = 1.0 if gamma is None else gamma.astype(np.float64)
+        dX[...] = dY * (g * inv64)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers, on lists of 1-D arrays updated in place
+
+def sgd_update(params, grads, velocities, lr, momentum, nesterov):
+    """Keras SGD: v = momentum v - lr g; w += v (nesterov: w += momentum v - lr g)."""
+    if velocities is None and momentum != 0:
+        raise ValueError("sgd_update: momentum needs velocities")
+    for i, (w, g) in enumerate(zip(params, grads)):
+        dt = w.dtype.type
+        if velocities is None:
+            w -= dt(lr) * g
+            continue
+        v = velocities[i]
+        v[...] = dt(momentum) * v - dt(lr) * g
+        if nesterov:
+            w += dt(momentum) * v - dt(lr) * g
+        else:
+            w += v
+
+
+def adam_update(params, grads, ms, vs, lr, beta_1, beta_2, epsilon, t):
+    """Keras Adam: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t); w -= lr_t m / (sqrt(v) + eps)."""
+    if t < 1:
+        raise ValueError(f"adam_update: t counts steps from 1, got {t}")
+    lr_t = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+    for w, g, m, v in zip(params, grads, ms, vs):
+        dt = w.dtype.type
+        m[...] = dt(beta_1) * m + dt(1 - beta_1) * g
+        v[...] = dt(beta_2) * v + dt(1 - beta_2) * g * g
+        w -= dt(lr_t) * m / (np.sqrt(v) + dt(epsilon))
+
+
+# ---------------------------------------------------------------------------
+# Losses: mean over the batch; G (if not None) gets d(mean loss)/d(y_pred)
+
+def mse(Yp, Yt, G):
+    if Yp.size == 0:
+        return float("nan")
+    d = Yp - Yt
+    if G is not None:
+        G[...] = d * Yp.dtype.type(2.0 / Yp.size)
+    return float((d.astype(np.float64) ** 2).mean())
+
+
+def mae(Yp, Yt, G):
+    if Yp.size == 0:
+        return float("nan")
+    d = Yp - Yt
+    if G is not None:
+        G[...] = np.sign(d) * Yp.dtype.type(1.0 / Yp.size)
+    return float(np.abs(d.astype(np.float64)).mean())
+
+
+def binary_crossentropy(P, Yt, G, from_logits):
+    if P.size == 0:
+        return float("nan")
+    dt = P.dtype.type
+    if from_logits:
+        z = P.astype(np.float64)
+        y = Yt.astype(np.float64)
+        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        if G is not None:
+            G[...] = (_sigmoid(z) - y) / P.size
+        return float(loss.mean())
+    lo, hi = dt(EPSILON), dt(1) - dt(EPSILON)
+    c = np.clip(P, lo, hi)
+    if G is not None:
+        inside = (P >= lo) & (P <= hi)
+        G[...] = np.where(inside, ((1 - Yt) / (1 - c) - Yt / c) * dt(1.0 / P.size), dt(0))
+    c64, y64 = c.astype(np.float64), Yt.astype(np.float64)
+    return float((-(y64 * np.log(c64) + (1 - y64) * np.log(1 - c64))).mean())
+
+
+def _ce_from_logits(Z, Y, G):
+    z = Z.astype(np.float64)
+    zmax = z.max(axis=1, keepdims=True)
+    e = np.exp(z - zmax)
+    s = e.sum(axis=1, keepdims=True)
+    lse = zmax + np.log(s)
+    ysum = Y.sum(axis=1, keepdims=True)
+    if G is not None:
+        G[...] = (e / s * ysum - Y) / Z.shape[0]
+    return float((lse * ysum - (Y * z).sum(axis=1, keepdims=True)).mean())
+
+
+def _ce_from_probs(P, Y, G):
+    # Keras: normalise rows to sum 1, clip, -sum y log.  The clip passes no
+    # gradient where it is active; the normalisation's Jacobian is (I - q 1^T)/s.
+    dt = P.dtype.type
+    lo, hi = dt(EPSILON), dt(1) - dt(EPSILON)
+    s = P.sum(axis=1, keepdims=True, dtype=np.float64).astype(P.dtype)
+    q = P / s
+    r = np.clip(q, lo, hi)
+    loss = -(Y * np.log(r.astype(np.float64))).sum(axis=1)
+    if G is not None:
+        g = np.where((q >= lo) & (q <= hi), -Y / r, 0.0)
+        gq = (g * q).sum(axis=1, keepdims=True)
+        G[...] = (g - gq) / s / P.shape[0]
+    return float(loss.mean())
+
+
+def softmax_crossentropy(Z, Yt, G, from_logits):
+    if Z.shape[0] == 0:
+        return float("nan")
+    Y = Yt.astype(np.float64)
+    return _ce_from_logits(Z, Y, G) if from_logits else _ce_from_probs(Z, Y, G)
+
+
+def softmax_crossentropy_sparse(Z, labels, G, from_logits):
+    n, k = Z.shape
+    if np.any((labels < 0) | (labels >= k)):
+        raise ValueError(f"softmax_crossentropy_sparse: labels must be in [0, {k})")
+    if n == 0:
+        return float("nan")
+    Y = np.zeros((n, k))
+    Y[np.arange(n), labels] = 1.0
+    return _ce_from_logits(Z, Y, G) if from_logits else _ce_from_probs(Z, Y, G)
