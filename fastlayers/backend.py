@@ -122,3 +122,11 @@ def set_num_threads(n: Optional[int]) -> None:
 def get_num_threads() -> int:
     """Return the thread bound set by :func:`set_num_threads` (or the core count)."""
     return _NUM_THREADS or (os.cpu_count() or 1)
+
+
+def clear_session() -> None:
+    """Reset auto-generated layer names (``dense``, ``dense_1``...) and the learning phase."""
+    from .engine import layer as _layer
+
+    _layer._NAME_COUNTS.clear()
+    set_learning_phase(None)

@@ -8,7 +8,9 @@ computation in ``forward(inputs, training=False)``, which returns
 ``(grad_inputs, weight_grads)``: ``weight_grads`` lists one array (or ``None``) per
 weight of the layer, in creation order.  All in NumPy; no autodiff is involved.
 A layer that is only ever run in inference may define ``call(inputs,
-training=None)`` instead.  Check a layer with
+training=None)`` instead.  Unless the layer defines ``compute_output_shape``, the
+output shape of a symbolic call is found by one dry run on a batch of zeros in
+inference mode.  Check a layer with
 :func:`fastlayers.utils.check_layer_gradients`.
 
 The engine never calls ``backprop`` for a call whose result needs no gradient, and
