@@ -342,7 +342,7 @@ class Model(Container):
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            if verbose == 1:
+            if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
             order = _random.generator().permutation(n) if shuffle else None
