@@ -1,0 +1,20 @@
+# Stubs for fastlayers._kernels.activations (csrc/activations.pyx).
+import numpy as np
+
+LINEAR: int
+RELU: int
+SIGMOID: int
+TANH: int
+SOFTMAX: int
+
+def activation_forward(
+    X: np.ndarray,  # const floating[:, ::1] (n, k)
+    Y: np.ndarray,  # floating[:, ::1] (n, k) OUT, may be X
+    act: int,
+) -> None: ...
+def activation_backward(
+    Y: np.ndarray,  # const floating[:, ::1] (n, k) forward output
+    dY: np.ndarray,  # const floating[:, ::1] (n, k)
+    dX: np.ndarray,  # floating[:, ::1] (n, k) OUT, may be dY
+    act: int,
+) -> None: ...
