@@ -68,7 +68,7 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
         _act_rows(yp, bp, yp, n, u, activation)
 
 
-def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN, or None when dW is None
+def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape) when dW is None
                    const floating[:, ::1] W,   # (d_in, units) IN
                    const floating[:, ::1] Y,   # (n, units) IN, forward output; None if linear
                    const floating[:, ::1] dY,  # (n, units) IN
@@ -78,7 +78,11 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN, or None when dW i
                    floating[::1] db,           # (units,) OUT (IN/OUT if accumulate) or None
                    int activation,
                    bint accumulate):
-    """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0)."""
+    """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0).
+
+    X must be an array even when dW is None: Cython picks the float or double
+    version from the first argument.
+    """
     cdef Py_ssize_t n = dY.shape[0], u = dY.shape[1], d_in = W.shape[0]
     cdef const floating* xp = NULL
     cdef const floating* yp = NULL

@@ -88,7 +88,8 @@ class _Call:
         a = np.asarray(a)
         self._dtype(name, a)
         self._ndim(name, a, ndim, min_ndim)
-        return np.ascontiguousarray(a)
+        # (np.ascontiguousarray would also turn a 0-d array into 1-d.)
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
     def inplace(self, name: str, a, shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
         """An array the kernel updates in place: it must already be usable as is,
@@ -227,7 +228,11 @@ def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=Tr
         dZ = c.output("dZ", dZ, dY.shape)
     _no_overlap(fn, "dX", dX, dZ=dZ, W=W)
     _no_overlap(fn, "dW", dW, X=X, dZ=dZ)
-    _dense.dense_backward(None if X is None else _rows(X), W,
+    if X is None:
+        # The kernel picks its float/double version from its first argument, so
+        # X cannot be None; an empty stand-in of the right dtype is never read.
+        X = np.empty((0, d_in), dtype=W.dtype)
+    _dense.dense_backward(_rows(X), W,
                           None if Y is None else _rows(Y), _rows(dY), _rows(dZ),
                           None if dX is None else _rows(dX), dW, db, code, bool(accumulate))
     return dX, dW, db

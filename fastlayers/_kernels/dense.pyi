@@ -20,7 +20,7 @@ def dense_forward(
     activation: int,
 ) -> None: ...
 def dense_backward(
-    X: Optional[np.ndarray],  # const floating[:, ::1] (n, d_in); needed for dW
+    X: np.ndarray,  # const floating[:, ::1] (n, d_in); any shape if dW is None, never None
     W: np.ndarray,  # const floating[:, ::1] (d_in, units)
     Y: Optional[np.ndarray],  # const floating[:, ::1] (n, units); needed unless LINEAR
     dY: np.ndarray,  # const floating[:, ::1] (n, units)
