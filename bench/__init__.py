@@ -1,0 +1,1 @@
+"""fastlayers benchmark CLI: ``python -m bench`` (see bench/README.md)."""
