@@ -41,6 +41,11 @@ class _Compiled:
         self.flags_version = -1
         self.warned: set = set()
         self.run = Run(self.train_ids, self.grads, frozen_bn, backprop=bool(weights))
+        # The fused step (engine/plan.py), valid for the graph it was built from.
+        self.plan = None
+        self.plan_nodes = None
+        self.sparse = False
+        self.has_metrics = any(metric_ids)
 
 
 def _walk_frozen_bn(container, path, out: Dict[tuple, bool]) -> None:
@@ -107,9 +112,36 @@ class Model(Container):
         self._compiled = _Compiled(_optimizers.get(optimizer), loss_list, lw, metric_ids,
                                    weights, frozen)
         self._compiled.flags_version = _layer_mod.FLAGS_VERSION[0]
+        self._attach_plan(self._compiled)
         if not weights:
             warnings.warn(f"{owner} was compiled with no trainable weights: fit and "
                           f"train_on_batch will run but update nothing.", UserWarning, stacklevel=2)
+
+    def _attach_plan(self, c: _Compiled) -> None:
+        from .plan import build_plan
+
+        c.plan = build_plan(self, c)
+        c.plan_nodes = self._nodes
+        c.sparse = isinstance(c.losses[0], _losses.SparseCategoricalCrossentropy)
+        if c.plan is not None:
+            t = self.inputs[0]
+            c.dtype = np.dtype(t.dtype)
+            c.d_in = t.shape[1]
+            c.d_out = self.outputs[0].shape[-1]
+
+    def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> float:
+        opt = c.optimizer
+        opt.iterations += 1
+        lr = opt.learning_rate
+        lr_t = 0.0
+        if type(opt) is _optimizers.Adam:
+            t = opt.iterations
+            lr_t = lr * math.sqrt(1 - opt.beta_2 ** t) / (1 - opt.beta_1 ** t)
+        loss = c.plan.step(x, y, lr, lr_t)
+        if c.plan.bad_labels:
+            opt.iterations -= 1
+            raise ValueError(f"Model {self.name!r}: labels must be in [0, {c.d_out})")
+        return loss
 
     @property
     def optimizer(self):
@@ -221,6 +253,9 @@ class Model(Container):
         return node
 
     def _train_step(self, c: _Compiled, xs, ys):
+        if c.plan is not None and c.plan_nodes is self._nodes:
+            loss = self._plan_step(c, xs[0], ys[0])
+            return loss, [loss], [c.plan.last_output(len(xs[0]))]
         run = c.run
         run.path.clear()
         c.grads.reset()
@@ -252,6 +287,9 @@ class Model(Container):
         return total, per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
+        c = self._compiled
+        if c is not None and c.plan is not None and c.plan_nodes is self._nodes:
+            return [c.plan.forward(xs[0], training).copy()]
         outs, _ = self._forward(xs, training, Run(), [False] * len(xs), self._top_node())
         return outs
 
@@ -272,6 +310,18 @@ class Model(Container):
 
     def train_on_batch(self, x, y, return_dict: bool = False):
         """One training step on one batch; returns the loss (or ``[loss, *metrics]``)."""
+        c = self._compiled
+        if (c is not None and c.plan is not None and not return_dict and not c.has_metrics
+                and type(x) is np.ndarray and type(y) is np.ndarray
+                and c.plan_nodes is self._nodes and x.ndim == 2 and x.dtype == c.dtype
+                and x.shape[0] and x.shape[1] == c.d_in and x.flags.c_contiguous
+                and y.flags.c_contiguous and y.shape[0] == x.shape[0]
+                and ((y.ndim == 1 and y.dtype == np.int64) if c.sparse
+                     else (y.ndim == 2 and y.shape[1] == c.d_out and y.dtype == c.dtype))):
+            # The fast path: data already in the model's form, nothing to convert.
+            if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
+                self._check_stale(c)
+            return self._plan_step(c, x, y)
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")

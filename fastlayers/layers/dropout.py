@@ -30,7 +30,8 @@ class Dropout(Layer):
             raise ValueError(f"Dropout {self.name!r}: rate must be in [0, 1), got {rate}")
         self.rate = rate
         self.seed = _random.draw_seed(seed)
-        self._counter = 0
+        # A one-element array so the fused training step can advance it in place.
+        self._counter = np.zeros(1, dtype=np.uint64)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -41,8 +42,8 @@ class Dropout(Layer):
         return self._forward([self._as_input_array(inputs)], bool(training), _NO_GRAD, [False], _NODE)[0][0]
 
     def _next_counter(self, size: int) -> int:
-        c = self._counter
-        self._counter = (c + size) & ((1 << 64) - 1)
+        c = int(self._counter[0])
+        self._counter[0] = (c + size) & ((1 << 64) - 1)
         return c
 
     def _forward(self, xs, training, run, need, node):

@@ -63,13 +63,17 @@ def check_layer_gradients(layer, inputs, training: bool = False, eps: float = 1e
     node = Node(layer, [], training, as_list)
     weights = [w for w in layer.weights if w.trainable]
     counter0 = getattr(layer, "_counter", None)
+    if isinstance(counter0, np.ndarray):
+        counter0 = counter0.copy()
     # Snapshot state a training-mode forward may change (moving statistics).
     state0 = [w.numpy() for w in layer.weights]
 
     def restore():
         for w, v in zip(layer.weights, state0):
             w.assign(v)
-        if counter0 is not None:
+        if isinstance(counter0, np.ndarray):
+            layer._counter[...] = counter0
+        elif counter0 is not None:
             layer._counter = counter0
 
     def f(values):

@@ -351,6 +351,7 @@ def test_r8_shared_layer_gradients_summed_one_update(float64):
 
 # --------------------------------------------------------------------------- R9
 def test_r9_no_gradients_for_frozen_and_below_lowest_trainable(monkeypatch):
+    monkeypatch.setenv("FASTLAYERS_NO_PLAN", "1")  # the layer-by-layer path
     calls = []
     real = ops.dense_backward
 
@@ -373,3 +374,17 @@ def test_r9_no_gradients_for_frozen_and_below_lowest_trainable(monkeypatch):
         m.compile("sgd", "mse")
     m.train_on_batch(*xy())
     assert calls == []
+
+
+def test_r9_fused_step_makes_the_same_decisions():
+    m = fl.Sequential([Dense(5, input_shape=(2,)), Dense(4), Dense(3), Dense(1)])
+    m.layers[0].trainable = False
+    m.layers[2].trainable = False
+    m.compile("sgd", "mse")
+    plan = m._compiled.plan
+    assert plan is not None
+    assert [(r["dW"], r["dX"], r["backward"]) for r in plan.describe()] == [
+        (False, False, False), (True, False, True), (False, True, True), (True, True, True)]
+    w0 = m.layers[0].get_weights()
+    m.train_on_batch(*xy())
+    assert not any(changed(w0, m.layers[0].get_weights()))

@@ -1,0 +1,464 @@
+# Design
+# ------
+# The fused training step.  For a chain of built-in layers (Dense, Dropout,
+# Activation) the whole step -- forward, loss, backward, optimizer update -- runs
+# here in one nogil call, so the per-step cost of Python is one method call.
+#
+# Python decides everything beforehand (fastlayers/engine/plan.py): which layers'
+# weights are updated (the compiled set, R3/R4), which input gradients are needed
+# (R9: the backward pass stops at the lowest layer with something to train), which
+# dropout layers drop, the loss and the optimizer.  This module only executes that
+# decision, on buffers Python allocated once per batch size: steady-state steps
+# allocate nothing.
+#
+# The arithmetic is the kernels' own (the same header-only helpers as dense.pyx,
+# dropout.pyx, losses.pyx and optim.pyx), so a step here equals a step through
+# the layer-by-layer Python path -- with one deliberate exception: plain SGD on a
+# Dense weight is one GEMM straight into W (alpha = -lr, beta = 1), which needs no
+# gradient buffer and no extra pass (DESIGN.md "Performance notes").  A weight is
+# only ever updated after its layer's input gradient has been computed from it.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+
+from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
+from _blas cimport gemm
+from _common cimport PARALLEL_MIN_ELEMENTS, _colsum
+from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
+                    _mse_sum)
+from _optim cimport _adam_one, _sgd_one
+from _rng cimport rng_key, rng_uniform
+
+cdef enum:
+    OP_DENSE = 0
+    OP_DROPOUT = 1
+    OP_ACTIVATION = 2
+
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_MAE = 1
+    LOSS_BCE = 2
+    LOSS_CE = 3
+    LOSS_SPARSE_CE = 4
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_MOMENTUM = 1
+    OPT_NESTEROV = 2
+    OPT_ADAM = 3
+
+OP_KINDS = {"dense": OP_DENSE, "dropout": OP_DROPOUT, "activation": OP_ACTIVATION}
+LOSS_KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "bce": LOSS_BCE, "ce": LOSS_CE,
+              "sparse_ce": LOSS_SPARSE_CE}
+OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
+             "adam": OPT_ADAM}
+
+cdef double _EPSILON = 1e-7
+
+
+cdef struct Op:
+    int kind
+    int act
+    Py_ssize_t d_in
+    Py_ssize_t d_out
+    void* W          # (d_in, d_out) IN/OUT
+    void* b          # (d_out,) IN/OUT or NULL
+    void* gW         # gradient scratch for optimizers that need one, else NULL
+    void* gb
+    void* s1W        # momentum velocity or Adam first moment
+    void* s1b
+    void* s2W        # Adam second moment
+    void* s2b
+    bint train_w
+    bint train_b
+    bint drop_train  # dropout drops in training steps (pinned training=False: never)
+    bint drop_infer  # dropout drops in inference runs (pinned training=True)
+    double rate
+    uint64_t key
+    uint64_t* counter
+    void* out        # (n, d_out), bound per batch size
+    void* grad       # (n, d_out)
+    uint8_t* mask    # (n, d_out) for dropout
+
+
+cdef inline void* _addr(object a):
+    return <void*><size_t>a.__array_interface__["data"][0] if a is not None else NULL
+
+
+cdef class TrainPlan:
+    """A compiled chain of built-in layers; see the module's design note."""
+
+    cdef Op* ops
+    cdef const void** vals     # per op: the array the next op reads (outputs or aliases)
+    cdef int n_ops
+    cdef int lowest            # lowest op with something to train; -1: nothing
+    cdef int loss_kind
+    cdef bint from_logits
+    cdef int opt_kind
+    cdef double momentum, beta_1, beta_2, epsilon
+    cdef bint f32
+    cdef Py_ssize_t d_in, d_out, bound_n
+    cdef object dtype
+    cdef list _keep
+    cdef dict _buffers
+    cdef public bint bad_labels
+
+    def __cinit__(self):
+        self.ops = NULL
+        self.vals = NULL
+
+    def __init__(self, dtype, list specs, str loss, bint from_logits, str optimizer,
+                 double momentum=0.0, double beta_1=0.9, double beta_2=0.999,
+                 double epsilon=1e-7):
+        import numpy as np
+
+        cdef int i
+        cdef Op* op
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"TrainPlan: dtype must be float32 or float64, got {dtype}")
+        self.f32 = self.dtype == np.float32
+        if not specs:
+            raise ValueError("TrainPlan: no layers")
+        self.n_ops = len(specs)
+        self.ops = <Op*>calloc(self.n_ops, sizeof(Op))
+        self.vals = <const void**>calloc(self.n_ops, sizeof(void*))
+        if self.ops == NULL or self.vals == NULL:
+            raise MemoryError()
+        self.loss_kind = LOSS_KINDS[loss]
+        self.from_logits = from_logits
+        self.opt_kind = OPT_KINDS[optimizer]
+        self.momentum, self.beta_1, self.beta_2, self.epsilon = momentum, beta_1, beta_2, epsilon
+        self._keep = []
+        self._buffers = {}
+        self.bound_n = -1
+        self.lowest = -1
+        for i, spec in enumerate(specs):
+            op = &self.ops[i]
+            op.kind = OP_KINDS[spec["kind"]]
+            op.act = spec.get("act", ACT_LINEAR)
+            op.d_in = spec["d_in"]
+            op.d_out = spec["d_out"]
+            for name in ("W", "b", "gW", "gb", "s1W", "s1b", "s2W", "s2b", "counter"):
+                a = spec.get(name)
+                if a is not None:
+                    if not a.flags.c_contiguous or (name != "counter" and a.dtype != self.dtype):
+                        raise ValueError(f"TrainPlan: {name} of op {i} must be C-contiguous "
+                                         f"{self.dtype}")
+                    self._keep.append(a)
+            op.W = _addr(spec.get("W"))
+            op.b = _addr(spec.get("b"))
+            op.gW = _addr(spec.get("gW"))
+            op.gb = _addr(spec.get("gb"))
+            op.s1W = _addr(spec.get("s1W"))
+            op.s1b = _addr(spec.get("s1b"))
+            op.s2W = _addr(spec.get("s2W"))
+            op.s2b = _addr(spec.get("s2b"))
+            op.counter = <uint64_t*>_addr(spec.get("counter"))
+            op.train_w = spec.get("train_w", False)
+            op.train_b = spec.get("train_b", False)
+            op.drop_train = spec.get("drop_train", False)
+            op.drop_infer = spec.get("drop_infer", False)
+            op.rate = spec.get("rate", 0.0)
+            op.key = rng_key(<uint64_t>spec.get("seed", 0))
+            if op.kind == OP_DENSE and op.W == NULL:
+                raise ValueError(f"TrainPlan: dense op {i} has no W")
+            if op.kind == OP_DROPOUT and op.counter == NULL:
+                raise ValueError(f"TrainPlan: dropout op {i} has no counter")
+            if self.opt_kind != OPT_SGD and (op.train_w and (op.gW == NULL or op.s1W == NULL)
+                                             or op.train_b and (op.gb == NULL or op.s1b == NULL)):
+                raise ValueError(f"TrainPlan: op {i} lacks optimizer buffers")
+            if self.opt_kind == OPT_ADAM and (op.train_w and op.s2W == NULL
+                                              or op.train_b and op.s2b == NULL):
+                raise ValueError(f"TrainPlan: op {i} lacks Adam buffers")
+            if i > 0 and op.d_in != self.ops[i - 1].d_out:
+                raise ValueError(f"TrainPlan: op {i} input size does not match op {i - 1}")
+            if op.train_w or op.train_b:
+                if self.lowest < 0:
+                    self.lowest = i
+        self.d_in = self.ops[0].d_in
+        self.d_out = self.ops[self.n_ops - 1].d_out
+
+    def __dealloc__(self):
+        free(self.ops)
+        free(<void*>self.vals)
+
+    @property
+    def trains_anything(self):
+        return self.lowest >= 0
+
+    def describe(self):
+        """Per op, what a training step computes: the plan's R9 decisions, as data.
+
+        A list of dicts with ``kind``, ``dW`` (kernel gradient/update), ``db``,
+        ``dX`` (input gradient) and ``backward`` (visited by the backward pass).
+        """
+        kinds = {v: k for k, v in OP_KINDS.items()}
+        rows = []
+        for i in range(self.n_ops):
+            op = &self.ops[i]
+            visited = self.lowest >= 0 and i >= self.lowest
+            rows.append({"kind": kinds[op.kind], "dW": bool(op.train_w), "db": bool(op.train_b),
+                         "dX": visited and i > self.lowest, "backward": visited})
+        return rows
+
+    cdef int _bind(self, Py_ssize_t n) except -1:
+        """Point the ops at the buffers of batch size n (allocated on first use)."""
+        import numpy as np
+
+        cdef int i
+        cdef Op* op
+        if n == self.bound_n:
+            return 0
+        bufs = self._buffers.get(n)
+        if bufs is None:
+            bufs = []
+            for i in range(self.n_ops):
+                op = &self.ops[i]
+                shape = (n, op.d_out)
+                bufs.append((np.empty(shape, self.dtype), np.empty(shape, self.dtype),
+                             np.empty(shape, np.uint8) if op.kind == OP_DROPOUT else None))
+            self._buffers[n] = bufs
+        for i in range(self.n_ops):
+            op = &self.ops[i]
+            out, grad, mask = bufs[i]
+            op.out = _addr(out)
+            op.grad = _addr(grad)
+            op.mask = <uint8_t*>_addr(mask)
+        self.bound_n = n
+        return 0
+
+    def last_output(self, Py_ssize_t n, bint training=True):
+        """The output of the last step or run with batch size n (a view, reused)."""
+        return self._buffer_of_last(n, training)
+
+    def step(self, X, T, double lr, double lr_t=0.0):
+        """One training step on inputs X (n, d_in) and targets T; returns the loss.
+
+        T is int64 labels (n,) for sparse cross-entropy, else an (n, d_out) array
+        of the plan's dtype.  The caller validated shapes and dtypes.
+        """
+        cdef Py_ssize_t n = X.shape[0]
+        self._bind(n)
+        if self.f32:
+            return _step_f32(self, X, T, n, lr, lr_t)
+        return _step_f64(self, X, T, n, lr, lr_t)
+
+    def forward(self, X, bint training=False):
+        """Run the layers only; returns the output buffer (valid until the next call)."""
+        cdef Py_ssize_t n = X.shape[0]
+        cdef const float[:, ::1] x32
+        cdef const double[:, ::1] x64
+        self._bind(n)
+        if self.f32:
+            x32 = X
+            with nogil:
+                _forward(self, &x32[0, 0], n, training)
+            return self._buffer_of_last(n, training)
+        x64 = X
+        with nogil:
+            _forward(self, &x64[0, 0], n, training)
+        return self._buffer_of_last(n, training)
+
+    def _buffer_of_last(self, Py_ssize_t n, bint training):
+        # An inactive final dropout aliases its input: return that buffer instead.
+        cdef int i = self.n_ops - 1
+        while i >= 0 and self.ops[i].kind == OP_DROPOUT and not (
+                self.ops[i].drop_train if training else self.ops[i].drop_infer):
+            i -= 1
+        return self._buffers[n][i][0] if i >= 0 else None
+
+
+cdef double _step_f32(TrainPlan p, const float[:, ::1] X, object T, Py_ssize_t n,
+                      double lr, double lr_t) except? -1:
+    cdef const float[:, ::1] t2
+    cdef const int64_t[::1] lab
+    cdef double loss
+    if p.loss_kind == LOSS_SPARSE_CE:
+        lab = T
+        with nogil:
+            loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
+    else:
+        t2 = T
+        with nogil:
+            loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
+    return loss
+
+
+cdef double _step_f64(TrainPlan p, const double[:, ::1] X, object T, Py_ssize_t n,
+                      double lr, double lr_t) except? -1:
+    cdef const double[:, ::1] t2
+    cdef const int64_t[::1] lab
+    cdef double loss
+    if p.loss_kind == LOSS_SPARSE_CE:
+        lab = T
+        with nogil:
+            loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
+    else:
+        t2 = T
+        with nogil:
+            loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
+    return loss
+
+
+cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) noexcept nogil:
+    cdef int l
+    cdef Op* op
+    cdef const floating* inp = x
+    cdef floating* out
+    cdef Py_ssize_t i, size
+    cdef floating scale
+    cdef bint drop, keep
+    cdef uint64_t c
+    for l in range(p.n_ops):
+        op = &p.ops[l]
+        out = <floating*>op.out
+        if op.kind == OP_DENSE:
+            gemm(False, False, n, op.d_out, op.d_in, 1, inp, op.d_in,
+                 <const floating*>op.W, op.d_out, 0, out, op.d_out)
+            _act_rows(out, <const floating*>op.b, out, n, op.d_out, op.act)
+        elif op.kind == OP_ACTIVATION:
+            _act_rows(inp, NULL, out, n, op.d_out, op.act)
+        else:
+            drop = op.drop_train if training else op.drop_infer
+            if not drop or op.rate == 0:
+                # Identity: the next op reads this op's input directly.
+                p.vals[l] = inp
+                continue
+            size = n * op.d_out
+            scale = <floating>(1.0 / (1.0 - op.rate))
+            c = op.counter[0]
+            for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+                keep = rng_uniform(op.key, c + <uint64_t>i) >= op.rate
+                op.mask[i] = keep
+                out[i] = inp[i] * scale if keep else 0
+            op.counter[0] = c + <uint64_t>size
+        p.vals[l] = out
+        inp = out
+
+
+cdef double _loss(TrainPlan p, const floating* z, const void* target, floating* g,
+                  Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Loss of the batch (mean, as Keras) and its gradient into g; NaN on bad labels."""
+    cdef Py_ssize_t i, size = n * k
+    cdef double total = 0, inv_n = 1.0 / n
+    cdef floating lo = <floating>_EPSILON, hi = 1 - <floating>_EPSILON
+    cdef floating inv = <floating>(1.0 / size)
+    cdef const floating* t = <const floating*>target
+    cdef const int64_t* lab = <const int64_t*>target
+    if p.loss_kind == LOSS_MSE:
+        return _mse_sum(z, t, g, size) / size
+    if p.loss_kind == LOSS_MAE:
+        return _mae_sum(z, t, g, size) / size
+    if p.loss_kind == LOSS_BCE:
+        for i in range(size):
+            if p.from_logits:
+                total += _bce_logits(z[i], t[i], inv, g + i)
+            else:
+                total += _bce_probs(z[i], t[i], lo, hi, inv, g + i)
+        return total / size
+    if p.loss_kind == LOSS_SPARSE_CE:
+        for i in range(n):
+            if lab[i] < 0 or lab[i] >= k:
+                p.bad_labels = True
+                return 0
+        for i in range(n):
+            if p.from_logits:
+                total += _ce_logits_row(z + i * k, NULL, lab[i], g + i * k, k, inv_n)
+            else:
+                total += _ce_probs_row(z + i * k, NULL, lab[i], g + i * k, k, lo, hi, inv_n)
+        return total * inv_n
+    for i in range(n):
+        if p.from_logits:
+            total += _ce_logits_row(z + i * k, t + i * k, -1, g + i * k, k, inv_n)
+        else:
+            total += _ce_probs_row(z + i * k, t + i * k, -1, g + i * k, k, lo, hi, inv_n)
+    return total * inv_n
+
+
+cdef void _update(TrainPlan p, Op* op, const floating* X, floating* G, Py_ssize_t n,
+                  double lr, double lr_t) noexcept nogil:
+    """Apply the optimizer to op's weights from its input X and dZ = G."""
+    cdef Py_ssize_t d_in = op.d_in, d_out = op.d_out
+    cdef floating lr_f = <floating>lr
+    if p.opt_kind == OPT_SGD:
+        # One GEMM straight into W; the bias takes the column sums the same way.
+        if op.train_w:
+            gemm(True, False, d_in, d_out, n, -lr_f, X, d_in, G, d_out, 1,
+                 <floating*>op.W, d_out)
+        if op.train_b:
+            _colsum(G, n, d_out, -lr, <floating*>op.b, True)
+        return
+    if op.train_w:
+        gemm(True, False, d_in, d_out, n, 1, X, d_in, G, d_out, 0, <floating*>op.gW, d_out)
+    if op.train_b:
+        _colsum(G, n, d_out, 1.0, <floating*>op.gb, False)
+    if p.opt_kind == OPT_ADAM:
+        if op.train_w:
+            _adam_one(<floating*>op.W, <const floating*>op.gW, <floating*>op.s1W,
+                      <floating*>op.s2W, d_in * d_out, <floating>lr_t, <floating>p.beta_1,
+                      <floating>p.beta_2, <floating>(1 - p.beta_1), <floating>(1 - p.beta_2),
+                      <floating>p.epsilon)
+        if op.train_b:
+            _adam_one(<floating*>op.b, <const floating*>op.gb, <floating*>op.s1b,
+                      <floating*>op.s2b, d_out, <floating>lr_t, <floating>p.beta_1,
+                      <floating>p.beta_2, <floating>(1 - p.beta_1), <floating>(1 - p.beta_2),
+                      <floating>p.epsilon)
+        return
+    if op.train_w:
+        _sgd_one(<floating*>op.W, <const floating*>op.gW, <floating*>op.s1W, d_in * d_out,
+                 lr_f, <floating>p.momentum, p.opt_kind == OPT_NESTEROV)
+    if op.train_b:
+        _sgd_one(<floating*>op.b, <const floating*>op.gb, <floating*>op.s1b, d_out,
+                 lr_f, <floating>p.momentum, p.opt_kind == OPT_NESTEROV)
+
+
+cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t n,
+                  double lr, double lr_t) noexcept nogil:
+    cdef int l
+    cdef Op* op
+    cdef Op* last = &p.ops[p.n_ops - 1]
+    cdef floating* G
+    cdef floating* prev_g
+    cdef const floating* X
+    cdef Py_ssize_t i, size
+    cdef floating scale
+    cdef double loss
+    cdef bint want_dx
+    p.bad_labels = False
+    _forward(p, x, n, True)
+    loss = _loss(p, <const floating*>p.vals[p.n_ops - 1], target, <floating*>last.grad,
+                 n, last.d_out)
+    if p.bad_labels or p.lowest < 0:
+        return loss
+    # An inactive final dropout passed its input through: its gradient is the
+    # loss gradient itself, already in last.grad.
+    l = p.n_ops - 1
+    while l >= p.lowest:
+        op = &p.ops[l]
+        G = <floating*>op.grad
+        X = x if l == 0 else <const floating*>p.vals[l - 1]
+        want_dx = l > p.lowest
+        prev_g = <floating*>p.ops[l - 1].grad if want_dx else NULL
+        if op.kind == OP_DENSE:
+            _act_grad_rows(<const floating*>op.out, G, G, n, op.d_out, op.act)
+            if want_dx:
+                gemm(False, True, n, op.d_in, op.d_out, 1, G, op.d_out,
+                     <const floating*>op.W, op.d_out, 0, prev_g, op.d_in)
+            _update(p, op, X, G, n, lr, lr_t)
+        elif op.kind == OP_ACTIVATION:
+            if want_dx:
+                _act_grad_rows(<const floating*>op.out, G, prev_g, n, op.d_out, op.act)
+        elif want_dx:
+            size = n * op.d_out
+            if p.vals[l] == <const void*>X:
+                memcpy(prev_g, G, size * sizeof(floating))
+            else:
+                scale = <floating>(1.0 / (1.0 - op.rate))
+                for i in prange(size, schedule='static',
+                                use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+                    prev_g[i] = G[i] * scale if op.mask[i] else 0
+        l -= 1
+    return loss

@@ -1,0 +1,123 @@
+"""Compile a model into a fused training step when its graph allows it.
+
+A model qualifies when it is a chain -- one input, one output, each node reading
+the previous node's output -- of built-in ``Dense``, ``Dropout``, ``Activation``
+and (2-D) ``Flatten`` layers, each used once, trained with a built-in loss and
+SGD or Adam.  Everything else runs on the layer-by-layer path, with the same
+semantics: this module only moves the decisions the engine already made
+(compiled weight set, R3/R4; where backprop stops, R9; which dropout layers drop,
+R5/R6) into a :class:`fastlayers._kernels.plan.TrainPlan`.
+
+Set ``FASTLAYERS_NO_PLAN=1`` to force the layer-by-layer path (tests compare the two).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from .. import losses as _losses
+from .. import optimizers as _optimizers
+from ..layers.core import Activation, Dense, Flatten
+from ..layers.dropout import Dropout
+
+_ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+
+_LOSS_KINDS = {
+    _losses.MeanSquaredError: "mse",
+    _losses.MeanAbsoluteError: "mae",
+    _losses.BinaryCrossentropy: "bce",
+    _losses.CategoricalCrossentropy: "ce",
+    _losses.SparseCategoricalCrossentropy: "sparse_ce",
+}
+
+
+def _enabled() -> bool:
+    return os.environ.get("FASTLAYERS_NO_PLAN", "0") in ("", "0")
+
+
+def build_plan(model, compiled) -> Optional[object]:
+    """A TrainPlan for ``model`` under ``compiled``, or None when it does not qualify."""
+    if not _enabled() or len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    if compiled.loss_weights != [1.0]:
+        return None
+    loss = compiled.losses[0]
+    kind = _LOSS_KINDS.get(type(loss))
+    opt = compiled.optimizer
+    if kind is None or type(opt) not in (_optimizers.SGD, _optimizers.Adam):
+        return None
+    inp = model.inputs[0]
+    if len(inp.shape) != 2 or inp.shape[1] is None:
+        return None
+    dtype = np.dtype(inp.dtype)
+    specs = []
+    prev = inp
+    seen = set()
+    width = inp.shape[1]
+    for node in model._nodes:
+        layer = node.layer
+        if len(node.inputs) != 1 or node.inputs[0] is not prev or len(node.outputs) != 1:
+            return None
+        if id(layer) in seen or node.kwargs:
+            return None
+        seen.add(id(layer))
+        prev = node.outputs[0]
+        t = type(layer)
+        if t is Flatten:
+            continue  # identity on 2-D inputs
+        if np.dtype(layer.dtype) != dtype:
+            return None
+        if t is Dense:
+            spec = {"kind": "dense", "act": _ACT_CODES[layer.activation], "d_in": width,
+                    "d_out": layer.units, "W": layer.kernel.value,
+                    "b": layer.bias.value if layer.bias is not None else None,
+                    "train_w": id(layer.kernel) in compiled.train_ids,
+                    "train_b": layer.bias is not None and id(layer.bias) in compiled.train_ids}
+            if any(w.dtype != dtype for w in layer.weights):
+                return None
+            _optimizer_buffers(spec, opt, layer.kernel, "W")
+            if layer.bias is not None:
+                _optimizer_buffers(spec, opt, layer.bias, "b")
+            width = layer.units
+        elif t is Dropout:
+            pinned = node.training
+            spec = {"kind": "dropout", "d_in": width, "d_out": width, "rate": layer.rate,
+                    "seed": layer.seed, "counter": layer._counter,
+                    "drop_train": pinned is not False and layer.rate > 0,
+                    "drop_infer": pinned is True and layer.rate > 0}
+        elif t is Activation:
+            if layer.activation == "linear":
+                continue
+            spec = {"kind": "activation", "act": _ACT_CODES[layer.activation],
+                    "d_in": width, "d_out": width}
+        else:
+            return None
+        specs.append(spec)
+    if prev is not model.outputs[0] or not specs:
+        return None
+    from .._kernels.plan import TrainPlan
+
+    if isinstance(opt, _optimizers.SGD):
+        name = "sgd" if opt.momentum == 0 else ("nesterov" if opt.nesterov else "momentum")
+        plan = TrainPlan(dtype, specs, kind, getattr(loss, "from_logits", False), name,
+                         momentum=opt.momentum)
+    else:
+        plan = TrainPlan(dtype, specs, kind, getattr(loss, "from_logits", False), "adam",
+                         beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    return plan
+
+
+def _optimizer_buffers(spec: dict, opt, weight, suffix: str) -> None:
+    """Share the optimizer's own slots, so both paths continue each other's state."""
+    if not spec["train_" + suffix.lower()]:
+        return
+    if isinstance(opt, _optimizers.SGD) and opt.momentum == 0:
+        return
+    spec["g" + suffix] = np.empty(weight.shape, weight.dtype)
+    if isinstance(opt, _optimizers.Adam):
+        m, v = opt._slot(weight, 2)
+        spec["s1" + suffix], spec["s2" + suffix] = m, v
+    else:
+        (spec["s1" + suffix],) = opt._slot(weight, 1)

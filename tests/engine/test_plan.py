@@ -1,0 +1,140 @@
+"""The fused training step (engine/plan.py + csrc/plan.pyx) equals the layer-by-layer path."""
+import numpy as np
+import pytest
+
+import fastlayers as fl
+from fastlayers.layers import Activation, BatchNormalization, Dense, Dropout, Flatten
+
+LOSSES = {
+    "mse": ("mse", "linear", 3),
+    "mae": ("mae", "linear", 3),
+    "bce_probs": (fl.losses.BinaryCrossentropy(), "sigmoid", 3),
+    "bce_logits": (fl.losses.BinaryCrossentropy(from_logits=True), "linear", 3),
+    "ce_probs": (fl.losses.CategoricalCrossentropy(), "softmax", 4),
+    "ce_logits": (fl.losses.CategoricalCrossentropy(from_logits=True), "linear", 4),
+    "sparse_probs": (fl.losses.SparseCategoricalCrossentropy(), "softmax", 4),
+    "sparse_logits": (fl.losses.SparseCategoricalCrossentropy(from_logits=True), "linear", 4),
+}
+OPTIMIZERS = {
+    "sgd": lambda: fl.optimizers.SGD(0.05),
+    "momentum": lambda: fl.optimizers.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: fl.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: fl.optimizers.Adam(0.01),
+}
+
+
+def _data(loss_key, k, n=12, d=6, dtype="float32"):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, d)).astype(dtype)
+    if loss_key.startswith("sparse"):
+        y = rng.integers(0, k, n)
+    elif loss_key.startswith("ce"):
+        y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    elif loss_key.startswith("bce"):
+        y = (rng.random((n, k)) > 0.5).astype(dtype)
+    else:
+        y = rng.normal(size=(n, k)).astype(dtype)
+    return x, y
+
+
+def _model(act, k, freeze_first=False, dropout=0.3, seed=7):
+    fl.backend.clear_session()
+    fl.utils.set_random_seed(seed)
+    layers = [Dense(8, activation="tanh", input_shape=(6,)), Dropout(dropout, seed=1),
+              Dense(8, activation="relu"), Activation("sigmoid"), Flatten(),
+              Dense(k, activation=act)]
+    m = fl.Sequential(layers)
+    if freeze_first:
+        m.layers[0].trainable = False
+    return m
+
+
+def _train(monkeypatch, plan: bool, loss_key, opt_key, dtype="float32", freeze_first=False, steps=4):
+    monkeypatch.setenv("FASTLAYERS_NO_PLAN", "0" if plan else "1")
+    fl.backend.set_floatx(dtype)
+    loss, act, k = LOSSES[loss_key]
+    m = _model(act, k, freeze_first)
+    m.compile(OPTIMIZERS[opt_key](), loss)
+    assert (m._compiled.plan is not None) == plan
+    x, y = _data(loss_key, k, dtype=dtype)
+    losses = [m.train_on_batch(x, y) for _ in range(steps)]
+    hist = m.fit(x, y, batch_size=5, epochs=2, shuffle=False, verbose=0).history["loss"]
+    return losses + hist, m.get_weights(), m.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("opt_key", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss_key", list(LOSSES))
+def test_fused_step_matches_layer_path_float32(monkeypatch, loss_key, opt_key):
+    la, wa, pa = _train(monkeypatch, True, loss_key, opt_key)
+    lb, wb, pb = _train(monkeypatch, False, loss_key, opt_key)
+    np.testing.assert_allclose(la, lb, rtol=2e-5, atol=1e-6)
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(pa, pb, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("opt_key", ["sgd", "adam"])
+@pytest.mark.parametrize("loss_key", ["mse", "sparse_logits", "ce_probs"])
+def test_fused_step_matches_layer_path_float64_frozen(monkeypatch, loss_key, opt_key):
+    la, wa, _ = _train(monkeypatch, True, loss_key, opt_key, "float64", freeze_first=True)
+    lb, wb, _ = _train(monkeypatch, False, loss_key, opt_key, "float64", freeze_first=True)
+    np.testing.assert_allclose(la, lb, rtol=1e-12)
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_pinned_dropout_in_the_fused_step():
+    inp = fl.Input((40,))
+    h = Dropout(0.5, seed=3)(inp, training=True)
+    out = Dense(2)(Dropout(0.5, seed=4)(h, training=False))
+    m = fl.Model(inp, out)
+    m.compile("sgd", "mse")
+    assert m._compiled.plan is not None
+    x = np.ones((3, 40), "float32")
+    a, b = m.predict(x, verbose=0), m.predict(x, verbose=0)
+    assert not np.array_equal(a, b)  # the pinned-True dropout drops at inference
+    m.train_on_batch(x, np.zeros((3, 2), "float32"))
+
+
+@pytest.mark.parametrize("build", ["shared", "bn", "custom", "two_outputs", "nested"])
+def test_graphs_outside_the_fused_step_use_the_layer_path(build):
+    inp = fl.Input((4,))
+    if build == "shared":
+        d = Dense(4)
+        m = fl.Model(inp, Dense(1)(d(d(inp))))
+    elif build == "bn":
+        m = fl.Model(inp, Dense(1)(BatchNormalization()(inp)))
+    elif build == "custom":
+        class Twice(fl.layers.Layer):
+            def forward(self, x, training=False):
+                return 2 * x, lambda dy: 2 * dy
+        m = fl.Model(inp, Dense(1)(Twice()(inp)))
+    elif build == "two_outputs":
+        m = fl.Model(inp, [Dense(1)(inp), Dense(1)(inp)])
+    else:
+        inner = fl.Sequential([Dense(3, input_shape=(4,))])
+        m = fl.Model(inp, Dense(1)(inner(inp)))
+    m.compile("sgd", "mse")
+    assert m._compiled.plan is None
+    y = [np.zeros((2, 1))] * 2 if build == "two_outputs" else np.zeros((2, 1))
+    m.train_on_batch(np.ones((2, 4)), y)
+
+
+def test_bad_labels_in_the_fused_step_raise():
+    m = fl.Sequential([Dense(3, input_shape=(2,))])
+    m.compile("sgd", fl.losses.SparseCategoricalCrossentropy(from_logits=True))
+    w = m.get_weights()
+    with pytest.raises(ValueError, match="labels"):
+        m.train_on_batch(np.ones((2, 2), "float32"), np.array([0, 7]))
+    with pytest.raises(ValueError, match="labels"):
+        m._plan_step(m._compiled, np.ones((2, 2), "float32"), np.array([0, 7]))
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_graph_change_after_compile_leaves_the_fused_step():
+    m = fl.Sequential([Dense(3, input_shape=(2,))])
+    m.compile("sgd", "mse")
+    m.add(Dense(1))
+    with pytest.warns(UserWarning):
+        m.train_on_batch(np.ones((2, 2), "float32"), np.zeros((2, 1), "float32"))
