@@ -44,6 +44,10 @@ class BatchNormalization(Layer):
         self.scale = bool(scale)
         self._inits = (gamma_initializer, beta_initializer, moving_mean_initializer,
                        moving_variance_initializer)
+        from .. import initializers
+
+        for init in self._inits:
+            initializers.get(init)  # unknown names fail here, not at build
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape):

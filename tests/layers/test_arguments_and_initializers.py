@@ -59,9 +59,6 @@ def test_dense_unknown_initializer_raises_at_construction(kw):
         Dense(3, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="BatchNormalization stores its initializers unchecked; an "
-                   "unknown name only fails at build() (fastlayers/layers/normalization.py, "
-                   "__init__), not at construction as DESIGN.md says")
 @pytest.mark.parametrize("arg", ["gamma_initializer", "beta_initializer",
                                  "moving_mean_initializer", "moving_variance_initializer"])
 def test_batchnorm_unknown_initializer_raises_at_construction(arg):
