@@ -8,6 +8,7 @@
 # fastlayers._kernels.<name>, so a non-inline cdef shared through a .pxd would be
 # looked up at runtime as a top-level module `_blas` and break the import.
 from cython cimport floating
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 
@@ -40,3 +41,50 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
               &beta, C, &ldc)
+
+
+cdef enum:
+    # Below this many multiply-adds a product runs on the calling thread alone:
+    # waking the team costs a few microseconds.
+    SPLIT_MIN_MADDS = 1 << 20
+    # Slices are multiples of this many rows/columns, so each thread's block
+    # keeps the BLAS micro-kernel's full width.
+    SPLIT_ALIGN = 16
+
+
+cdef inline void gemm_split(int nthreads, bint split_rows,
+                            bint trans_a, bint trans_b, int m, int n, int k,
+                            floating alpha,
+                            const floating* A, int lda,
+                            const floating* B, int ldb,
+                            floating beta,
+                            floating* C, int ldc) noexcept nogil:
+    """gemm() with C split into `nthreads` row (or column) slices, one per thread.
+
+    Each slice is an independent single-threaded BLAS call on its own part of
+    C, so the caller must have set the BLAS library to one thread.  Splitting
+    along the weight's axis gives each thread half of the weight matrix: at the
+    batch sizes of small models this scales where BLAS's own threading does not
+    (DESIGN.md "Performance notes").
+    """
+    cdef int total = m if split_rows else n
+    cdef int chunk, t, lo, hi
+    if nthreads <= 1 or total < 2 * SPLIT_ALIGN or <double>m * n * k < SPLIT_MIN_MADDS:
+        gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    chunk = (total + nthreads - 1) // nthreads
+    chunk = (chunk + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
+    for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+        lo = t * chunk
+        hi = lo + chunk
+        if hi > total:
+            hi = total
+        if lo < hi:
+            if split_rows:
+                # Rows lo..hi of op(A): row offsets of A, or column offsets of A^T.
+                gemm(trans_a, trans_b, hi - lo, n, k, alpha,
+                     A + (lo if trans_a else lo * lda), lda, B, ldb, beta, C + lo * ldc, ldc)
+            else:
+                # Columns lo..hi of op(B): column offsets of B, or row offsets of B^T.
+                gemm(trans_a, trans_b, m, hi - lo, k, alpha, A, lda,
+                     B + (lo * ldb if trans_b else lo), ldb, beta, C + lo, ldc)

@@ -24,7 +24,9 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
-from _blas cimport gemm
+from openmp cimport omp_get_max_threads
+
+from _blas cimport gemm_split
 from _common cimport PARALLEL_MIN_ELEMENTS, _colsum
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
                     _mse_sum)
@@ -56,6 +58,23 @@ OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
              "adam": OPT_ADAM}
 
 cdef double _EPSILON = 1e-7
+
+# The BLAS library's thread-count functions (scipy's OpenBLAS), set from Python
+# by set_blas_threads_functions().  During a run the products are split over our
+# own OpenMP team (gemm_split), so BLAS must run one thread per call; the
+# previous count is restored afterwards.  NULL: leave BLAS threading alone and
+# call it unsplit.
+ctypedef void (*_set_threads_t)(int) noexcept nogil
+ctypedef int (*_get_threads_t)() noexcept nogil
+cdef _set_threads_t _blas_set_threads = NULL
+cdef _get_threads_t _blas_get_threads = NULL
+
+
+def set_blas_threads_functions(size_t set_addr, size_t get_addr):
+    """Register the BLAS library's set/get thread-count functions (addresses)."""
+    global _blas_set_threads, _blas_get_threads
+    _blas_set_threads = <_set_threads_t>set_addr if set_addr and get_addr else NULL
+    _blas_get_threads = <_get_threads_t>get_addr if set_addr and get_addr else NULL
 
 
 cdef struct Op:
@@ -93,6 +112,7 @@ cdef class TrainPlan:
     cdef Op* ops
     cdef const void** vals     # per op: the array the next op reads (outputs or aliases)
     cdef int n_ops
+    cdef int nthreads          # team size of the current run
     cdef int lowest            # lowest op with something to train; -1: nothing
     cdef int loss_kind
     cdef bint from_logits
@@ -251,15 +271,20 @@ cdef class TrainPlan:
         cdef Py_ssize_t n = X.shape[0]
         cdef const float[:, ::1] x32
         cdef const double[:, ::1] x64
+        cdef int old
         self._bind(n)
         if self.f32:
             x32 = X
             with nogil:
+                old = _begin(self)
                 _forward(self, &x32[0, 0], n, training)
+                _end(self, old)
             return self._buffer_of_last(n, training)
         x64 = X
         with nogil:
+            old = _begin(self)
             _forward(self, &x64[0, 0], n, training)
+            _end(self, old)
         return self._buffer_of_last(n, training)
 
     def _buffer_of_last(self, Py_ssize_t n, bint training):
@@ -271,19 +296,40 @@ cdef class TrainPlan:
         return self._buffers[n][i][0] if i >= 0 else None
 
 
+cdef inline int _begin(TrainPlan p) noexcept nogil:
+    """Pick the team size for this run; returns the BLAS thread count to restore."""
+    cdef int old = 1
+    p.nthreads = omp_get_max_threads() if _blas_set_threads != NULL else 1
+    if p.nthreads > 1:
+        old = _blas_get_threads()
+        if old != 1:
+            _blas_set_threads(1)
+    return old
+
+
+cdef inline void _end(TrainPlan p, int old) noexcept nogil:
+    if p.nthreads > 1 and old != 1:
+        _blas_set_threads(old)
+
+
 cdef double _step_f32(TrainPlan p, const float[:, ::1] X, object T, Py_ssize_t n,
                       double lr, double lr_t) except? -1:
     cdef const float[:, ::1] t2
     cdef const int64_t[::1] lab
     cdef double loss
+    cdef int old
     if p.loss_kind == LOSS_SPARSE_CE:
         lab = T
         with nogil:
+            old = _begin(p)
             loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
+            _end(p, old)
     else:
         t2 = T
         with nogil:
+            old = _begin(p)
             loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
+            _end(p, old)
     return loss
 
 
@@ -292,14 +338,19 @@ cdef double _step_f64(TrainPlan p, const double[:, ::1] X, object T, Py_ssize_t 
     cdef const double[:, ::1] t2
     cdef const int64_t[::1] lab
     cdef double loss
+    cdef int old
     if p.loss_kind == LOSS_SPARSE_CE:
         lab = T
         with nogil:
+            old = _begin(p)
             loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
+            _end(p, old)
     else:
         t2 = T
         with nogil:
+            old = _begin(p)
             loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
+            _end(p, old)
     return loss
 
 
@@ -316,8 +367,8 @@ cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) 
         op = &p.ops[l]
         out = <floating*>op.out
         if op.kind == OP_DENSE:
-            gemm(False, False, n, op.d_out, op.d_in, 1, inp, op.d_in,
-                 <const floating*>op.W, op.d_out, 0, out, op.d_out)
+            gemm_split(p.nthreads, False, False, False, n, op.d_out, op.d_in, 1, inp, op.d_in,
+                       <const floating*>op.W, op.d_out, 0, out, op.d_out)
             _act_rows(out, <const floating*>op.b, out, n, op.d_out, op.act)
         elif op.kind == OP_ACTIVATION:
             _act_rows(inp, NULL, out, n, op.d_out, op.act)
@@ -386,13 +437,14 @@ cdef void _update(TrainPlan p, Op* op, const floating* X, floating* G, Py_ssize_
     if p.opt_kind == OPT_SGD:
         # One GEMM straight into W; the bias takes the column sums the same way.
         if op.train_w:
-            gemm(True, False, d_in, d_out, n, -lr_f, X, d_in, G, d_out, 1,
-                 <floating*>op.W, d_out)
+            gemm_split(p.nthreads, True, True, False, d_in, d_out, n, -lr_f, X, d_in, G, d_out,
+                       1, <floating*>op.W, d_out)
         if op.train_b:
             _colsum(G, n, d_out, -lr, <floating*>op.b, True)
         return
     if op.train_w:
-        gemm(True, False, d_in, d_out, n, 1, X, d_in, G, d_out, 0, <floating*>op.gW, d_out)
+        gemm_split(p.nthreads, True, True, False, d_in, d_out, n, 1, X, d_in, G, d_out, 0,
+                   <floating*>op.gW, d_out)
     if op.train_b:
         _colsum(G, n, d_out, 1.0, <floating*>op.gb, False)
     if p.opt_kind == OPT_ADAM:
@@ -445,8 +497,8 @@ cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t
         if op.kind == OP_DENSE:
             _act_grad_rows(<const floating*>op.out, G, G, n, op.d_out, op.act)
             if want_dx:
-                gemm(False, True, n, op.d_in, op.d_out, 1, G, op.d_out,
-                     <const floating*>op.W, op.d_out, 0, prev_g, op.d_in)
+                gemm_split(p.nthreads, False, False, True, n, op.d_in, op.d_out, 1, G, op.d_out,
+                           <const floating*>op.W, op.d_out, 0, prev_g, op.d_in)
             _update(p, op, X, G, n, lr, lr_t)
         elif op.kind == OP_ACTIVATION:
             if want_dx:

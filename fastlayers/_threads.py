@@ -19,6 +19,23 @@ def _openblas_handles():
             continue
 
 
+def register_blas_with_plan() -> None:
+    """Give the fused step scipy's OpenBLAS thread functions, so it can run BLAS
+    single-threaded while it splits products over its own OpenMP team."""
+    from ._kernels import plan as _plan
+
+    for lib in _openblas_handles():
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                set_fn = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                get_fn = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                if set_fn is not None and get_fn is not None:
+                    _plan.set_blas_threads_functions(
+                        ctypes.cast(set_fn, ctypes.c_void_p).value,
+                        ctypes.cast(get_fn, ctypes.c_void_p).value)
+                    return
+
+
 def apply(n: Optional[int]) -> None:
     """Set OpenBLAS and OpenMP thread counts to ``n`` (None: the core count)."""
     n = n or (os.cpu_count() or 1)

@@ -1,0 +1,37 @@
+# Stubs for fastlayers._kernels.plan (csrc/plan.pyx).
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+OP_KINDS: Dict[str, int]
+LOSS_KINDS: Dict[str, int]
+OPT_KINDS: Dict[str, int]
+
+def set_blas_threads_functions(set_addr: int, get_addr: int) -> None: ...
+
+class TrainPlan:
+    bad_labels: bool
+    def __init__(
+        self,
+        dtype: Any,  # float32 or float64
+        specs: List[Dict[str, Any]],  # one dict per op: kind, d_in, d_out, arrays, flags
+        loss: str,  # "mse", "mae", "bce", "ce", "sparse_ce"
+        from_logits: bool,
+        optimizer: str,  # "sgd", "momentum", "nesterov", "adam"
+        momentum: float = ...,
+        beta_1: float = ...,
+        beta_2: float = ...,
+        epsilon: float = ...,
+    ) -> None: ...
+    @property
+    def trains_anything(self) -> bool: ...
+    def describe(self) -> List[Dict[str, Any]]: ...
+    def step(
+        self,
+        X: np.ndarray,  # const floating[:, ::1] (n, d_in)
+        T: np.ndarray,  # int64 (n,) labels, or floating (n, d_out)
+        lr: float,
+        lr_t: float = ...,  # Adam's bias-corrected step size
+    ) -> float: ...
+    def forward(self, X: np.ndarray, training: bool = ...) -> Optional[np.ndarray]: ...
+    def last_output(self, n: int, training: bool = ...) -> Optional[np.ndarray]: ...
