@@ -16,10 +16,14 @@
 # dtype, and the clip passes no gradient outside that range.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport NAN, exp, fabs, log, log1p
+from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
-from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _exp, _p2
+from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
+# The per-element and per-row arithmetic lives in _loss.pxd, shared with the
+# fused training step (plan.pyx), so both give bit-identical losses.
+from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
+                    _mse_sum)
 
 # Keras's backend.epsilon(), the clip for probabilities.
 cdef double _EPSILON = 1e-7
@@ -37,11 +41,10 @@ def mse(const floating[:, ::1] Yp,  # (n, k) IN
         const floating[:, ::1] Yt,  # (n, k) IN
         floating[:, ::1] G):        # (n, k) OUT or None
     """mean((Yp - Yt)**2); G = 2 (Yp - Yt) / (n k)."""
-    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k, i
+    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k
     cdef const floating* p = _cp2(Yp)
     cdef const floating* t = _cp2(Yt)
     cdef floating* g = NULL
-    cdef floating d, scale
     cdef double total = 0
     _check_same("mse", "y_true", Yt.shape, n, k)
     if G is not None:
@@ -50,13 +53,8 @@ def mse(const floating[:, ::1] Yp,  # (n, k) IN
         return NAN
     if G is not None:
         g = _p2(G)
-    scale = <floating>(2.0 / size)
     with nogil:
-        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-            d = p[i] - t[i]
-            total += <double>d * d
-            if g != NULL:
-                g[i] = d * scale
+        total = _mse_sum(p, t, g, size)
     return total / size
 
 
@@ -64,11 +62,10 @@ def mae(const floating[:, ::1] Yp,  # (n, k) IN
         const floating[:, ::1] Yt,  # (n, k) IN
         floating[:, ::1] G):        # (n, k) OUT or None
     """mean(|Yp - Yt|); G = sign(Yp - Yt) / (n k), 0 where they are equal."""
-    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k, i
+    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k
     cdef const floating* p = _cp2(Yp)
     cdef const floating* t = _cp2(Yt)
     cdef floating* g = NULL
-    cdef floating d, scale
     cdef double total = 0
     _check_same("mae", "y_true", Yt.shape, n, k)
     if G is not None:
@@ -77,35 +74,9 @@ def mae(const floating[:, ::1] Yp,  # (n, k) IN
         return NAN
     if G is not None:
         g = _p2(G)
-    scale = <floating>(1.0 / size)
     with nogil:
-        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-            d = p[i] - t[i]
-            total += fabs(d)
-            if g != NULL:
-                g[i] = scale if d > 0 else (-scale if d < 0 else 0)
+        total = _mae_sum(p, t, g, size)
     return total / size
-
-
-cdef inline double _bce_logits(floating z, floating y, floating inv, floating* g) noexcept nogil:
-    # max(z, 0) - z y + log(1 + exp(-|z|)) never overflows and keeps precision
-    # for large |z|; its derivative is sigmoid(z) - y.
-    cdef double e = exp(-fabs(<double>z))
-    if g != NULL:
-        g[0] = <floating>(((1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)) - y) * inv)
-    return (z if z > 0 else 0) - <double>z * y + log1p(e)
-
-
-cdef inline double _bce_probs(floating p, floating y, floating lo, floating hi,
-                              floating inv, floating* g) noexcept nogil:
-    cdef floating c = p
-    if c < lo:
-        c = lo
-    elif c > hi:
-        c = hi
-    if g != NULL:
-        g[0] = ((1 - y) / (1 - c) - y / c) * inv if lo <= p <= hi else 0
-    return -(y * log(<double>c) + (1 - <double>y) * log(1 - <double>c))
 
 
 def binary_crossentropy(const floating[:, ::1] P,   # (n, k) IN, probabilities or logits
@@ -137,68 +108,6 @@ def binary_crossentropy(const floating[:, ::1] P,   # (n, k) IN, probabilities o
                             use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
                 total += _bce_probs(p[i], t[i], lo, hi, inv, g + i if g != NULL else NULL)
     return total / size
-
-
-cdef inline double _ce_logits_row(const floating* z,  # (k,) IN
-                                  const floating* y,  # (k,) IN, or NULL: one-hot `label`
-                                  int64_t label,
-                                  floating* g,        # (k,) OUT or NULL
-                                  Py_ssize_t k, double inv_n) noexcept nogil:
-    """sum_j y_j (logsumexp(z) - z_j); gradient softmax(z) sum(y) - y, over n."""
-    cdef Py_ssize_t j
-    cdef floating m = z[0]
-    cdef double s = 0, lse, ysum = 0, yz = 0, yj
-    for j in range(1, k):
-        if z[j] > m:
-            m = z[j]
-    for j in range(k):
-        s += _exp(z[j] - m)
-    lse = m + log(s)
-    if y == NULL:
-        ysum = 1
-        yz = z[label]
-    else:
-        for j in range(k):
-            ysum += y[j]
-            yz += <double>y[j] * z[j]
-    if g != NULL:
-        for j in range(k):
-            yj = (1.0 if j == label else 0.0) if y == NULL else y[j]
-            g[j] = <floating>((_exp(z[j] - m) / s * ysum - yj) * inv_n)
-    return lse * ysum - yz
-
-
-cdef inline double _ce_probs_row(const floating* p,  # (k,) IN, probabilities
-                                 const floating* y,  # (k,) IN, or NULL: one-hot `label`
-                                 int64_t label,
-                                 floating* g,        # (k,) OUT or NULL
-                                 Py_ssize_t k, floating lo, floating hi,
-                                 double inv_n) noexcept nogil:
-    """Keras: q = p / sum(p), r = clip(q), loss = -sum y log r.
-
-    With g_j = dloss/dq_j (zero where the clip is active), the gradient through
-    the normalisation is dloss/dp_l = (g_l - sum_j g_j q_j) / sum(p).
-    """
-    cdef Py_ssize_t j
-    cdef double acc = 0, loss = 0, gq = 0, gj
-    cdef floating s, q, r, yj
-    for j in range(k):
-        acc += p[j]
-    s = <floating>acc
-    for j in range(k):
-        yj = (1 if j == label else 0) if y == NULL else y[j]
-        q = p[j] / s
-        r = lo if q < lo else (hi if q > hi else q)
-        if yj != 0:
-            loss -= yj * log(<double>r)
-        if g != NULL:
-            gj = -yj / r if lo <= q <= hi else 0
-            gq += gj * q
-            g[j] = <floating>gj
-    if g != NULL:
-        for j in range(k):
-            g[j] = <floating>((g[j] - gq) / s * inv_n)
-    return loss
 
 
 cdef inline int _check_classes(str fn, Py_ssize_t n, Py_ssize_t k) except -1:

@@ -11,11 +11,12 @@
 # arrays).  Hyperparameters are cast to the weights' dtype once, as Keras does in
 # float32 mode; the per-element arithmetic runs in that dtype.
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.math cimport pow, sqrt
 from libc.stdlib cimport free, malloc
 
-from _common cimport PARALLEL_MIN_ELEMENTS, _sqrt
+# The per-weight loops live in _optim.pxd, shared with the fused training step
+# (plan.pyx), so both update weights identically.
+from _optim cimport _adam_one, _sgd_one
 
 
 cdef int _gather(list arrays, floating** ptrs, Py_ssize_t* sizes, str fn,
@@ -44,33 +45,6 @@ cdef int _gather_const(list arrays, const floating** ptrs, Py_ssize_t* sizes, st
                              f"its weight has {sizes[i]}")
         ptrs[i] = &view[0] if view.shape[0] > 0 else NULL
     return 0
-
-
-cdef inline void _sgd_one(floating* w, const floating* g, floating* v, Py_ssize_t size,
-                          floating lr, floating momentum, bint nesterov) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef bint par = size >= PARALLEL_MIN_ELEMENTS
-    if v == NULL:
-        for i in prange(size, schedule='static', use_threads_if=par):
-            w[i] = w[i] - lr * g[i]
-    elif nesterov:
-        for i in prange(size, schedule='static', use_threads_if=par):
-            v[i] = momentum * v[i] - lr * g[i]
-            w[i] = w[i] + (momentum * v[i] - lr * g[i])
-    else:
-        for i in prange(size, schedule='static', use_threads_if=par):
-            v[i] = momentum * v[i] - lr * g[i]
-            w[i] = w[i] + v[i]
-
-
-cdef inline void _adam_one(floating* w, const floating* g, floating* m, floating* v,
-                           Py_ssize_t size, floating lr_t, floating b1, floating b2,
-                           floating one_b1, floating one_b2, floating eps) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-        m[i] = b1 * m[i] + one_b1 * g[i]
-        v[i] = b2 * v[i] + one_b2 * g[i] * g[i]
-        w[i] = w[i] - lr_t * m[i] / (_sqrt(v[i]) + eps)
 
 
 cdef int _sgd(floating tag, list params, list grads, list velocities, double lr,
