@@ -21,12 +21,15 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
+from libc.math cimport pow, sqrt
 from libc.string cimport memcpy
+
+from numpy import dtype as _np_dtype, int64 as _np_int64, ndarray
 
 from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
 from openmp cimport omp_get_max_threads
 
-from _blas cimport gemm_split
+from _blas cimport SPLIT_MIN_MADDS, gemm_split
 from _common cimport PARALLEL_MIN_ELEMENTS, _colsum
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
                     _mse_sum)
@@ -58,6 +61,7 @@ OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
              "adam": OPT_ADAM}
 
 cdef double _EPSILON = 1e-7
+cdef object int64_dtype = _np_dtype(_np_int64)
 
 # The BLAS library's thread-count functions (scipy's OpenBLAS), set from Python
 # by set_blas_threads_functions().  During a run the products are split over our
@@ -120,6 +124,7 @@ cdef class TrainPlan:
     cdef double momentum, beta_1, beta_2, epsilon
     cdef bint f32
     cdef Py_ssize_t d_in, d_out, bound_n
+    cdef bint split_worth      # some product of the bound batch size is worth splitting
     cdef object dtype
     cdef list _keep
     cdef dict _buffers
@@ -241,18 +246,55 @@ cdef class TrainPlan:
                 bufs.append((np.empty(shape, self.dtype), np.empty(shape, self.dtype),
                              np.empty(shape, np.uint8) if op.kind == OP_DROPOUT else None))
             self._buffers[n] = bufs
+        self.split_worth = False
         for i in range(self.n_ops):
             op = &self.ops[i]
             out, grad, mask = bufs[i]
             op.out = _addr(out)
             op.grad = _addr(grad)
             op.mask = <uint8_t*>_addr(mask)
+            if op.kind == OP_DENSE and <double>n * op.d_in * op.d_out >= SPLIT_MIN_MADDS:
+                self.split_worth = True
         self.bound_n = n
         return 0
 
     def last_output(self, Py_ssize_t n, bint training=True):
         """The output of the last step or run with batch size n (a view, reused)."""
         return self._buffer_of_last(n, training)
+
+    def try_step(self, X, T, optimizer):
+        """A training step if X and T are already in the plan's form, else None.
+
+        The form: C-contiguous arrays of the plan's dtype, X (n, d_in) with n >= 1;
+        T int64 labels (n,) for sparse cross-entropy, else (n, d_out).  Checking
+        here, in C, keeps the per-step Python cost of train_on_batch to one call.
+        Reads ``optimizer.learning_rate`` and advances ``optimizer.iterations``;
+        raises ValueError (and takes no step) on labels out of range.
+        """
+        cdef Py_ssize_t n
+        cdef double lr, lr_t = 0.0
+        cdef long t
+        if type(X) is not ndarray or type(T) is not ndarray:
+            return None
+        n = X.shape[0]
+        if X.ndim != 2 or n < 1 or X.shape[1] != self.d_in or T.shape[0] != n:
+            return None
+        if self.loss_kind == LOSS_SPARSE_CE:
+            if T.ndim != 1 or T.dtype != int64_dtype:
+                return None
+        elif T.ndim != 2 or T.shape[1] != self.d_out or T.dtype != self.dtype:
+            return None
+        if X.dtype != self.dtype or not (X.flags.c_contiguous and T.flags.c_contiguous):
+            return None
+        lr = optimizer.learning_rate
+        t = optimizer.iterations + 1
+        if self.opt_kind == OPT_ADAM:
+            lr_t = lr * sqrt(1 - pow(self.beta_2, t)) / (1 - pow(self.beta_1, t))
+        loss = self.step(X, T, lr, lr_t)
+        if self.bad_labels:
+            raise ValueError(f"labels must be in [0, {self.d_out})")
+        optimizer.iterations = t
+        return loss
 
     def step(self, X, T, double lr, double lr_t=0.0):
         """One training step on inputs X (n, d_in) and targets T; returns the loss.
@@ -299,7 +341,7 @@ cdef class TrainPlan:
 cdef inline int _begin(TrainPlan p) noexcept nogil:
     """Pick the team size for this run; returns the BLAS thread count to restore."""
     cdef int old = 1
-    p.nthreads = omp_get_max_threads() if _blas_set_threads != NULL else 1
+    p.nthreads = omp_get_max_threads() if _blas_set_threads != NULL and p.split_worth else 1
     if p.nthreads > 1:
         old = _blas_get_threads()
         if old != 1:

@@ -8,7 +8,6 @@ once per change when the current flags would give a different set of weights.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -130,17 +129,12 @@ class Model(Container):
             c.d_out = self.outputs[0].shape[-1]
 
     def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> float:
-        opt = c.optimizer
-        opt.iterations += 1
-        lr = opt.learning_rate
-        lr_t = 0.0
-        if type(opt) is _optimizers.Adam:
-            t = opt.iterations
-            lr_t = lr * math.sqrt(1 - opt.beta_2 ** t) / (1 - opt.beta_1 ** t)
-        loss = c.plan.step(x, y, lr, lr_t)
-        if c.plan.bad_labels:
-            opt.iterations -= 1
-            raise ValueError(f"Model {self.name!r}: labels must be in [0, {c.d_out})")
+        try:
+            loss = c.plan.try_step(x, y, c.optimizer)
+        except ValueError as exc:
+            raise ValueError(f"Model {self.name!r}: {exc}") from None
+        if loss is None:
+            raise AssertionError("fit passed data the fused step cannot take")  # pragma: no cover
         return loss
 
     @property
@@ -268,8 +262,6 @@ class Model(Container):
             per_output.append(value)
             total += w * value
             grads.append(g if (g is None or w == 1.0) else g * w)
-        if not math.isfinite(total):
-            pass  # Keras keeps going; TerminateOnNaN is the user's choice.
         if bp is not None:
             bp(grads)
             ws = [w for w in c.weights if c.grads.get(w) is not None]
@@ -312,16 +304,16 @@ class Model(Container):
         """One training step on one batch; returns the loss (or ``[loss, *metrics]``)."""
         c = self._compiled
         if (c is not None and c.plan is not None and not return_dict and not c.has_metrics
-                and type(x) is np.ndarray and type(y) is np.ndarray
-                and c.plan_nodes is self._nodes and x.ndim == 2 and x.dtype == c.dtype
-                and x.shape[0] and x.shape[1] == c.d_in and x.flags.c_contiguous
-                and y.flags.c_contiguous and y.shape[0] == x.shape[0]
-                and ((y.ndim == 1 and y.dtype == np.int64) if c.sparse
-                     else (y.ndim == 2 and y.shape[1] == c.d_out and y.dtype == c.dtype))):
-            # The fast path: data already in the model's form, nothing to convert.
+                and c.plan_nodes is self._nodes):
+            # The fast path: data already in the model's form is trained on in one call.
             if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
                 self._check_stale(c)
-            return self._plan_step(c, x, y)
+            try:
+                loss = c.plan.try_step(x, y, c.optimizer)
+            except ValueError as exc:
+                raise ValueError(f"Model {self.name!r}: {exc}") from None
+            if loss is not None:
+                return loss
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
