@@ -43,6 +43,11 @@ class ExampleRun:
         self.stderr = proc.stderr
         self.elapsed = elapsed
 
+    @classmethod
+    def from_text(cls, stdout, stderr=""):
+        """The same parsing helpers over output captured in-process."""
+        return cls(subprocess.CompletedProcess([], 0, stdout, stderr), 0.0)
+
     def results(self):
         """The lines ``RESULT ...`` (without the prefix), in order."""
         return [line[len("RESULT "):] for line in self.stdout.splitlines()
@@ -72,20 +77,50 @@ def field(line, key, next_key=None):
         return text
 
 
+# Every run the tests ask for, started together (a few at a time) on first use:
+# each takes about a second, mostly interpreter and import start-up.
+PLANNED_RUNS = [
+    ("seed000_shared_layer",), ("seed002_dropout_frozen",), ("seed003_containers",),
+    ("seed004_training_vs_trainable",), ("autoscale_dropout",),
+]
+
+
+def _run(key, cwd):
+    name, *args = key
+    script = EXAMPLES / f"{name}.py"
+    assert script.is_file(), script
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=example_env(),
+                          capture_output=True, text=True, timeout=120)
+    return ExampleRun(proc, time.perf_counter() - t0)
+
+
+@pytest.fixture(scope="session")
+def _planned_runs(tmp_path_factory):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {key: pool.submit(_run, key, tmp_path_factory.mktemp("example_cwd"))
+                   for key in PLANNED_RUNS}
+        return {key: f.result() for key, f in futures.items()}
+
+
 @pytest.fixture
-def run_example(tmp_path):
+def run_example(request, tmp_path):
+    """``run_example(name, *args)``: the finished run of ``examples/<name>.py``, run from
+    a fresh temporary directory; checks the exit status and the 10 s limit."""
     def run(name, *args, expect_ok=True):
-        script = EXAMPLES / f"{name}.py"
-        assert script.is_file(), script
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path,
-                              env=example_env(), capture_output=True, text=True, timeout=120)
-        run_ = ExampleRun(proc, time.perf_counter() - t0)
+        key = (name, *args)
+        if key in PLANNED_RUNS:
+            run_ = request.getfixturevalue("_planned_runs")[key]
+        else:
+            run_ = _run(key, tmp_path)
         if expect_ok:
             assert run_.returncode == 0, f"{name} failed:\n{run_.stdout}\n{run_.stderr}"
         assert run_.elapsed < TIME_LIMIT, f"{name} took {run_.elapsed:.1f} s"
         return run_
 
+    run.parse = ExampleRun.from_text
     return run
 
 

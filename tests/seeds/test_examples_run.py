@@ -102,9 +102,25 @@ def _check_case(blocks, case):
     assert container_changed == (case == 2)
 
 
-@pytest.mark.parametrize("args,cases", [((), [1, 2]), (("1",), [1])])
-def test_seed003_containers(run_example, args, cases):
-    run = run_example("seed003_containers", *args)
+def test_seed003_containers(run_example):
+    run = run_example("seed003_containers")
+    _check_seed003_output(run, [1, 2])
+
+
+def test_seed003_case_selected_on_the_command_line(load_example, run_example, capsys):
+    """``python seed003_containers.py 1`` runs Case 1 only (in-process: same main())."""
+    ex = load_example("seed003_containers")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Case 1 alone warns about nothing
+        ex.main(["1"])
+    _check_seed003_output(run_example.parse(capsys.readouterr().out), [1])
+    with pytest.raises(SystemExit, match="usage"):
+        ex.main(["3"])
+
+
+def _check_seed003_output(run, cases):
     blocks = _weights_blocks(run.stdout)
     assert sorted(blocks) == cases
     for case in cases:
@@ -125,11 +141,6 @@ def test_seed003_containers(run_example, args, cases):
         assert "compile() again" in warns[0] and "Model 'model_1'" in warns[0]
     # Printed like the seed: plain floats, no np.float32(...) reprs.
     assert "np.float32" not in run.stdout
-
-
-def test_seed003_rejects_unknown_case(run_example):
-    run = run_example("seed003_containers", "3", expect_ok=False)
-    assert run.returncode != 0 and "usage" in run.stderr
 
 
 def test_seed004_training_vs_trainable(run_example):
