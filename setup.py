@@ -24,6 +24,28 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
+
+def _mode_changed() -> bool:
+    """True when the last build here used the other set of directives.
+
+    cythonize decides what to regenerate from timestamps only, so without this a
+    release build right after a debug build (or the reverse) would silently keep
+    the other mode's C files and extension modules.
+    """
+    mode = "debug" if DEBUG else "release"
+    stamp = os.path.join("build", "fastlayers-cython-mode")
+    try:
+        with open(stamp) as f:
+            previous = f.read().strip()
+    except OSError:
+        previous = None
+    if previous != mode:
+        os.makedirs("build", exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(mode)
+    return previous != mode
+
+
 extensions = [
     Extension(
         f"fastlayers._kernels.{name}",
@@ -40,7 +62,7 @@ setup(
         extensions,
         include_path=["csrc"],
         compiler_directives=DIRECTIVES,
-        # Rebuild when directives change between a debug and a release build.
-        force=DEBUG,
+        # Regenerate everything when switching between debug and release.
+        force=_mode_changed(),
     ),
 )

@@ -13,6 +13,7 @@
 # Gradient accumulation (shared layers, DESIGN.md R8) is BLAS beta=1 for dW and
 # an add for db, so a second use of a layer costs no extra buffer.
 from cython cimport floating
+from libc.limits cimport INT_MAX
 from openmp cimport omp_get_max_threads, omp_set_num_threads
 
 from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
@@ -45,6 +46,13 @@ cdef inline int _check_activation(str fn, int activation) except -1:
     return 0
 
 
+cdef inline int _check_blas_dims(str fn, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) except -1:
+    # BLAS takes 32-bit ints: a larger dimension would wrap around silently.
+    if a > INT_MAX or b > INT_MAX or c > INT_MAX:
+        raise ValueError(f"{fn}: dimensions above 2**31 - 1 are beyond BLAS")
+    return 0
+
+
 def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
                   const floating[:, ::1] W,  # (d_in, units) IN
                   const floating[::1] b,     # (units,) IN or None
@@ -57,6 +65,7 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
     cdef const floating* wp = _cp2(W)
     cdef floating* yp = _p2(Y)
     _check_activation("dense_forward", activation)
+    _check_blas_dims("dense_forward", n, d_in, u)
     if W.shape[0] != d_in or Y.shape[0] != n or Y.shape[1] != u:
         raise ValueError("dense_forward: shapes of X, W, Y do not agree")
     if b is not None:
@@ -95,6 +104,7 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
     cdef bint want_dx = dX is not None, want_dw = dW is not None, want_db = db is not None
     cdef floating beta = 1 if accumulate else 0
     _check_activation("dense_backward", activation)
+    _check_blas_dims("dense_backward", n, d_in, u)
     if W.shape[1] != u or dZ.shape[0] != n or dZ.shape[1] != u:
         raise ValueError("dense_backward: shapes of W, dY, dZ do not agree")
     if activation != ACT_LINEAR:
@@ -144,6 +154,7 @@ def dense_sgd_update(const floating[:, ::1] X,   # (n, d_in) IN
     cdef bint has_b = b is not None
     if dZ.shape[0] != n or W.shape[0] != d_in or W.shape[1] != u:
         raise ValueError("dense_sgd_update: shapes of X, dZ, W do not agree")
+    _check_blas_dims("dense_sgd_update", n, d_in, u)
     if has_b:
         if b.shape[0] != u:
             raise ValueError("dense_sgd_update: b does not match units")
