@@ -22,6 +22,14 @@ class Loss:
             self.name = name
 
     def __call__(self, y_true, y_pred) -> float:
+        """The loss of ``y_pred`` against ``y_true`` (cast to ``y_pred``'s float type)."""
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype not in (np.float32, np.float64):
+            from . import backend
+
+            y_pred = y_pred.astype(backend.floatx())
+        y_pred = np.ascontiguousarray(y_pred) if y_pred.ndim else y_pred.reshape(1)
+        y_true = self.prepare_targets(y_true, (None,) + y_pred.shape[1:], y_pred.dtype)
         return self.loss_and_grad(y_true, y_pred, want_grad=False)[0]
 
     def loss_and_grad(self, y_true, y_pred, want_grad: bool = True) -> Tuple[float, Optional[np.ndarray]]:

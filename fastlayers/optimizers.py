@@ -57,7 +57,8 @@ class Optimizer:
                                  f"expected {w.shape}")
             ws, gs = groups.setdefault(w.dtype, ([], []))
             ws.append(w)
-            gs.append(np.ascontiguousarray(g, dtype=w.dtype))
+            g = np.asarray(g, dtype=w.dtype)
+            gs.append(g if g.flags.c_contiguous else g.copy(order="C"))
         for ws, gs in groups.values():
             self._update(ws, gs)
 

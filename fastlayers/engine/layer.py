@@ -322,6 +322,11 @@ class Layer:
             else:
                 dx, dws = res, []
             dws = list(dws or [])
+            if not dws and any(run.wants(w) for w in own):
+                raise ValueError(
+                    f"Layer {self.name!r}: backprop must return (grad_inputs, weight_grads) "
+                    f"with one gradient per weight ({len(own)}); it returned none, so the "
+                    f"layer's trainable weights would never train")
             if dws and len(dws) != len(own):
                 raise ValueError(
                     f"Layer {self.name!r}: backprop returned {len(dws)} weight gradients, "

@@ -22,7 +22,9 @@ class Weight:
         self.name = name
         self.layer = layer
         self.trainable = bool(trainable)
-        self._value = np.ascontiguousarray(value)
+        value = np.asarray(value)
+        # np.ascontiguousarray would turn a 0-d weight into shape (1,).
+        self._value = value if value.flags.c_contiguous else value.copy(order="C")
 
     @property
     def value(self) -> np.ndarray:

@@ -290,9 +290,6 @@ def test_wrong_weight_gradients_are_reported(mode, match):
         model.train_on_batch(*xy(d=3))
 
 
-@pytest.mark.xfail(strict=True, reason="layer.py _forward.backprop: `if dws and len(dws) != "
-                   "len(own)` skips the count check for an empty list, and a bare dx is taken as "
-                   "'no weight gradients': a layer with trainable weights then silently never trains")
 @pytest.mark.parametrize("mode", ["empty", "bare"])
 def test_missing_weight_gradients_are_reported(mode):
     layer = Scale(grads=mode, name="scale_layer")
@@ -408,9 +405,6 @@ def test_custom_layer_with_two_inputs_and_a_weight(float64):
     assert len(h.history["loss"]) == 2 and layer.a.numpy()[0] != 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="Weight.__init__ (engine/weight.py) stores "
-                   "np.ascontiguousarray(value), which turns a 0-d array into shape (1,); "
-                   "optimizers.Optimizer.apply and ops._Call.input do the same to gradients")
 def test_scalar_weight_keeps_shape_and_trains():
     class ScalarScale(Layer):
         def build(self, input_shape):

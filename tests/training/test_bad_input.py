@@ -340,9 +340,6 @@ def test_float32_input_to_a_float64_model():
     np.testing.assert_array_equal(out, m.predict(x.astype("float64"), verbose=0))
 
 
-@pytest.mark.xfail(strict=True, reason="Loss.__call__ (fastlayers/losses.py) passes y_true to the "
-                   "kernels unconverted: float64 or integer y_true with float32 y_pred raises "
-                   "TypeError, a list raises AttributeError; Keras casts y_true to y_pred's dtype")
 @pytest.mark.parametrize("case", ["float64_true", "int_true", "lists"])
 def test_loss_objects_called_directly_convert_y_true(case):
     p = np.array([[0.7, 0.3], [0.2, 0.8]], "float32")
