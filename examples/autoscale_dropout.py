@@ -2,8 +2,8 @@
 
 A user's custom layer, written against fastlayers' custom-layer contract:
 
-* ``build(input_shape)`` creates one trainable scalar weight ``scale`` (stored with
-  shape ``(1,)``, initialized to 1) with ``add_weight``;
+* ``build(input_shape)`` creates one trainable scalar weight ``scale`` (shape ``()``,
+  initialized to 1) with ``add_weight``;
 * ``forward(inputs, training=False)`` returns ``(outputs, backprop)`` and
   ``backprop(dy)`` returns ``(dx, [dscale])`` -- plain NumPy, no autodiff.
 
@@ -49,9 +49,7 @@ class AutoScaleDropout(Layer):
         self.scale = None
 
     def build(self, input_shape):
-        # Shape (1,), not (): fastlayers currently turns a 0-d weight into shape (1,)
-        # (np.ascontiguousarray in Weight/optimizers/ops), see tests/engine/test_custom_layers.py.
-        self.scale = self.add_weight("scale", shape=(1,), initializer="ones", trainable=True)
+        self.scale = self.add_weight("scale", shape=(), initializer="ones", trainable=True)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -75,7 +73,7 @@ class AutoScaleDropout(Layer):
         def backprop(dy):
             dy = np.asarray(dy)
             dx = s * dy if m is None else s * m * dy
-            dscale = np.full((1,), np.sum(dy * xm), dtype=self.scale.dtype)
+            dscale = np.asarray(np.sum(dy * xm), dtype=self.scale.dtype)
             return dx, [dscale]
 
         return y, backprop

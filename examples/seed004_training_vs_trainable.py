@@ -109,9 +109,9 @@ def autoscale(frozen):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.compile(optimizer=fl.optimizers.SGD(0.1), loss="mse")
-    s0 = float(layer.scale.numpy()[0])
+    s0 = float(layer.scale.numpy())
     model.fit(x, target, epochs=10, batch_size=32, verbose=0)
-    s1 = float(layer.scale.numpy()[0])
+    s1 = float(layer.scale.numpy())
     ones = np.ones((2, 16), "float32")
     pred = model.predict(ones, verbose=0)
     direct = layer(ones, training=True)

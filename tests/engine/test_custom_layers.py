@@ -34,20 +34,21 @@ def test_autoscale_dropout_has_one_trainable_weight_and_learns_it():
     inp = fl.Input((8,))
     model = fl.Model(inp, layer(inp))
     assert len(layer.trainable_weights) == 1 and layer.weights[0].name == "scale"
+    assert layer.scale.shape == () and layer.count_params() == 1
     assert [w.path for w in model.trainable_weights] == [f"{layer.name}/scale"]
-    np.testing.assert_array_equal(layer.get_weights()[0], [1.0])
+    assert layer.get_weights()[0].shape == () and layer.get_weights()[0] == 1.0
     model.compile(fl.optimizers.SGD(0.1), "mse")
     x, y = xy(n=256)
     model.fit(x, y, epochs=10, verbose=0)
     # min E[(s x m/(1-p) - 3x)^2] is at s = 3 (1 - p) = 1.5
-    assert abs(float(layer.get_weights()[0][0]) - 1.5) < 0.1
+    assert abs(float(layer.get_weights()[0]) - 1.5) < 0.1
 
 
 def test_autoscale_dropout_inference_is_scale_times_identity():
     layer = AutoScaleDropout(0.5)
     x = np.random.default_rng(0).random((4, 8)).astype("float32")
     np.testing.assert_array_equal(layer(x), x)
-    layer.set_weights([np.array([2.5])])
+    layer.set_weights([np.array(2.5)])
     np.testing.assert_allclose(layer(x, training=False), 2.5 * x, rtol=1e-6)
     y = layer(x, training=True)
     kept = y != 0
@@ -66,7 +67,7 @@ def test_frozen_autoscale_dropout_keeps_its_scale_and_still_drops():
     model.compile(fl.optimizers.SGD(0.1), "mse")
     x, y = xy()
     model.fit(x, y, batch_size=32, epochs=3, verbose=0)
-    np.testing.assert_array_equal(layer.get_weights()[0], [1.0])
+    assert layer.get_weights()[0].shape == () and layer.get_weights()[0] == 1.0
     assert [t for t, _ in probe.seen] == [True] * 3
     assert all(0.3 < z < 0.7 for _, z in probe.seen)
     probe.seen.clear()
@@ -96,7 +97,7 @@ def test_autoscale_dropout_gradient_check(float64, training):
     x = np.random.default_rng(1).normal(size=(5, 6))
     layer.build((None, 6))
     layer.built = True
-    layer.set_weights([np.array([1.7])])
+    layer.set_weights([np.array(1.7)])
     counter = layer._counter
     result = fl.utils.check_layer_gradients(layer, x, training=training)
     assert result.ok and set(result.weight_errors) == {"scale"}
@@ -141,7 +142,7 @@ def test_shared_autoscale_dropout_sums_gradients_of_both_uses_in_series(float64)
     model.compile(fl.optimizers.SGD(0.1), "mse")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
-    layer.set_weights([np.array([1.3])])
+    layer.set_weights([np.array(1.3)])
     s = 1.3
     m1, m2 = _masks(layer, x.shape, layer._counter, 2)
     h = s * x * m1
@@ -150,7 +151,7 @@ def test_shared_autoscale_dropout_sums_gradients_of_both_uses_in_series(float64)
     d_second = np.sum(g * h * m2)               # the outer use: dy * (its input * mask)
     d_first = np.sum((g * s * m2) * x * m1)     # the inner use, through the outer one
     model.train_on_batch(x, y)
-    np.testing.assert_allclose(layer.get_weights()[0][0], s - 0.1 * (d_first + d_second),
+    np.testing.assert_allclose(layer.get_weights()[0], s - 0.1 * (d_first + d_second),
                                rtol=1e-12)
     assert layer._counter == 2
 
@@ -173,7 +174,7 @@ def test_shared_autoscale_dropout_sums_gradients_of_parallel_uses(float64):
     ds = np.sum(g * h_ * m1) + np.sum(g * h_ * m2)
     dW = x.T @ (g * s * m1 + g * s * m2)
     model.train_on_batch(x, y)
-    np.testing.assert_allclose(layer.get_weights()[0][0], s - 0.05 * ds, rtol=1e-12)
+    np.testing.assert_allclose(layer.get_weights()[0], s - 0.05 * ds, rtol=1e-12)
     np.testing.assert_allclose(pre.kernel.numpy(), W - 0.05 * dW, rtol=1e-12)
 
 
@@ -187,7 +188,7 @@ def test_autoscale_dropout_in_a_frozen_container_is_not_updated():
     assert layer.trainable and len(model.trainable_weights) == 2
     model.compile("sgd", "mse")
     model.fit(*xy(), verbose=0)
-    np.testing.assert_array_equal(layer.get_weights()[0], [1.0])
+    assert layer.get_weights()[0].shape == () and layer.get_weights()[0] == 1.0
     rows = {r["path"]: r for r in model.explain_trainable()}
     r = rows[f"{model.name}/body/{layer.name}/scale"]
     assert r["updated_by_fit"] is False and r["reason"] == "Container 'body' has trainable=False"
