@@ -53,8 +53,9 @@ def parse(argv=None):
     p.add_argument("--max-background", type=float, default=0.10,
                    help="redo a sample when other processes used more than this fraction of "
                         "the machine's CPU during it (default 0.10)")
-    p.add_argument("--retries", type=int, default=3,
-                   help="redos per sample for --max-background (default 3)")
+    p.add_argument("--retries", type=int, default=4,
+                   help="redos per sample for --max-background, with back-off 0.5, 1, 2, 4 s "
+                        "(default 4); a sample still disturbed after that is kept and counted")
     p.add_argument("--mem-steps", type=int, default=None,
                    help="steps under tracemalloc in the memory scenario (default 1000)")
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="output directory")

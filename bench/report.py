@@ -268,6 +268,30 @@ def markdown(results, title="fastlayers benchmark"):
         L += ["", "Peak = the kernel's VmHWM, reset after warm-up (so JIT compilation and the "
               "loaded copy of the initial weights are not counted), over ≥ 3 steps.", ""]
 
+    # background load
+    lrows, kept_total, retried_total = [], 0, 0
+    for n, s in sc_res.items():
+        for f in _order(s["frameworks"]):
+            bl = s["frameworks"][f].get("background_load")
+            if not bl or bl.get("median") is None:
+                continue
+            kept_total += bl.get("kept_busy_samples", 0)
+            retried_total += bl.get("retried_samples", 0)
+            lrows.append(f"| {n} | {f} | {bl['median']:.0%} | {bl['max']:.0%} | "
+                         f"{bl.get('retried_samples', 0)} | {bl.get('kept_busy_samples', 0)} |")
+    if lrows:
+        thr = meta.get("max_background")
+        L += ["## Machine load during samples", "",
+              "CPU used by *other* processes while a sample ran, as a fraction of the machine "
+              f"(from /proc/stat minus the worker's own time). A sample beside more than "
+              f"{thr:.0%} was redone after a back-off; one still disturbed after "
+              "the retries was kept and is counted here.", ""]
+        if kept_total:
+            L += [f"> **{kept_total} sample(s) ran on a busy machine** and are in the numbers "
+                  "above: treat those rows with care.", ""]
+        L += ["| scenario | framework | median | max | redone | kept while busy |",
+              "|---|---|---:|---:|---:|---:|"] + lrows + [""]
+
     # loss check
     rows = []
     for n, s in sc_res.items():

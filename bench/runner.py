@@ -313,20 +313,22 @@ def run_scenario(name, frameworks, opts):
                 if key in b:
                     R[f][key] = b[key]
             R[f]["timings"] = {}
-            built[f] = (w, b["whats"])
+            built[f] = (w, b.get("whats", {}))
             lo = b.get("loss")
             extra = (f" loss {lo['before']:.6g} → {lo['after']:.6g}" if lo else "")
-            log(f"  {f}: built in {time.perf_counter() - t0:.1f} s, k={b['whats']}{extra}")
+            log(f"  {f}: built in {time.perf_counter() - t0:.1f} s, k={b.get('whats')}{extra}")
 
         samples = {f: {what: [] for what in whats} for f, (w, whats) in built.items()}
         n_samples = 0 if sc.kind == "memory" else opts.samples
         loads = {f: {what: [] for what in whats} for f, (w, whats) in built.items()}
         retried = {f: 0 for f in built}
+        kept_busy = {f: 0 for f in built}
         for rnd in range(n_samples):
             for f, (w, whats) in list(built.items()):
                 for what, k in whats.items():
                     for attempt in range(opts.retries + 1):
-                        time.sleep(opts.gap)
+                        # back off while something else loads the machine
+                        time.sleep(opts.gap if attempt == 0 else 0.25 * 2 ** attempt)
                         try:
                             with LoadProbe(w.p.pid) as probe:
                                 s = w.call("sample", what=what,
@@ -337,7 +339,10 @@ def run_scenario(name, frameworks, opts):
                         busy = probe.foreign
                         if not s.get("ok") or busy is None or busy <= opts.max_background:
                             break
-                        retried[f] += 1
+                        if attempt < opts.retries:
+                            retried[f] += 1
+                        else:
+                            kept_busy[f] += 1
                         log(f"  {f}: {what} sample ran beside {busy:.0%} foreign CPU load; "
                             + ("retrying" if attempt < opts.retries else "keeping it"))
                     if s.get("ok"):
@@ -354,7 +359,8 @@ def run_scenario(name, frameworks, opts):
             fl = [x for v in loads[f].values() for x in v if x is not None]
             R[f]["background_load"] = {"median": statistics.median(fl) if fl else None,
                                        "max": max(fl) if fl else None,
-                                       "retried_samples": retried[f]}
+                                       "retried_samples": retried[f],
+                                       "kept_busy_samples": kept_busy[f]}
             try:
                 R[f]["final"] = w.call("final", timeout=600)
             except WorkerDied as e:

@@ -29,6 +29,7 @@ class _Buffers:
         f32 = np.float32
         self.H = [np.empty((b, o), f32) for _, o, _ in net.layers]
         self.G = [np.empty((b, o), f32) for _, o, _ in net.layers]
+        self.Bb = [np.empty((b, o), f32) for _, o, _ in net.layers]
         self.mask = [np.empty((b, o), np.bool_) for _, o, _ in net.layers]
         self.rand = [np.empty((b, o), f32) for _, o, _ in net.layers] if net.rate else None
         self.m = np.empty((b, 1), f32)
@@ -64,15 +65,18 @@ class Net:
         for j, (_, _, act) in enumerate(self.layers):
             h = bf.H[j]
             np.matmul(a, self.W[j], out=h)
-            h += self.bias[j]
+            # h += bias would broadcast through a temporary ufunc buffer; a full-size copy
+            # of the bias rows does not allocate
+            np.copyto(bf.Bb[j], self.bias[j])
+            h += bf.Bb[j]
             if act == "relu":
                 np.maximum(h, 0, out=h)
             if training and self.rate and j < last:
                 r = bf.rand[j]
                 self.rng.random(out=r, dtype=np.float32)
-                np.greater_equal(r, self.rate, out=bf.mask[j])
-                np.multiply(h, bf.mask[j], out=h)
-                h *= self.scale
+                np.less(r, self.rate, out=bf.mask[j])  # dropped units
+                np.copyto(h, 0.0, where=bf.mask[j])  # (multiplying by a bool mask would
+                h *= self.scale  # cast it through a temporary buffer)
             a = h
         return a
 
@@ -116,8 +120,8 @@ class Net:
                 np.matmul(g, self.W[j].T, out=gp)
                 if self.layers[j - 1][2] == "relu":
                     # relu (and dropout) backward: H>0 iff z>0 and the unit was kept
-                    np.greater(bf.H[j - 1], 0, out=bf.mask[j - 1])
-                    np.multiply(gp, bf.mask[j - 1], out=gp)
+                    np.less_equal(bf.H[j - 1], 0, out=bf.mask[j - 1])
+                    np.copyto(gp, 0.0, where=bf.mask[j - 1])
                     if self.rate:
                         gp *= self.scale
             dW *= lr
