@@ -8,6 +8,11 @@ import pytest
 import fastlayers as fl
 from fastlayers.layers import Dense
 
+# Every test here runs on the fused training step and on the layer-by-layer path
+# (tests/training/conftest.py); train_on_batch without metrics is the fused step's
+# fastest entry, which checks its input in C.
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 
 def make_model(name="net", k=3, act="softmax"):
     fl.utils.set_random_seed(0)
@@ -21,9 +26,9 @@ def xy(n=10, k=3, seed=0):
     return rng.standard_normal((n, 4)).astype("float32"), rng.integers(0, k, n)
 
 
-def compiled(**kw):
+def compiled(metrics=None, **kw):
     m = make_model(**kw)
-    m.compile(fl.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.compile(fl.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=metrics)
     return m
 
 
@@ -33,7 +38,7 @@ def unchanged(model, before):
 
 # --------------------------------------------------------------------------- wrong feature size
 ENTRY_POINTS = {
-    "fit": lambda m, x, y: m.fit(x, y, verbose=0),
+    "fit": lambda m, x, y: m.fit(x, y, verbose=0, shuffle=False),
     "train_on_batch": lambda m, x, y: m.train_on_batch(x, y),
     "evaluate": lambda m, x, y: m.evaluate(x, y, verbose=0),
     "test_on_batch": lambda m, x, y: m.test_on_batch(x, y),
@@ -42,10 +47,11 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]], ids=["nometrics", "metrics"])
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 @pytest.mark.parametrize("shape", [(10, 5), (10, 3), (10, 4, 1), (10,)])
-def test_wrong_feature_size_is_a_value_error_naming_the_model_and_shape(entry, shape):
-    m = compiled()
+def test_wrong_feature_size_is_a_value_error_naming_the_model_and_shape(entry, shape, metrics):
+    m = compiled(metrics)
     _, y = xy()
     before = m.get_weights()
     with pytest.raises(ValueError) as e:
@@ -70,9 +76,10 @@ def test_wrong_feature_size_in_sequential_names_the_layer():
 
 
 # --------------------------------------------------------------------------- x / y mismatch
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]], ids=["nometrics", "metrics"])
 @pytest.mark.parametrize("entry", ["fit", "train_on_batch", "evaluate", "test_on_batch"])
-def test_x_y_length_mismatch(entry):
-    m = compiled()
+def test_x_y_length_mismatch(entry, metrics):
+    m = compiled(metrics)
     x, y = xy(10)
     before = m.get_weights()
     with pytest.raises(ValueError, match=r"10.*9|9.*10"):
@@ -230,25 +237,43 @@ def test_layer_set_weights_wrong_shape_names_the_layer():
 
 
 # --------------------------------------------------------------------------- empty input
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]], ids=["nometrics", "metrics"])
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-def test_empty_input(entry):
-    m = compiled()
+def test_empty_input(entry, metrics):
+    m = compiled(metrics)
     with pytest.raises(ValueError, match="empty|0 samples"):
         ENTRY_POINTS[entry](m, np.zeros((0, 4), "float32"), np.zeros((0,), "int64"))
 
 
 # --------------------------------------------------------------------------- sparse labels
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]], ids=["nometrics", "metrics"])
 @pytest.mark.parametrize("entry", ["fit", "train_on_batch", "evaluate", "test_on_batch"])
 @pytest.mark.parametrize("bad", [3, -1, 100])
-def test_sparse_labels_out_of_range(entry, bad):
-    m = compiled()
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_sparse_labels_out_of_range(entry, bad, metrics, opt):
+    """Rejected, naming the range; no step taken: the weights, the optimizer state and
+    its step count are as if the bad batch had never been given."""
+    def model():
+        m = make_model()
+        o = fl.optimizers.SGD(0.1, momentum=0.9) if opt == "momentum" else fl.optimizers.Adam(0.01)
+        m.compile(o, "sparse_categorical_crossentropy", metrics=metrics)
+        return m
+
+    m, ref = model(), model()
     x, y = xy()
-    y = y.copy()
-    y[4] = bad
+    m.train_on_batch(x, y)
+    ref.train_on_batch(x, y)
+    bad_y = y.copy()
+    bad_y[4] = bad
     before = m.get_weights()
-    with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        ENTRY_POINTS[entry](m, x, y)
+    with pytest.raises(ValueError, match=r"\[0, 3\)") as e:
+        ENTRY_POINTS[entry](m, x, bad_y)
+    assert "sparse_categorical_crossentropy" in str(e.value) or "net" in str(e.value)
     assert unchanged(m, before)
+    assert m.optimizer.iterations == 1
+    assert m.train_on_batch(x, y) == ref.train_on_batch(x, y)
+    for a, b in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sparse_labels_out_of_range_in_validation_data():

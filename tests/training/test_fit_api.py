@@ -5,6 +5,8 @@ import pytest
 import fastlayers as fl
 from fastlayers.layers import Dense, Dropout
 
+pytestmark = pytest.mark.usefixtures("engine_path")  # fused step and layer-by-layer path
+
 
 def make_model(k=3, out_act="softmax", seed=0):
     fl.utils.set_random_seed(seed)

@@ -276,11 +276,12 @@ def cast_data(x, y, dtype, kind):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_train_on_batch_matches_numpy(loss, opt, dtype):
+def test_train_on_batch_matches_numpy(loss, opt, dtype, expect_path):
     spec, ref_name, from_logits, out_act, kind = LOSSES[loss]
     make_opt, make_ref_opt = OPTIMIZERS[opt]
     model = build(out_act, dtype)
     model.compile(make_opt(), compile_loss(spec))
+    expect_path(model)
     x, y = make_data(kind)
     x, y = cast_data(x, y, dtype, kind)
     ref = RefMLP(["tanh", out_act])
@@ -307,13 +308,14 @@ def test_train_on_batch_matches_numpy(loss, opt, dtype):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("loss", ["mse", "bce", "cce_logits", "scce"])
-def test_fit_matches_numpy(loss, opt, dtype):
+def test_fit_matches_numpy(loss, opt, dtype, expect_path):
     """fit(shuffle=False): batches in order, last one smaller; History loss per epoch is
     the sample-weighted mean of the batch losses."""
     spec, ref_name, from_logits, out_act, kind = LOSSES[loss]
     make_opt, make_ref_opt = OPTIMIZERS[opt]
     model = build(out_act, dtype)
     model.compile(make_opt(), compile_loss(spec))
+    expect_path(model)
     x, y = make_data(kind, n=11, seed=3)
     x, y = cast_data(x, y, dtype, kind)
     ref = RefMLP(["tanh", out_act])
@@ -336,9 +338,10 @@ def test_fit_matches_numpy(loss, opt, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fit_several_epochs_in_one_call(dtype):
+def test_fit_several_epochs_in_one_call(dtype, expect_path):
     model = build("linear", dtype)
     model.compile(fl.optimizers.Adam(0.01), "mse")
+    expect_path(model)
     x, y = make_data("real", n=10, seed=4)
     x, y = x.astype(dtype), y.astype(dtype)
     ref, ref_opt = RefMLP(["tanh", "linear"]), RefAdam(0.01)
@@ -446,9 +449,10 @@ def test_graph_with_add_concatenate_and_3d_input_matches_numpy(dtype):
 
 # =========================================================================== single output, (n,) targets
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_single_output_with_1d_targets(dtype):
+def test_single_output_with_1d_targets(dtype, expect_path):
     model = build("sigmoid", dtype, k=1)
     model.compile(fl.optimizers.SGD(0.2), "binary_crossentropy", metrics=["accuracy"])
+    expect_path(model)
     x, y = make_data("binary", n=9, seed=7, k=1)
     x = x.astype(dtype)
     y1 = y[:, 0].astype(dtype)  # shape (n,)

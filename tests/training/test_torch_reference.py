@@ -12,6 +12,7 @@ import fastlayers as fl
 from fastlayers.layers import BatchNormalization, Dense
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only add contention on 2 cores
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 
@@ -104,10 +105,11 @@ def _compile_loss(spec):
 
 @pytest.mark.parametrize("opt", list(OPTS))
 @pytest.mark.parametrize("case", list(CASES))
-def test_train_on_batch_matches_torch(case, opt):
+def test_train_on_batch_matches_torch(case, opt, expect_path):
     loss, out_act, kind = CASES[case]
     model, tmodel, topt = _models(out_act, opt)
     model.compile(fl.optimizers.SGD(**OPTS[opt][0]), _compile_loss(loss))
+    expect_path(model)
     x, y = _data(kind, 8)
     loss_fn = _torch_loss(case)
     for step in range(6):
@@ -120,10 +122,11 @@ def test_train_on_batch_matches_torch(case, opt):
 
 @pytest.mark.parametrize("opt", list(OPTS))
 @pytest.mark.parametrize("case", ["mse", "scce_logits"])
-def test_fit_matches_torch(case, opt):
+def test_fit_matches_torch(case, opt, expect_path):
     loss, out_act, kind = CASES[case]
     model, tmodel, topt = _models(out_act, opt)
     model.compile(fl.optimizers.SGD(**OPTS[opt][0]), _compile_loss(loss))
+    expect_path(model)
     x, y = _data(kind, 13, seed=1)
     loss_fn = _torch_loss(case)
     expected = []
