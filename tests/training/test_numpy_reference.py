@@ -483,3 +483,44 @@ def test_loss_weights_scale_the_gradient():
         params = opt.step(params, ref.backward(cache, 0.5 * g))
         np.testing.assert_allclose(model.train_on_batch(x, y), 0.5 * value, **TOL["float64"])
         assert_close(model.get_weights(), params, "float64")
+
+
+# =========================================================================== changing the optimizer
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_learning_rate_changed_between_steps_is_used(opt, expect_path):
+    """Keras reads the learning rate at every step; so must the fused step."""
+    make_opt, make_ref_opt = OPTIMIZERS[opt]
+    model = build("linear", "float64")
+    model.compile(make_opt(), "mse")
+    expect_path(model)
+    x, y = make_data("real")
+    ref, ref_opt = RefMLP(["tanh", "linear"]), make_ref_opt()
+    params = trainable_values(model)
+    for step, lr in enumerate([ref_opt.lr, 0.2, 0.0, 0.03]):
+        model.optimizer.learning_rate = lr
+        ref_opt.lr = lr
+        out, cache = ref.forward(params, x)
+        value, g = ref_loss("mse", False, y, out)
+        params = ref_opt.step(params, ref.backward(cache, g))
+        np.testing.assert_allclose(model.train_on_batch(x, y), value, **TOL["float64"])
+        assert_close(model.get_weights(), params, "float64", f"step {step}, lr {lr}")
+    assert model.optimizer.iterations == 4
+
+
+def test_non_contiguous_and_sliced_input_trains_like_contiguous(expect_path):
+    x, y = make_data("labels", n=12)
+    wide = np.zeros((12, 2 * D_IN))
+    wide[:, ::2] = x  # a strided view equal to x
+    models = []
+    for xin, yin in [(x, y), (wide[:, ::2], y), (np.asfortranarray(x), y),
+                     (x[::-1][::-1], y.astype("int32"))]:
+        fl.utils.set_random_seed(0)
+        m = build("softmax", "float64")
+        m.compile(fl.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        expect_path(m)
+        losses = [m.train_on_batch(xin, yin) for _ in range(3)]
+        models.append((losses, m.get_weights()))
+    for losses, weights in models[1:]:
+        assert losses == models[0][0]
+        for a, b in zip(weights, models[0][1]):
+            np.testing.assert_array_equal(a, b)
