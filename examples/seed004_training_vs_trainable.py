@@ -63,10 +63,6 @@ def frozen_base():
         ResNet50Base(input_shape=(32, 32, 3), weights='pretrained'),
         Dense(10),
     ])
-    # Workaround, not in the seed: fastlayers' Sequential does not yet take its
-    # input shape from a nested model as its first layer (Keras does), so the
-    # model is not built and has no weights until it sees data.  Harmless once fixed.
-    model.build((None, 32, 32, 3))
     model.layers[0].trainable = False # Freeze ResNet50Base.
     assert model.layers[0].trainable_weights == [] # ResNet50Base has no trainable weights.
     assert len(model.trainable_weights) == 2 # Just the bias & kernel of the Dense layer.

@@ -102,6 +102,11 @@ class Container(Layer):
                 layers.append(node.layer)
         if any(layer is self for layer in layers):
             raise ValueError(f"{owner}: a container cannot contain itself")
+        names = [layer.name for layer in layers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{owner}: layer names must be unique within a model; "
+                             f"{dupes} appear more than once")
         self._layers = layers
         self.dtype = str(self.inputs[0].dtype)
         self.built = True

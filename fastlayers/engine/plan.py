@@ -95,8 +95,8 @@ def build_plan(model, compiled) -> Optional[object]:
         else:
             return None
         specs.append(spec)
-    if prev is not model.outputs[0] or not specs:
-        return None
+    if prev is not model.outputs[0] or all(sp["kind"] == "dropout" for sp in specs):
+        return None  # nothing to fuse: a chain of dropouts alone stays on the layer path
     from .._kernels.plan import TrainPlan
 
     _register_blas()

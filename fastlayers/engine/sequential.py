@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .container import Container
 from .layer import Input, InputLayer, Layer, bump_flags_version
 from .node import SymbolicTensor
 from .training import Model
@@ -39,8 +40,13 @@ class Sequential(Model):
             raise TypeError(f"Sequential {self.name!r}: add() expects a Layer, got {type(layer).__name__}")
         if any(l is layer for l in self._stack):
             raise ValueError(f"Sequential {self.name!r}: layer {layer.name!r} is already in the model")
-        if not self._stack and self._input is None and layer._batch_input_shape is not None:
-            self._input = Input(shape=layer._batch_input_shape[1:], dtype=layer.dtype)
+        if not self._stack and self._input is None:
+            shape = layer._batch_input_shape
+            if shape is None and isinstance(layer, Container) and layer.inputs:
+                # A built model as the first layer gives its input shape (Keras does too).
+                shape = layer.inputs[0].shape
+            if shape is not None:
+                self._input = Input(shape=shape[1:], dtype=layer.dtype)
         self._stack.append(layer)
         if self._input is not None:
             self._rebuild()

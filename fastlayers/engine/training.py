@@ -293,6 +293,8 @@ class Model(Container):
                 metrics.append((self._metric_name(metric.name, i), metric.fn(ys[i], outs[i])))
         if return_dict:
             d = {"loss": total}
+            if len(self.outputs) > 1:
+                d.update((f"{n}_loss", v) for n, v in zip(self.output_names, per_output))
             d.update(metrics)
             return d
         return total if not metrics else [total] + [v for _, v in metrics]

@@ -63,7 +63,7 @@ def explain_trainable(model) -> TrainableReport:
     now = {id(w) for w in model.trainable_weights}
     compiled = getattr(model, "_compiled", None)
     rows: List[Dict] = []
-    seen = set()
+    seen: Dict[int, Optional[Dict]] = {}
 
     def walk(container, path):
         for layer in container.layers:
@@ -71,12 +71,18 @@ def explain_trainable(model) -> TrainableReport:
                 walk(layer, path + [layer])
                 continue
             for w in layer.weights:
-                if id(w) in seen:
-                    continue
-                seen.add(id(w))
                 trains_now = id(w) in now
                 names = "/".join(c.name for c in path)
+                if id(w) in seen:
+                    # Reached again: show the path that trains it, if this is the one.
+                    row = seen[id(w)]
+                    if trains_now and row["_frozen_path"] and not _reason(w, layer, path):
+                        row["path"] = f"{names}/{layer.name}/{w.name}"
+                        row["_frozen_path"] = False
+                    continue
+                seen[id(w)] = None
                 rows.append({
+                    "_frozen_path": bool(_reason(w, layer, path)),
                     "path": f"{names}/{layer.name}/{w.name}",
                     "shape": tuple(w.shape),
                     "updated_by_fit": None if compiled is None else id(w) in compiled.train_ids,
@@ -84,6 +90,9 @@ def explain_trainable(model) -> TrainableReport:
                     "reason": "" if trains_now else _reason(w, layer, path),
                     "weight": w,
                 })
+                seen[id(w)] = rows[-1]
 
     walk(model, [model])
+    for row in rows:
+        del row["_frozen_path"]
     return TrainableReport(model.name, rows)

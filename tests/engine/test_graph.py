@@ -435,9 +435,6 @@ def test_set_learning_phase_affects_plain_calls_not_predict_or_fit():
 
 
 # --------------------------------------------------------------------------- known bugs
-@pytest.mark.xfail(strict=True, reason="engine/training.py Model._result builds the dict of "
-                   "train_on_batch/test_on_batch from the total loss and metrics only, while "
-                   "evaluate()/fit() logs (_Tracker.logs) add '<output>_loss' per output")
 def test_batch_methods_report_the_same_keys_as_evaluate_for_several_outputs():
     model = two_in_two_out()
     model.compile("sgd", ["mse", "mse"])
@@ -449,9 +446,6 @@ def test_batch_methods_report_the_same_keys_as_evaluate_for_several_outputs():
 
 
 
-@pytest.mark.xfail(strict=True, reason="fused plan: TrainPlan._buffer_of_last (csrc/plan.pyx) "
-                   "returns None when every op is an inactive dropout; Model._train_step / "
-                   "_predict_arrays (engine/training.py) then fail on None")
 def test_compiled_model_of_inactive_dropout_trains_and_predicts():
     inp = fl.Input((4,))
     model = fl.Model(inp, Dropout(0.5)(inp, training=False))

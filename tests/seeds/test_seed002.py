@@ -57,9 +57,6 @@ def test_reproducible_example_is_the_seed_output(load_example):
     np.testing.assert_array_equal(test, np.ones((1, 10)))
 
 
-@pytest.mark.xfail(strict=True, reason="fused plan: a compiled model whose only layers are "
-                   "inactive dropouts returns None from TrainPlan.forward "
-                   "(csrc/plan.pyx _buffer_of_last), so predict/evaluate raise AttributeError")
 def test_seed_model_predict_after_compile_is_identity():
     model = seed_model()
     x = np.ones((3, 10), "float32")

@@ -42,10 +42,6 @@ def ResNet50Base(input_shape=(32, 32, 3), weights=None):
                        Dense(8, activation="relu")], name="resnet50_base")
 
 
-@pytest.mark.xfail(strict=True, reason="Sequential.add does not take the input shape from a "
-                   "nested model given as first layer (fastlayers/engine/sequential.py add(): "
-                   "only layer._batch_input_shape is read), so the outer model has no weights "
-                   "until it sees data; Keras looks into the nested model's first layer")
 def test_seed_sequential_with_nested_base_is_built_at_once():
     model = Sequential([ResNet50Base(input_shape=(32, 32, 3), weights="pretrained"), Dense(10)])
     model.layers[0].trainable = False
@@ -55,7 +51,6 @@ def test_seed_sequential_with_nested_base_is_built_at_once():
 
 def test_frozen_base_in_sequential_trains_only_the_dense():
     model = Sequential([ResNet50Base(input_shape=(32, 32, 3), weights="pretrained"), Dense(10)])
-    model.build((None, 32, 32, 3))  # see the xfail above
     model.layers[0].trainable = False
     assert model.layers[0].trainable_weights == []
     assert len(model.trainable_weights) == 2

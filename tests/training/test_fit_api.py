@@ -255,3 +255,41 @@ def test_sequential_fit_and_evaluate():
     compile_(s)
     s.fit(x, y, epochs=1, verbose=0)
     assert [w.shape for w in s.weights] == [(4, 3), (3,)]
+
+
+# --------------------------------------------------------------------------- 3-D outputs
+def _seq_model():
+    fl.utils.set_random_seed(0)
+    inp = fl.Input((2, 3))
+    return fl.Model(inp, Dense(4, activation="softmax")(inp))
+
+
+def _seq_data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((5, 2, 3)).astype("float32"), rng.integers(0, 4, (5, 2))
+
+
+def test_categorical_crossentropy_on_3d_output_is_the_mean_over_samples_and_steps():
+    m = _seq_model()
+    m.compile(fl.optimizers.SGD(0.1), "categorical_crossentropy", metrics=["accuracy"])
+    x, labels = _seq_data()
+    y = np.eye(4)[labels]
+    p = m.predict(x, verbose=0).astype(np.float64)
+    expected = -np.mean(np.log(np.take_along_axis(p, labels[..., None], -1)))
+    loss, acc = m.test_on_batch(x, y)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert acc == pytest.approx(np.mean(p.argmax(-1) == labels))
+    assert m.train_on_batch(x, y)[0] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="SparseCategoricalCrossentropy.prepare_targets "
+                   "(fastlayers/losses.py) only takes labels of shape (n,) or (n, 1); Keras takes "
+                   "(n, t) labels for an (n, t, k) output (ops.sparse_categorical_crossentropy "
+                   "already handles leading axes)")
+def test_sparse_categorical_crossentropy_on_3d_output():
+    m = _seq_model()
+    m.compile(fl.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x, labels = _seq_data()
+    p = m.predict(x, verbose=0).astype(np.float64)
+    expected = -np.mean(np.log(np.take_along_axis(p, labels[..., None], -1)))
+    assert m.test_on_batch(x, labels) == pytest.approx(expected, rel=1e-6)
