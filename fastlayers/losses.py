@@ -122,11 +122,15 @@ class SparseCategoricalCrossentropy(Loss):
 
     def prepare_targets(self, y_true, y_pred_shape, dtype):
         y = np.asarray(y_true)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
+        want = tuple(y_pred_shape[1:-1])
+        if y.ndim == len(want) + 2 and y.shape[-1] == 1:
+            y = y[..., 0]
+        if y.ndim != len(want) + 1 or any(w is not None and g != w
+                                          for g, w in zip(y.shape[1:], want)):
+            shape = ", ".join(["n"] + [str(w) for w in want])
             raise ValueError(
-                f"{self.name}: labels must have shape (n,) or (n, 1), got {y.shape}")
+                f"{self.name}: labels must have shape ({shape}) (or with a trailing 1) for an "
+                f"output of shape {tuple(y_pred_shape)}, got {y.shape}")
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
                 raise ValueError(f"{self.name}: labels must be integers, got non-integer values")

@@ -19,7 +19,8 @@ def categorical_accuracy(y_true, y_pred) -> float:
 
 def sparse_categorical_accuracy(y_true, y_pred) -> float:
     """Fraction of rows whose arg-max equals the integer label."""
-    return float(np.mean(np.argmax(y_pred, axis=-1) == np.asarray(y_true).reshape(-1)))
+    pred = np.argmax(y_pred, axis=-1)
+    return float(np.mean(pred == np.asarray(y_true).reshape(pred.shape)))
 
 
 def mean_absolute_error(y_true, y_pred) -> float:

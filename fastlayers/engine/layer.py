@@ -160,6 +160,19 @@ class Layer:
         ids = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in ids]
 
+    # Keras 3's names for the same lists.
+    @property
+    def variables(self) -> List[Weight]:
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> List[Weight]:
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> List[Weight]:
+        return self.non_trainable_weights
+
     def get_weights(self) -> List[np.ndarray]:
         """Copies of the weights' values, in ``weights`` order."""
         return [w.numpy() for w in self.weights]

@@ -282,10 +282,6 @@ def test_categorical_crossentropy_on_3d_output_is_the_mean_over_samples_and_step
     assert m.train_on_batch(x, y)[0] == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="SparseCategoricalCrossentropy.prepare_targets "
-                   "(fastlayers/losses.py) only takes labels of shape (n,) or (n, 1); Keras takes "
-                   "(n, t) labels for an (n, t, k) output (ops.sparse_categorical_crossentropy "
-                   "already handles leading axes)")
 def test_sparse_categorical_crossentropy_on_3d_output():
     m = _seq_model()
     m.compile(fl.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
