@@ -305,28 +305,17 @@ cdef class TrainPlan:
         cdef Py_ssize_t n = X.shape[0]
         self._bind(n)
         if self.f32:
-            return _step_f32(self, X, T, n, lr, lr_t)
-        return _step_f64(self, X, T, n, lr, lr_t)
+            return _run_step[float](self, X, T, n, lr, lr_t)
+        return _run_step[double](self, X, T, n, lr, lr_t)
 
     def forward(self, X, bint training=False):
         """Run the layers only; returns the output buffer (valid until the next call)."""
         cdef Py_ssize_t n = X.shape[0]
-        cdef const float[:, ::1] x32
-        cdef const double[:, ::1] x64
-        cdef int old
         self._bind(n)
         if self.f32:
-            x32 = X
-            with nogil:
-                old = _begin(self)
-                _forward(self, &x32[0, 0], n, training)
-                _end(self, old)
-            return self._buffer_of_last(n, training)
-        x64 = X
-        with nogil:
-            old = _begin(self)
-            _forward(self, &x64[0, 0], n, training)
-            _end(self, old)
+            _run_forward[float](self, X, n, training)
+        else:
+            _run_forward[double](self, X, n, training)
         return self._buffer_of_last(n, training)
 
     def _buffer_of_last(self, Py_ssize_t n, bint training):
@@ -354,46 +343,35 @@ cdef inline void _end(TrainPlan p, int old) noexcept nogil:
         _blas_set_threads(old)
 
 
-cdef double _step_f32(TrainPlan p, const float[:, ::1] X, object T, Py_ssize_t n,
+cdef double _run_step(TrainPlan p, const floating[:, ::1] X, object T, Py_ssize_t n,
                       double lr, double lr_t) except? -1:
-    cdef const float[:, ::1] t2
-    cdef const int64_t[::1] lab
+    # The memoryviews hold the buffers of X and T for the whole nogil run.
+    cdef const floating[:, ::1] targets
+    cdef const int64_t[::1] labels
+    cdef const void* t
     cdef double loss
     cdef int old
     if p.loss_kind == LOSS_SPARSE_CE:
-        lab = T
-        with nogil:
-            old = _begin(p)
-            loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
-            _end(p, old)
+        labels = T
+        t = &labels[0]
     else:
-        t2 = T
-        with nogil:
-            old = _begin(p)
-            loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
-            _end(p, old)
+        targets = T
+        t = &targets[0, 0]
+    with nogil:
+        old = _begin(p)
+        loss = _step(p, &X[0, 0], t, n, lr, lr_t)
+        _end(p, old)
     return loss
 
 
-cdef double _step_f64(TrainPlan p, const double[:, ::1] X, object T, Py_ssize_t n,
-                      double lr, double lr_t) except? -1:
-    cdef const double[:, ::1] t2
-    cdef const int64_t[::1] lab
-    cdef double loss
+cdef int _run_forward(TrainPlan p, const floating[:, ::1] X, Py_ssize_t n,
+                      bint training) except -1:
     cdef int old
-    if p.loss_kind == LOSS_SPARSE_CE:
-        lab = T
-        with nogil:
-            old = _begin(p)
-            loss = _step(p, &X[0, 0], &lab[0], n, lr, lr_t)
-            _end(p, old)
-    else:
-        t2 = T
-        with nogil:
-            old = _begin(p)
-            loss = _step(p, &X[0, 0], &t2[0, 0], n, lr, lr_t)
-            _end(p, old)
-    return loss
+    with nogil:
+        old = _begin(p)
+        _forward(p, &X[0, 0], n, training)
+        _end(p, old)
+    return 0
 
 
 cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) noexcept nogil:
