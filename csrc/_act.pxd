@@ -54,7 +54,7 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
     for j in range(k):
         t = z[j] + b[j] if b != NULL else z[j]
         if act == ACT_RELU:
-            y[j] = t if t > 0 else 0
+            y[j] = 0 if t < 0 else t   # NaN passes through, as np.maximum does
         elif act == ACT_SIGMOID:
             y[j] = _sigmoid(t)
         elif act == ACT_TANH:

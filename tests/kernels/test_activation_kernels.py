@@ -43,6 +43,14 @@ def test_sigmoid_and_softmax_do_not_overflow():
     np.testing.assert_array_equal(ops.activation_forward(X, "softmax"), [[0.0, 0.0, 1.0]])
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_propagates(activation):
+    # A diverging model should show NaN, not have it silently turned into 0.
+    X = np.array([[np.nan, 1.0]])
+    assert np.isnan(ops.activation_forward(X, activation)[0, 0])
+    assert np.isnan(ops.dense_forward(X, np.eye(2), activation=activation)[0, 0])
+
+
 def test_activations_in_place_and_over_leading_axes(make, close):
     X = make((2, 3, 4), np.float64)
     expected = np.empty((6, 4))
