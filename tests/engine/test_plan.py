@@ -138,3 +138,25 @@ def test_graph_change_after_compile_leaves_the_fused_step():
     m.add(Dense(1))
     with pytest.warns(UserWarning):
         m.train_on_batch(np.ones((2, 2), "float32"), np.zeros((2, 1), "float32"))
+
+
+def test_steady_state_steps_allocate_nothing():
+    import tracemalloc
+
+    m = fl.Sequential([Dense(32, activation="relu", input_shape=(16,)), Dropout(0.5),
+                       Dense(4)])
+    m.compile(fl.optimizers.Adam(), fl.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 16)).astype("float32")
+    y = rng.integers(0, 4, 8)
+    for _ in range(5):
+        m.train_on_batch(x, y)
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    for _ in range(500):
+        m.train_on_batch(x, y)
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert now - base < 1024      # nothing kept
+    assert peak - base < 4096     # nothing but the returned float in flight
