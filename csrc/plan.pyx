@@ -24,7 +24,6 @@ from libc.stdlib cimport calloc, free
 from libc.math cimport pow, sqrt
 from libc.string cimport memcpy
 
-from numpy import dtype as _np_dtype, int64 as _np_int64, ndarray
 
 from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
 from openmp cimport omp_get_max_threads
@@ -61,7 +60,6 @@ OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
              "adam": OPT_ADAM}
 
 cdef double _EPSILON = 1e-7
-cdef object int64_dtype = _np_dtype(_np_int64)
 
 # The BLAS library's thread-count functions (scipy's OpenBLAS), set from Python
 # by set_blas_threads_functions().  During a run the products are split over our
@@ -265,36 +263,15 @@ cdef class TrainPlan:
     def try_step(self, X, T, optimizer):
         """A training step if X and T are already in the plan's form, else None.
 
-        The form: C-contiguous arrays of the plan's dtype, X (n, d_in) with n >= 1;
+        The form: C-contiguous buffers of the plan's dtype, X (n, d_in) with n >= 1;
         T int64 labels (n,) for sparse cross-entropy, else (n, d_out).  Checking
         here, in C, keeps the per-step Python cost of train_on_batch to one call.
         Reads ``optimizer.learning_rate`` and advances ``optimizer.iterations``;
         raises ValueError (and takes no step) on labels out of range.
         """
-        cdef Py_ssize_t n
-        cdef double lr, lr_t = 0.0
-        cdef long t
-        if type(X) is not ndarray or type(T) is not ndarray:
-            return None
-        n = X.shape[0]
-        if X.ndim != 2 or n < 1 or X.shape[1] != self.d_in or T.shape[0] != n:
-            return None
-        if self.loss_kind == LOSS_SPARSE_CE:
-            if T.ndim != 1 or T.dtype != int64_dtype:
-                return None
-        elif T.ndim != 2 or T.shape[1] != self.d_out or T.dtype != self.dtype:
-            return None
-        if X.dtype != self.dtype or not (X.flags.c_contiguous and T.flags.c_contiguous):
-            return None
-        lr = optimizer.learning_rate
-        t = optimizer.iterations + 1
-        if self.opt_kind == OPT_ADAM:
-            lr_t = lr * sqrt(1 - pow(self.beta_2, t)) / (1 - pow(self.beta_1, t))
-        loss = self.step(X, T, lr, lr_t)
-        if self.bad_labels:
-            raise ValueError(f"labels must be in [0, {self.d_out})")
-        optimizer.iterations = t
-        return loss
+        if self.f32:
+            return _try_step(self, <float>0, X, T, optimizer)
+        return _try_step(self, <double>0, X, T, optimizer)
 
     def step(self, X, T, double lr, double lr_t=0.0):
         """One training step on inputs X (n, d_in) and targets T; returns the loss.
@@ -341,6 +318,51 @@ cdef inline int _begin(TrainPlan p) noexcept nogil:
 cdef inline void _end(TrainPlan p, int old) noexcept nogil:
     if p.nthreads > 1 and old != 1:
         _blas_set_threads(old)
+
+
+cdef object _try_step(TrainPlan p, floating tag, object X, object T, object optimizer):
+    # `tag` only selects the float/double specialization.  Acquiring the typed views checks dtype, rank and contiguity; a mismatch
+    # only means "not in the plan's form", so the caller converts and retries.
+    cdef const floating[:, ::1] x
+    cdef const floating[:, ::1] targets
+    cdef const int64_t[::1] labels
+    cdef const void* t
+    cdef Py_ssize_t n
+    cdef double lr, lr_t = 0.0, loss
+    cdef long it
+    cdef int old
+    try:
+        x = X
+        if p.loss_kind == LOSS_SPARSE_CE:
+            labels = T
+        else:
+            targets = T
+    except (ValueError, TypeError, BufferError):
+        return None
+    n = x.shape[0]
+    if n < 1 or x.shape[1] != p.d_in:
+        return None
+    if p.loss_kind == LOSS_SPARSE_CE:
+        if labels.shape[0] != n:
+            return None
+        t = &labels[0]
+    else:
+        if targets.shape[0] != n or targets.shape[1] != p.d_out:
+            return None
+        t = &targets[0, 0]
+    lr = optimizer.learning_rate
+    it = optimizer.iterations + 1
+    if p.opt_kind == OPT_ADAM:
+        lr_t = lr * sqrt(1 - pow(p.beta_2, it)) / (1 - pow(p.beta_1, it))
+    p._bind(n)
+    with nogil:
+        old = _begin(p)
+        loss = _step(p, &x[0, 0], t, n, lr, lr_t)
+        _end(p, old)
+    if p.bad_labels:
+        raise ValueError(f"labels must be in [0, {p.d_out})")
+    optimizer.iterations = it
+    return loss
 
 
 cdef double _run_step(TrainPlan p, const floating[:, ::1] X, object T, Py_ssize_t n,
