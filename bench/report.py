@@ -391,6 +391,8 @@ def chart(results, path):
             ax.text(x, y, f"{y:.2g}", ha="center", va="bottom", fontsize=6.5, rotation=90)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, 0.5), hi * 3)  # room for the value labels and the legend
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names)
     ax.set_ylabel("time per step ÷ fastest peer (log; lower is better)")
