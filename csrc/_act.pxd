@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from _common cimport PARALLEL_MIN_ELEMENTS, _exp, _tanh
+from _common cimport _chunks, _exp, _tanh
 
 
 # Activation codes; the modules re-export them as LINEAR, RELU, ... .
@@ -70,8 +70,14 @@ cdef inline void _act_rows(const floating* Z,  # (n, k) IN, may alias Y
     cdef Py_ssize_t i
     if act == ACT_LINEAR and b == NULL and <const floating*>Y == Z:
         return
-    for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
-        _act_row(Z + i * k, b, Y + i * k, k, act)
+    cdef int nc = _chunks(n * k), c
+    if nc == 1:
+        for i in range(n):
+            _act_row(Z + i * k, b, Y + i * k, k, act)
+        return
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        for i in range(n * c // nc, n * (c + 1) // nc):
+            _act_row(Z + i * k, b, Y + i * k, k, act)
 
 
 cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward output)
@@ -110,5 +116,11 @@ cdef inline void _act_grad_rows(const floating* Y, const floating* dY, floating*
         if <const floating*>dZ != dY and n * k > 0:
             memcpy(dZ, dY, n * k * sizeof(floating))
         return
-    for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
-        _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+    cdef int nc = _chunks(n * k), c
+    if nc == 1:
+        for i in range(n):
+            _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+        return
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        for i in range(n * c // nc, n * (c + 1) // nc):
+            _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)

@@ -3,6 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, logf, sqrt, sqrtf, tanh, tanhf
+from openmp cimport omp_get_max_threads
 
 
 cdef enum:
@@ -13,6 +14,16 @@ cdef enum:
     # Columns reduced together by _colsum: 64 doubles of accumulator stay in
     # registers/L1 while the rows stream through in memory order.
     COL_BLOCK = 64
+
+
+cdef inline int _chunks(Py_ssize_t work) noexcept nogil:
+    """How many chunks to split a loop over `work` elements into: 1 when small.
+
+    Decide before entering a parallel region: `prange(..., use_threads_if=False)`
+    still costs an OpenMP region entry (about 0.6 us), more than a small layer's
+    whole loop.  Chunk c of nc covers [size * c // nc, size * (c + 1) // nc).
+    """
+    return 1 if work < PARALLEL_MIN_ELEMENTS else omp_get_max_threads()
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -89,7 +100,11 @@ cdef inline void _colsum(const floating* A,  # (n, k) IN
     reads sequential.
     """
     cdef Py_ssize_t nblocks = (k + COL_BLOCK - 1) // COL_BLOCK, blk, j1
-    for blk in prange(nblocks, schedule='static',
-                      use_threads_if=nblocks > 1 and n * k >= PARALLEL_MIN_ELEMENTS):
+    if nblocks == 1 or _chunks(n * k) == 1:
+        for blk in range(nblocks):
+            j1 = (blk + 1) * COL_BLOCK
+            _colsum_block(A, n, k, blk * COL_BLOCK, j1 if j1 < k else k, alpha, out, add)
+        return
+    for blk in prange(nblocks, schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _colsum_block(A, n, k, blk * COL_BLOCK, j1 if j1 < k else k, alpha, out, add)

@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t
 
 from cython.parallel cimport prange
 
-from _common cimport PARALLEL_MIN_ELEMENTS, _exp
+from _common cimport _chunks, _exp
 
 
 cdef inline double _bce_logits(floating z, floating y, floating inv, floating* g) noexcept nogil:
@@ -93,13 +93,12 @@ cdef inline double _ce_probs_row(const floating* p,  # (k,) IN, probabilities
     return loss
 
 
-cdef inline double _mse_sum(const floating* p, const floating* t, floating* g,
-                            Py_ssize_t size) noexcept nogil:
-    """sum((p - t)**2); g = 2 (p - t) / size when g is not NULL."""
+cdef inline double _mse_range(const floating* p, const floating* t, floating* g,
+                              Py_ssize_t lo, Py_ssize_t hi, floating scale) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating d, scale = <floating>(2.0 / size)
+    cdef floating d
     cdef double total = 0
-    for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+    for i in range(lo, hi):
         d = p[i] - t[i]
         total += <double>d * d
         if g != NULL:
@@ -107,15 +106,40 @@ cdef inline double _mse_sum(const floating* p, const floating* t, floating* g,
     return total
 
 
-cdef inline double _mae_sum(const floating* p, const floating* t, floating* g,
+cdef inline double _mse_sum(const floating* p, const floating* t, floating* g,
                             Py_ssize_t size) noexcept nogil:
-    """sum(|p - t|); g = sign(p - t) / size when g is not NULL."""
-    cdef Py_ssize_t i
-    cdef floating d, scale = <floating>(1.0 / size)
+    """sum((p - t)**2); g = 2 (p - t) / size when g is not NULL."""
+    cdef floating scale = <floating>(2.0 / size)
     cdef double total = 0
-    for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
+    cdef int nc = _chunks(size), c
+    if nc == 1:
+        return _mse_range(p, t, g, 0, size, scale)
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        total += _mse_range(p, t, g, size * c // nc, size * (c + 1) // nc, scale)
+    return total
+
+
+cdef inline double _mae_range(const floating* p, const floating* t, floating* g,
+                              Py_ssize_t lo, Py_ssize_t hi, floating scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d
+    cdef double total = 0
+    for i in range(lo, hi):
         d = p[i] - t[i]
         total += fabs(d)
         if g != NULL:
             g[i] = scale if d > 0 else (-scale if d < 0 else 0)
+    return total
+
+
+cdef inline double _mae_sum(const floating* p, const floating* t, floating* g,
+                            Py_ssize_t size) noexcept nogil:
+    """sum(|p - t|); g = sign(p - t) / size when g is not NULL."""
+    cdef floating scale = <floating>(1.0 / size)
+    cdef double total = 0
+    cdef int nc = _chunks(size), c
+    if nc == 1:
+        return _mae_range(p, t, g, 0, size, scale)
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        total += _mae_range(p, t, g, size * c // nc, size * (c + 1) // nc, scale)
     return total

@@ -11,11 +11,11 @@
 # rescales by it.  Kept values are scaled by 1 / (1 - rate) (inverted dropout, as
 # Keras), so inference is the identity and needs no kernel.
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, uint64_t
 
-from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
-from _rng cimport rng_key, rng_uniform
+from _common cimport _cp2, _p2
+from _dropout cimport _dropout_bwd, _dropout_fwd
+from _rng cimport rng_key
 
 
 def dropout_forward(const floating[:, ::1] X,  # (n, k) IN
@@ -25,23 +25,17 @@ def dropout_forward(const floating[:, ::1] X,  # (n, k) IN
                     uint64_t seed,
                     uint64_t counter):
     """mask = u(seed, counter + i) >= rate; Y = X * mask / (1 - rate)."""
-    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], size = n * k, i
+    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], size = n * k
     cdef const floating* xp = _cp2(X)
     cdef floating* yp = _p2(Y)
     cdef uint8_t* mp = &mask[0, 0] if size > 0 else NULL
     cdef uint64_t key = rng_key(seed)
-    cdef floating scale
-    cdef bint keep
     if Y.shape[0] != n or Y.shape[1] != k or mask.shape[0] != n or mask.shape[1] != k:
         raise ValueError("dropout_forward: shapes of X, Y, mask do not agree")
     if not 0 <= rate < 1:
         raise ValueError(f"dropout_forward: rate must be in [0, 1), got {rate}")
-    scale = <floating>(1.0 / (1.0 - rate))
     with nogil:
-        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-            keep = rng_uniform(key, counter + <uint64_t>i) >= rate
-            mp[i] = keep
-            yp[i] = xp[i] * scale if keep else 0
+        _dropout_fwd(xp, yp, mp, size, rate, key, counter)
 
 
 def dropout_backward(const floating[:, ::1] dY,     # (n, k) IN
@@ -49,16 +43,13 @@ def dropout_backward(const floating[:, ::1] dY,     # (n, k) IN
                      double rate,
                      floating[:, ::1] dX):          # (n, k) OUT, may be dY
     """dX = dY * mask / (1 - rate)."""
-    cdef Py_ssize_t n = dY.shape[0], k = dY.shape[1], size = n * k, i
+    cdef Py_ssize_t n = dY.shape[0], k = dY.shape[1], size = n * k
     cdef const floating* dyp = _cp2(dY)
     cdef floating* dxp = _p2(dX)
     cdef const uint8_t* mp = &mask[0, 0] if size > 0 else NULL
-    cdef floating scale
     if dX.shape[0] != n or dX.shape[1] != k or mask.shape[0] != n or mask.shape[1] != k:
         raise ValueError("dropout_backward: shapes of dY, mask, dX do not agree")
     if not 0 <= rate < 1:
         raise ValueError(f"dropout_backward: rate must be in [0, 1), got {rate}")
-    scale = <floating>(1.0 / (1.0 - rate))
     with nogil:
-        for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-            dxp[i] = dyp[i] * scale if mp[i] else 0
+        _dropout_bwd(dyp, mp, dxp, size, rate)

@@ -18,7 +18,6 @@
 # gradient buffer and no extra pass (DESIGN.md "Performance notes").  A weight is
 # only ever updated after its layer's input gradient has been computed from it.
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.math cimport pow, sqrt
@@ -29,11 +28,12 @@ from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
 from openmp cimport omp_get_max_threads
 
 from _blas cimport SPLIT_MIN_MADDS, gemm_split
-from _common cimport PARALLEL_MIN_ELEMENTS, _colsum
+from _common cimport _colsum
+from _dropout cimport _dropout_bwd, _dropout_fwd
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
                     _mse_sum)
 from _optim cimport _adam_one, _sgd_one
-from _rng cimport rng_key, rng_uniform
+from _rng cimport rng_key
 
 cdef enum:
     OP_DENSE = 0
@@ -401,9 +401,8 @@ cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) 
     cdef Op* op
     cdef const floating* inp = x
     cdef floating* out
-    cdef Py_ssize_t i, size
-    cdef floating scale
-    cdef bint drop, keep
+    cdef Py_ssize_t size
+    cdef bint drop
     cdef uint64_t c
     for l in range(p.n_ops):
         op = &p.ops[l]
@@ -421,12 +420,8 @@ cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) 
                 p.vals[l] = inp
                 continue
             size = n * op.d_out
-            scale = <floating>(1.0 / (1.0 - op.rate))
             c = op.counter[0]
-            for i in prange(size, schedule='static', use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-                keep = rng_uniform(op.key, c + <uint64_t>i) >= op.rate
-                op.mask[i] = keep
-                out[i] = inp[i] * scale if keep else 0
+            _dropout_fwd(inp, out, op.mask, size, op.rate, op.key, c)
             op.counter[0] = c + <uint64_t>size
         p.vals[l] = out
         inp = out
@@ -517,8 +512,7 @@ cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t
     cdef floating* G
     cdef floating* prev_g
     cdef const floating* X
-    cdef Py_ssize_t i, size
-    cdef floating scale
+    cdef Py_ssize_t size
     cdef double loss
     cdef bint want_dx
     p.bad_labels = False
@@ -550,9 +544,6 @@ cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t
             if p.vals[l] == <const void*>X:
                 memcpy(prev_g, G, size * sizeof(floating))
             else:
-                scale = <floating>(1.0 / (1.0 - op.rate))
-                for i in prange(size, schedule='static',
-                                use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
-                    prev_g[i] = G[i] * scale if op.mask[i] else 0
+                _dropout_bwd(G, op.mask, prev_g, size, op.rate)
         l -= 1
     return loss
