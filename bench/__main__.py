@@ -60,6 +60,8 @@ def parse(argv=None):
                    help="steps under tracemalloc in the memory scenario (default 1000)")
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="output directory")
     p.add_argument("--quick", action="store_true", help="fast smoke run")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="re-render the report of an earlier run's results.json; runs nothing")
     p.add_argument("--save-results", action="store_true",
                    help="write the report to bench/RESULTS.md (refused with --quick)")
     a = p.parse_args(argv)
@@ -82,6 +84,14 @@ def parse(argv=None):
 def main(argv=None):
     opts = parse(argv)
     os.makedirs(opts.out, exist_ok=True)
+    if opts.from_json:
+        import json
+
+        with open(opts.from_json) as f:
+            results = json.load(f)
+        if opts.save_results and results["meta"].get("quick"):
+            raise SystemExit("--save-results keeps full runs only; that run was --quick")
+        return finish(results, opts)
     t0 = time.time()
     results = {"meta": {
         "date": report.now_utc(),
@@ -107,7 +117,10 @@ def main(argv=None):
         log("interrupted: writing what was measured")
     results["meta"]["versions"] = report.collect_versions(results)
     results["meta"]["elapsed_s"] = round(time.time() - t0, 1)
+    return finish(results, opts)
 
+
+def finish(results, opts):
     md = report.markdown(results)
     json_path = os.path.join(opts.out, "results.json")
     md_path = os.path.join(opts.out, "results.md")
@@ -136,10 +149,12 @@ def save_results(results, md, have_png, png_path):
                 "importable), so this file shows the peers' numbers and the machine's GEMM "
                 "ceiling only.\n\n")
     body = md.replace("# fastlayers benchmark", "# fastlayers benchmark — latest full run", 1)
-    lines = body.split("\n", 2)
-    text = lines[0] + "\n\n" + head + "\n".join(lines[1:])
-    text += ("\n\nReproduce: `" + results["meta"]["command"].strip() + "` from the checkout "
-             "(see bench/README.md).\n")
+    title, rest = body.split("\n", 1)
+    text = title + "\n\n" + head + rest.lstrip("\n")
+    text += ("\n\nWritten by `" + results["meta"]["command"].strip() + "`. Reproduce from the "
+             "checkout with `python -m bench --save-results` (see bench/README.md); the numbers "
+             "move with the fastlayers commit and with whatever else the machine is doing "
+             "(see the load table).\n")
     if have_png:
         import shutil
 

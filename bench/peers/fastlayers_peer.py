@@ -30,16 +30,6 @@ def setup(threads):
         except Exception:
             version = "?"
     v = {"fastlayers": version}
-    try:
-        import subprocess, os
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
-        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        if rev:
-            v["fastlayers commit"] = rev
-    except Exception:
-        pass
     return v
 
 
