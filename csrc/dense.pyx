@@ -18,7 +18,7 @@ from openmp cimport omp_get_max_threads, omp_set_num_threads
 
 from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
                    ACT_TANH, _act_grad_rows, _act_rows)
-from _blas cimport gemm
+from _blas cimport gemm_split
 from _common cimport _colsum, _cp1, _cp2, _p1, _p2
 
 LINEAR = ACT_LINEAR
@@ -73,7 +73,8 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
             raise ValueError("dense_forward: b does not match W's units")
         bp = _cp1(b)
     with nogil:
-        gemm(False, False, n, u, d_in, 1, xp, d_in, wp, u, 0, yp, u)
+        gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in, wp, u,
+                   0, yp, u)
         _act_rows(yp, bp, yp, n, u, activation)
 
 
@@ -133,9 +134,11 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
     with nogil:
         _act_grad_rows(yp, dyp, dzp, n, u, activation)
         if want_dx:
-            gemm(False, True, n, d_in, u, 1, dzp, u, wp, u, 0, dxp, d_in)
+            gemm_split(omp_get_max_threads(), False, False, True, n, d_in, u, 1, dzp, u, wp, u,
+                       0, dxp, d_in)
         if want_dw:
-            gemm(True, False, d_in, u, n, 1, xp, d_in, dzp, u, beta, dwp, u)
+            gemm_split(omp_get_max_threads(), True, True, False, d_in, u, n, 1, xp, d_in, dzp, u,
+                       beta, dwp, u)
         if want_db:
             _colsum(dzp, n, u, 1.0, dbp, accumulate)
 
@@ -161,6 +164,7 @@ def dense_sgd_update(const floating[:, ::1] X,   # (n, d_in) IN
         bp = _p1(b)
     with nogil:
         # One GEMM straight into W: alpha = -lr, beta = 1.
-        gemm(True, False, d_in, u, n, <floating>(-lr), xp, d_in, dzp, u, 1, wp, u)
+        gemm_split(omp_get_max_threads(), True, True, False, d_in, u, n, <floating>(-lr), xp,
+                   d_in, dzp, u, 1, wp, u)
         if has_b:
             _colsum(dzp, n, u, -lr, bp, True)

@@ -61,24 +61,6 @@ OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
 
 cdef double _EPSILON = 1e-7
 
-# The BLAS library's thread-count functions (scipy's OpenBLAS), set from Python
-# by set_blas_threads_functions().  During a run the products are split over our
-# own OpenMP team (gemm_split), so BLAS must run one thread per call; the
-# previous count is restored afterwards.  NULL: leave BLAS threading alone and
-# call it unsplit.
-ctypedef void (*_set_threads_t)(int) noexcept nogil
-ctypedef int (*_get_threads_t)() noexcept nogil
-cdef _set_threads_t _blas_set_threads = NULL
-cdef _get_threads_t _blas_get_threads = NULL
-
-
-def set_blas_threads_functions(size_t set_addr, size_t get_addr):
-    """Register the BLAS library's set/get thread-count functions (addresses)."""
-    global _blas_set_threads, _blas_get_threads
-    _blas_set_threads = <_set_threads_t>set_addr if set_addr and get_addr else NULL
-    _blas_get_threads = <_get_threads_t>get_addr if set_addr and get_addr else NULL
-
-
 cdef struct Op:
     int kind
     int act
@@ -304,20 +286,9 @@ cdef class TrainPlan:
         return self._buffers[n][i][0] if i >= 0 else None
 
 
-cdef inline int _begin(TrainPlan p) noexcept nogil:
-    """Pick the team size for this run; returns the BLAS thread count to restore."""
-    cdef int old = 1
-    p.nthreads = omp_get_max_threads() if _blas_set_threads != NULL and p.split_worth else 1
-    if p.nthreads > 1:
-        old = _blas_get_threads()
-        if old != 1:
-            _blas_set_threads(1)
-    return old
-
-
-cdef inline void _end(TrainPlan p, int old) noexcept nogil:
-    if p.nthreads > 1 and old != 1:
-        _blas_set_threads(old)
+cdef inline void _begin(TrainPlan p) noexcept nogil:
+    """Pick the team size for this run: the OpenMP team, if a product is worth it."""
+    p.nthreads = omp_get_max_threads() if p.split_worth else 1
 
 
 cdef object _try_step(TrainPlan p, floating tag, object X, object T, object optimizer):
@@ -330,7 +301,6 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
     cdef Py_ssize_t n
     cdef double lr, lr_t = 0.0, loss
     cdef long it
-    cdef int old
     try:
         x = X
         if p.loss_kind == LOSS_SPARSE_CE:
@@ -356,9 +326,8 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
         lr_t = lr * sqrt(1 - pow(p.beta_2, it)) / (1 - pow(p.beta_1, it))
     p._bind(n)
     with nogil:
-        old = _begin(p)
+        _begin(p)
         loss = _step(p, &x[0, 0], t, n, lr, lr_t)
-        _end(p, old)
     if p.bad_labels:
         raise ValueError(f"labels must be in [0, {p.d_out})")
     optimizer.iterations = it
@@ -372,7 +341,6 @@ cdef double _run_step(TrainPlan p, const floating[:, ::1] X, object T, Py_ssize_
     cdef const int64_t[::1] labels
     cdef const void* t
     cdef double loss
-    cdef int old
     if p.loss_kind == LOSS_SPARSE_CE:
         labels = T
         t = &labels[0]
@@ -380,19 +348,16 @@ cdef double _run_step(TrainPlan p, const floating[:, ::1] X, object T, Py_ssize_
         targets = T
         t = &targets[0, 0]
     with nogil:
-        old = _begin(p)
+        _begin(p)
         loss = _step(p, &X[0, 0], t, n, lr, lr_t)
-        _end(p, old)
     return loss
 
 
 cdef int _run_forward(TrainPlan p, const floating[:, ::1] X, Py_ssize_t n,
                       bint training) except -1:
-    cdef int old
     with nogil:
-        old = _begin(p)
+        _begin(p)
         _forward(p, &X[0, 0], n, training)
-        _end(p, old)
     return 0
 
 

@@ -12,5 +12,11 @@ from .engine.training import Model
 
 __version__ = "0.1.0"
 
+# The kernels own their threading: an OpenMP team, single-threaded BLAS per slice.
+from . import _threads as _threads_mod
+
+_threads_mod.apply(backend._NUM_THREADS)
+del _threads_mod
+
 __all__ = ["Input", "Layer", "Container", "Model", "Sequential", "backend", "layers", "losses",
            "metrics", "models", "optimizers", "initializers", "callbacks", "utils"]

@@ -19,26 +19,24 @@ def _openblas_handles():
             continue
 
 
-def register_blas_with_plan() -> None:
-    """Give the fused step scipy's OpenBLAS thread functions, so it can run BLAS
-    single-threaded while it splits products over its own OpenMP team."""
-    from ._kernels import plan as _plan
-
-    for lib in _openblas_handles():
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("64_", ""):
-                set_fn = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                get_fn = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                if set_fn is not None and get_fn is not None:
-                    _plan.set_blas_threads_functions(
-                        ctypes.cast(set_fn, ctypes.c_void_p).value,
-                        ctypes.cast(get_fn, ctypes.c_void_p).value)
-                    return
-
-
 def apply(n: Optional[int]) -> None:
-    """Set OpenBLAS and OpenMP thread counts to ``n`` (None: the core count)."""
+    """Run the kernels on an OpenMP team of ``n`` threads (None: the core count).
+
+    fastlayers splits every large matrix product over its own team (one
+    single-threaded BLAS call per slice), so scipy's OpenBLAS -- the BLAS the
+    kernels call -- is set to one thread.  Two thread pools that both spin while
+    waiting (OpenMP's and OpenBLAS's) slowed a step by 50x on a 2-core machine.
+    """
     n = n or (os.cpu_count() or 1)
+    _set_blas_threads(1)
+    try:
+        from ._kernels import dense as _dense
+    except ImportError:  # pragma: no cover - a source checkout without the build
+        return
+    _dense.set_omp_threads(n)
+
+
+def _set_blas_threads(n: int) -> None:
     for lib in _openblas_handles():
         for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
@@ -46,11 +44,3 @@ def apply(n: Optional[int]) -> None:
             if fn is not None:
                 fn(ctypes.c_int(n))
                 break
-    try:
-        from ._kernels import dense as _dense
-
-        setter = getattr(_dense, "set_omp_threads", None)
-        if setter is not None:
-            setter(n)
-    except ImportError:
-        pass

@@ -106,9 +106,11 @@ def function(inputs: Sequence[Any], outputs: Any):
 
 
 def set_num_threads(n: Optional[int]) -> None:
-    """Bound the threads used by fastlayers' kernels and the BLAS it calls.
+    """Bound the threads used by fastlayers' kernels (``None``: all cores).
 
-    ``None`` restores the default (all cores).
+    fastlayers splits large matrix products over its own OpenMP team and calls
+    BLAS single-threaded per slice, so this one number bounds both.  It runs
+    scipy's BLAS single-threaded in this process (NumPy's own BLAS is untouched).
     """
     global _NUM_THREADS
     if n is not None and (int(n) != n or n < 1):

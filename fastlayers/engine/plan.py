@@ -99,8 +99,6 @@ def build_plan(model, compiled) -> Optional[object]:
         return None  # nothing to fuse: a chain of dropouts alone stays on the layer path
     from .._kernels.plan import TrainPlan
 
-    _register_blas()
-
     if isinstance(opt, _optimizers.SGD):
         name = "sgd" if opt.momentum == 0 else ("nesterov" if opt.nesterov else "momentum")
         plan = TrainPlan(dtype, specs, kind, getattr(loss, "from_logits", False), name,
@@ -109,17 +107,6 @@ def build_plan(model, compiled) -> Optional[object]:
         plan = TrainPlan(dtype, specs, kind, getattr(loss, "from_logits", False), "adam",
                          beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
     return plan
-
-
-_REGISTERED = []
-
-
-def _register_blas() -> None:
-    if not _REGISTERED:
-        from .. import _threads
-
-        _threads.register_blas_with_plan()
-        _REGISTERED.append(True)
 
 
 def _optimizer_buffers(spec: dict, opt, weight, suffix: str) -> None:
