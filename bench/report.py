@@ -131,7 +131,7 @@ def markdown(results, title="fastlayers benchmark"):
           f"cores ({meta['machine'].get('simd', '')}), {meta['machine'].get('memory_gib')} GiB, "
           f"{meta['machine'].get('platform')}, Python {meta['machine'].get('python')}",
           f"- Checkout: {meta.get('git')}",
-          f"- Settings: {meta['threads']} threads for every framework; {meta['samples']} samples "
+          f"- Settings: {meta['threads']} thread{'s' if meta['threads'] != 1 else ''} for every framework; {meta['samples']} samples "
           f"per framework, interleaved; each sample ≈ {meta['target_s']} s of steps; "
           "float32, plain SGD(0.01), identical initial weights and data",
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
@@ -239,7 +239,11 @@ def markdown(results, title="fastlayers benchmark"):
                 if R[f].get("status") != "ok":
                     L.append(f"| – | {f} | {R[f].get('status')} | | | |")
             L += ["", "The GEMMs of one `large` step (forward X·W, dW = Xᵀ·dY, dX = dY·Wᵀ) bound "
-                  "that step from below; the `mlp` set does the same for `mlp`.", ""]
+                  "that step from below; the `mlp` set does the same for `mlp`. The "
+                  "\"threads × 1-thread BLAS\" row splits the product over the cores by hand; "
+                  "\"scipy sgemm\" is the BLAS call fastlayers' kernels make. These rates drift "
+                  "by up to ~10 % between runs on this machine, so a training step measured in "
+                  "another scenario can land a little above them.", ""]
         elif s["kind"] == "memory":
             L += _memory_section(s)
 
@@ -277,9 +281,19 @@ def markdown(results, title="fastlayers benchmark"):
                 continue
             kept_total += bl.get("kept_busy_samples", 0)
             retried_total += bl.get("retried_samples", 0)
+            if not (bl.get("retried_samples") or bl.get("kept_busy_samples")
+                    or bl["median"] > 0.05):
+                lrows.append(None)  # quiet row: counted, not shown
+                continue
             lrows.append(f"| {n} | {f} | {bl['median']:.0%} | {bl['max']:.0%} | "
                          f"{bl.get('retried_samples', 0)} | {bl.get('kept_busy_samples', 0)} |")
-    if lrows:
+    if lrows and not kept_total and not retried_total:
+        peak = max(bl["max"] for s in sc_res.values() for r in s["frameworks"].values()
+                   for bl in [r.get("background_load")] if bl and bl.get("max") is not None)
+        L += ["## Machine load during samples", "",
+              f"Quiet: no sample ran beside more than {meta.get('max_background', 0.1):.0%} "
+              f"foreign CPU load (the most seen: {peak:.0%} of the machine).", ""]
+    elif lrows:
         thr = meta.get("max_background")
         L += ["## Machine load during samples", "",
               "CPU used by *other* processes while a sample ran, as a fraction of the machine "
@@ -289,8 +303,9 @@ def markdown(results, title="fastlayers benchmark"):
         if kept_total:
             L += [f"> **{kept_total} sample(s) ran on a busy machine** and are in the numbers "
                   "above: treat those rows with care.", ""]
-        L += ["| scenario | framework | median | max | redone | kept while busy |",
-              "|---|---|---:|---:|---:|---:|"] + lrows + [""]
+        L += ["Rows not shown had no redone sample.", "",
+              "| scenario | framework | median | max | redone | kept while busy |",
+              "|---|---|---:|---:|---:|---:|"] + [r for r in lrows if r] + [""]
 
     # loss check
     rows = []

@@ -370,7 +370,8 @@ def run_scenario(name, frameworks, opts):
                 if not ts:
                     continue
                 if sc.kind == "gemm":
-                    base = what.replace(" (scipy sgemm)", "")  # same product, other BLAS call
+                    # "<set> (scipy sgemm)", "<set> (N threads × 1-thread BLAS)": same products
+                    base = max((v for v in res["variants"] if what.startswith(v)), key=len)
                     st = summarize(ts, k, flops=res["variants"][base]["flops"])
                 elif sc.kind == "fit":
                     st = summarize(ts, k, flops=res["flops_per_epoch"], items=res["rows"])

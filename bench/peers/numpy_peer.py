@@ -10,9 +10,12 @@ import numpy as np
 from ..scenarios import LEARNING_RATE, gemm_variants, weights_of
 
 MODULE = "numpy"
+_THREADS = 1
 
 
 def setup(threads):
+    global _THREADS
+    _THREADS = threads
     v = {"numpy": np.__version__}
     try:
         cfg = np.show_config(mode="dicts")
@@ -204,6 +207,11 @@ def build_gemm(sc, arrays):
                     mm(a, b, out=c)
 
         variants[name] = run
+    # The single product split by rows over `threads` Python threads with BLAS limited to
+    # one thread: the cores' rate without the BLAS library's own threading (a cross-check
+    # of the ceiling; needs threadpoolctl).
+    split = _split_variants(sc, rng)
+    variants.update(split)
     # The same single product through scipy's BLAS (what fastlayers' kernels call).
     try:
         from scipy.linalg import blas
@@ -222,3 +230,41 @@ def build_gemm(sc, arrays):
     except Exception:
         pass
     return variants
+
+
+SPLIT_SUFFIX = " ({} threads × 1-thread BLAS)"
+
+
+def _split_variants(sc, rng):
+    if _THREADS < 2:
+        return {}
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl is optional
+        return {}
+    t = _THREADS
+    pool = ThreadPoolExecutor(t)
+    out = {}
+    for name, prods in gemm_variants(sc)[:1]:  # the single large product
+        tasks = []
+        for a, b, c in _products(prods, rng):
+            m = c.shape[0]
+            cuts = [m * i // t for i in range(t + 1)]
+            tasks.append([(a[r0:r1], b, c[r0:r1]) for r0, r1 in zip(cuts, cuts[1:])])
+
+        def run(k, tasks=tasks):
+            mm = np.matmul
+
+            def one(part):
+                a, b, c = part
+                mm(a, b, out=c)
+
+            with threadpool_limits(1, user_api="blas"):
+                for _ in range(k):
+                    for parts in tasks:
+                        list(pool.map(one, parts))
+
+        out[name + SPLIT_SUFFIX.format(t)] = run
+    return out
