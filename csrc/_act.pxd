@@ -51,16 +51,26 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
         for j in range(k):
             y[j] = y[j] * t
         return
-    for j in range(k):
-        t = z[j] + b[j] if b != NULL else z[j]
-        if act == ACT_RELU:
+    # One simple loop per case, so each compiles to straight-line vector code:
+    # a per-element choice of activation (or a data-dependent branch for ReLU's
+    # sign, random in practice) cost more than the arithmetic.
+    if b != NULL:
+        for j in range(k):
+            y[j] = z[j] + b[j]
+        z = y
+    if act == ACT_RELU:
+        for j in range(k):
+            t = z[j]
             y[j] = 0 if t < 0 else t   # NaN passes through, as np.maximum does
-        elif act == ACT_SIGMOID:
-            y[j] = _sigmoid(t)
-        elif act == ACT_TANH:
-            y[j] = _tanh(t)
-        else:
-            y[j] = t
+    elif act == ACT_SIGMOID:
+        for j in range(k):
+            y[j] = _sigmoid(z[j])
+    elif act == ACT_TANH:
+        for j in range(k):
+            y[j] = _tanh(z[j])
+    elif <const floating*>y != z:
+        for j in range(k):
+            y[j] = z[j]
 
 
 cdef inline void _act_rows(const floating* Z,  # (n, k) IN, may alias Y
