@@ -131,7 +131,8 @@ def markdown(results, title="fastlayers benchmark"):
           f"cores ({meta['machine'].get('simd', '')}), {meta['machine'].get('memory_gib')} GiB, "
           f"{meta['machine'].get('platform')}, Python {meta['machine'].get('python')}",
           f"- Checkout: {meta.get('git')}",
-          f"- Settings: {meta['threads']} thread{'s' if meta['threads'] != 1 else ''} for every framework; {meta['samples']} samples "
+          f"- Settings: {meta['threads']} thread{'s' if meta['threads'] != 1 else ''} for every "
+          f"framework; {meta['samples']} samples "
           f"per framework, interleaved; each sample ≈ {meta['target_s']} s of steps; "
           "float32, plain SGD(0.01), identical initial weights and data",
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
