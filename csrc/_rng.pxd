@@ -7,6 +7,7 @@
 # reference (fastlayers._reference.dropout_uniform) reproduces it bit for bit
 # with uint64 wraparound arithmetic.  Hashing the seed first keeps nearby seeds
 # (0, 1, 2, ...) from giving shifted copies of one stream.
+from libc.math cimport ceil
 from libc.stdint cimport uint64_t
 
 cdef enum:
@@ -24,7 +25,20 @@ cdef inline uint64_t rng_key(uint64_t seed) noexcept nogil:
     return mix64(seed)
 
 
+cdef inline uint64_t rng_bits(uint64_t key, uint64_t i) noexcept nogil:
+    """The 53 bits behind rng_uniform(key, i), as an integer."""
+    return mix64(key + i * <uint64_t>0x9E3779B97F4A7C15ULL) >> _RNG_SHIFT
+
+
+cdef inline uint64_t rng_threshold(double rate) noexcept nogil:
+    """T with rng_bits(key, i) >= T exactly when rng_uniform(key, i) >= rate.
+
+    rate * 2**53 is exact in double, and the bits are integers, so comparing
+    with its ceiling is the same test without an int-to-float conversion.
+    """
+    return <uint64_t>ceil(rate * 9007199254740992.0)
+
+
 cdef inline double rng_uniform(uint64_t key, uint64_t i) noexcept nogil:
     """The uniform in [0, 1) at position i of the stream keyed by `key`."""
-    return <double>(mix64(key + i * <uint64_t>0x9E3779B97F4A7C15ULL) >> _RNG_SHIFT) \
-        * (1.0 / 9007199254740992.0)
+    return <double>rng_bits(key, i) * (1.0 / 9007199254740992.0)
