@@ -18,6 +18,7 @@
 # gradient buffer and no extra pass (DESIGN.md "Performance notes").  A weight is
 # only ever updated after its layer's input gradient has been computed from it.
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.math cimport pow, sqrt
@@ -28,7 +29,7 @@ from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
 from openmp cimport omp_get_max_threads
 
 from _blas cimport SPLIT_MIN_MADDS, gemm_split
-from _common cimport _colsum
+from _common cimport _chunks, _colsum
 from _dropout cimport _dropout_bwd, _dropout_fwd
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
                     _mse_sum)
@@ -108,6 +109,7 @@ cdef class TrainPlan:
     cdef object dtype
     cdef list _keep
     cdef dict _buffers
+    cdef dict _staging         # batch size -> (inputs, targets) for gathered batches
     cdef public bint bad_labels
 
     def __cinit__(self):
@@ -138,6 +140,7 @@ cdef class TrainPlan:
         self.momentum, self.beta_1, self.beta_2, self.epsilon = momentum, beta_1, beta_2, epsilon
         self._keep = []
         self._buffers = {}
+        self._staging = {}
         self.bound_n = -1
         self.lowest = -1
         for i, spec in enumerate(specs):
@@ -255,6 +258,36 @@ cdef class TrainPlan:
             return _try_step(self, <float>0, X, T, optimizer)
         return _try_step(self, <double>0, X, T, optimizer)
 
+    def try_step_rows(self, X, T, order, Py_ssize_t lo, Py_ssize_t hi, optimizer):
+        """Like try_step, on rows order[lo:hi] of the whole data set X, T.
+
+        The rows are gathered straight into buffers of the plan (split over the
+        team), which is how ``fit`` feeds shuffled batches without a per-batch
+        NumPy gather.  Returns None when X, T are not in the plan's form.
+        """
+        import numpy as np
+
+        cdef Py_ssize_t n = hi - lo
+        if n < 1:
+            return None
+        staging = self._staging.get(n)
+        if staging is None:
+            if self.loss_kind == LOSS_SPARSE_CE:
+                targets = np.empty(n, np.int64)
+            else:
+                targets = np.empty((n, self.d_out), self.dtype)
+            staging = (np.empty((n, self.d_in), self.dtype), targets)
+            self._staging[n] = staging
+        if self.f32:
+            ok = _gather_rows(<float>0, X, T, order, lo, hi, staging[0], staging[1],
+                              self.loss_kind == LOSS_SPARSE_CE)
+        else:
+            ok = _gather_rows(<double>0, X, T, order, lo, hi, staging[0], staging[1],
+                              self.loss_kind == LOSS_SPARSE_CE)
+        if not ok:
+            return None
+        return self.try_step(staging[0], staging[1], optimizer)
+
     def step(self, X, T, double lr, double lr_t=0.0):
         """One training step on inputs X (n, d_in) and targets T; returns the loss.
 
@@ -289,6 +322,72 @@ cdef class TrainPlan:
 cdef inline void _begin(TrainPlan p) noexcept nogil:
     """Pick the team size for this run: the OpenMP team, if a product is worth it."""
     p.nthreads = omp_get_max_threads() if p.split_worth else 1
+
+
+cdef bint _gather_rows(floating tag, object X, object T, object order, Py_ssize_t lo,
+                       Py_ssize_t hi, object x_out, object t_out, bint sparse) except -1:
+    """Copy rows order[lo:hi] of X and T into x_out, t_out; False if not in form."""
+    cdef const floating[:, ::1] x
+    cdef const floating[:, ::1] t
+    cdef const int64_t[::1] lab
+    cdef const int64_t[::1] idx
+    cdef floating[:, ::1] xo = x_out
+    cdef floating[:, ::1] to
+    cdef int64_t[::1] lo_ = None
+    cdef Py_ssize_t n = hi - lo, rows, i, r, d, k = 0
+    cdef bint bad = False
+    try:
+        x = X
+        idx = order
+        if sparse:
+            lab = T
+            lo_ = t_out
+        else:
+            t = T
+            to = t_out
+    except (ValueError, TypeError, BufferError):
+        return False
+    rows = x.shape[0]
+    d = x.shape[1]
+    if lo < 0 or hi > idx.shape[0] or d != xo.shape[1] or n != xo.shape[0]:
+        return False
+    if sparse:
+        if lab.shape[0] != rows:
+            return False
+    else:
+        k = t.shape[1]
+        if t.shape[0] != rows or k != to.shape[1]:
+            return False
+    with nogil:
+        for i in range(n):
+            r = idx[lo + i]
+            if r < 0 or r >= rows:
+                bad = True
+                break
+        if not bad:
+            _copy_rows(&x[0, 0], &idx[lo], &xo[0, 0], n, d)
+            if sparse:
+                for i in range(n):
+                    lo_[i] = lab[idx[lo + i]]
+            else:
+                _copy_rows(&t[0, 0], &idx[lo], &to[0, 0], n, k)
+    if bad:
+        raise ValueError("row index out of range")
+    return True
+
+
+cdef void _copy_rows(const floating* src, const int64_t* idx, floating* dst, Py_ssize_t n,
+                     Py_ssize_t d) noexcept nogil:
+    """dst[i] = src[idx[i]] for n rows of d values, split over the team when large."""
+    cdef int nc = _chunks(n * d), c
+    cdef Py_ssize_t i
+    if nc == 1:
+        for i in range(n):
+            memcpy(dst + i * d, src + idx[i] * d, d * sizeof(floating))
+        return
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        for i in range(n * c // nc, n * (c + 1) // nc):
+            memcpy(dst + i * d, src + idx[i] * d, d * sizeof(floating))
 
 
 cdef object _try_step(TrainPlan p, floating tag, object X, object T, object optimizer):

@@ -128,6 +128,15 @@ class Model(Container):
             c.d_in = t.shape[1]
             c.d_out = self.outputs[0].shape[-1]
 
+    def _plan_step_rows(self, c: _Compiled, x, y, order, lo: int, hi: int) -> float:
+        try:
+            loss = c.plan.try_step_rows(x, y, order, lo, hi, c.optimizer)
+        except ValueError as exc:
+            raise ValueError(f"Model {self.name!r}: {exc}") from None
+        if loss is None:
+            raise AssertionError("fit passed data the fused step cannot take")  # pragma: no cover
+        return loss
+
     def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> float:
         try:
             loss = c.plan.try_step(x, y, c.optimizer)
@@ -391,13 +400,20 @@ class Model(Container):
             bar = Progbar(steps, verbose)
             order = _random.generator().permutation(n) if shuffle else None
             tracker = _Tracker(self, c)
+            fused = (c.plan is not None and c.plan_nodes is self._nodes and order is not None)
             for step in range(steps):
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                batch = batcher.take(order, lo, hi)
-                bx, by = batch[:len(xs)], batch[len(xs):]
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
-                total, per_output, outs = self._train_step(c, bx, by)
+                if fused:
+                    # The fused step gathers the shuffled rows itself.
+                    by = [ys[0][order[lo:hi]]] if tracker.metrics else ys
+                    total = self._plan_step_rows(c, xs[0], ys[0], order, lo, hi)
+                    per_output, outs = [total], [c.plan.last_output(hi - lo)]
+                else:
+                    batch = batcher.take(order, lo, hi)
+                    bx, by = batch[:len(xs)], batch[len(xs):]
+                    total, per_output, outs = self._train_step(c, bx, by)
                 tracker.update(total, per_output, outs, by)
                 logs = tracker.logs()
                 for cb in cbs:

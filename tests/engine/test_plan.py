@@ -160,3 +160,25 @@ def test_steady_state_steps_allocate_nothing():
     tracemalloc.stop()
     assert now - base < 1024      # nothing kept
     assert peak - base < 4096     # nothing but the returned float in flight
+
+
+@pytest.mark.parametrize("loss_key", ["mse", "sparse_logits"])
+def test_shuffled_fit_gathers_rows_like_the_layer_path(monkeypatch, loss_key):
+    def run(plan):
+        monkeypatch.setenv("FASTLAYERS_NO_PLAN", "0" if plan else "1")
+        loss, act, k = LOSSES[loss_key]
+        m = _model(act, k)
+        m.compile(OPTIMIZERS["momentum"](), loss, metrics=["mae"] if loss_key == "mse" else
+                  ["accuracy"])
+        x, y = _data(loss_key, k, n=23)
+        fl.utils.set_random_seed(5)
+        h = m.fit(x, y, batch_size=4, epochs=3, shuffle=True, verbose=0)
+        return h.history, m.get_weights()
+
+    ha, wa = run(True)
+    hb, wb = run(False)
+    assert ha.keys() == hb.keys()
+    for key in ha:
+        np.testing.assert_allclose(ha[key], hb[key], rtol=2e-5, atol=1e-6)
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
