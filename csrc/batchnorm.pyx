@@ -253,6 +253,33 @@ cdef inline void _infer_backward_block(const floating* X, const floating* dY,
                     accumulate)
 
 
+cdef int _grad_pointers(str fn, Py_ssize_t n, Py_ssize_t c,
+                        const floating[::1] gamma,   # (c,) IN or None
+                        floating[:, ::1] dX,         # (n, c) OUT or None
+                        floating[::1] dgamma,        # (c,) OUT or None
+                        floating[::1] dbeta,         # (c,) OUT or None
+                        const floating** gp, floating** dxp, floating** dgp,
+                        floating** dbp) except -1:
+    """Check the optional arguments of a backward kernel and take their pointers."""
+    if gamma is not None:
+        if gamma.shape[0] != c:
+            raise ValueError(f"{fn}: gamma does not match channels")
+        gp[0] = _cp1(gamma)
+    if dX is not None:
+        if dX.shape[0] != n or dX.shape[1] != c:
+            raise ValueError(f"{fn}: dX does not match X")
+        dxp[0] = _p2(dX)
+    if dgamma is not None:
+        if dgamma.shape[0] != c:
+            raise ValueError(f"{fn}: dgamma does not match channels")
+        dgp[0] = _p1(dgamma)
+    if dbeta is not None:
+        if dbeta.shape[0] != c:
+            raise ValueError(f"{fn}: dbeta does not match channels")
+        dbp[0] = _p1(dbeta)
+    return 0
+
+
 def batchnorm_backward_train(const floating[:, ::1] X,        # (n, c) IN
                              const floating[:, ::1] dY,       # (n, c) IN
                              const floating[::1] gamma,       # (c,) IN or None (= 1)
@@ -274,22 +301,7 @@ def batchnorm_backward_train(const floating[:, ::1] X,        # (n, c) IN
     cdef floating* dbp = NULL
     if dY.shape[0] != n or dY.shape[1] != c or mean.shape[0] != c or inv_std.shape[0] != c:
         raise ValueError("batchnorm_backward_train: shapes of X, dY, statistics do not agree")
-    if gamma is not None:
-        if gamma.shape[0] != c:
-            raise ValueError("batchnorm_backward_train: gamma does not match channels")
-        gp = _cp1(gamma)
-    if dX is not None:
-        if dX.shape[0] != n or dX.shape[1] != c:
-            raise ValueError("batchnorm_backward_train: dX does not match X")
-        dxp = _p2(dX)
-    if dgamma is not None:
-        if dgamma.shape[0] != c:
-            raise ValueError("batchnorm_backward_train: dgamma does not match channels")
-        dgp = _p1(dgamma)
-    if dbeta is not None:
-        if dbeta.shape[0] != c:
-            raise ValueError("batchnorm_backward_train: dbeta does not match channels")
-        dbp = _p1(dbeta)
+    _grad_pointers("batchnorm_backward_train", n, c, gamma, dX, dgamma, dbeta, &gp, &dxp, &dgp, &dbp)
     nblocks = (c + COL_BLOCK - 1) // COL_BLOCK
     with nogil:
         for blk in prange(nblocks, schedule='static',
@@ -322,22 +334,7 @@ def batchnorm_backward_infer(const floating[:, ::1] X,            # (n, c) IN
     if dY.shape[0] != n or dY.shape[1] != c or moving_mean.shape[0] != c \
             or moving_var.shape[0] != c:
         raise ValueError("batchnorm_backward_infer: shapes of X, dY, statistics do not agree")
-    if gamma is not None:
-        if gamma.shape[0] != c:
-            raise ValueError("batchnorm_backward_infer: gamma does not match channels")
-        gp = _cp1(gamma)
-    if dX is not None:
-        if dX.shape[0] != n or dX.shape[1] != c:
-            raise ValueError("batchnorm_backward_infer: dX does not match X")
-        dxp = _p2(dX)
-    if dgamma is not None:
-        if dgamma.shape[0] != c:
-            raise ValueError("batchnorm_backward_infer: dgamma does not match channels")
-        dgp = _p1(dgamma)
-    if dbeta is not None:
-        if dbeta.shape[0] != c:
-            raise ValueError("batchnorm_backward_infer: dbeta does not match channels")
-        dbp = _p1(dbeta)
+    _grad_pointers("batchnorm_backward_infer", n, c, gamma, dX, dgamma, dbeta, &gp, &dxp, &dgp, &dbp)
     nblocks = (c + COL_BLOCK - 1) // COL_BLOCK
     with nogil:
         for blk in prange(nblocks, schedule='static',
