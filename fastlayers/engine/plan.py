@@ -2,7 +2,7 @@
 
 A model qualifies when it is a chain -- one input, one output, each node reading
 the previous node's output -- of built-in ``Dense``, ``Dropout``, ``Activation``
-and (2-D) ``Flatten`` layers, each used once, trained with a built-in loss and
+and ``Flatten`` layers (N-D input only through a leading ``Flatten``), each used once, trained with a built-in loss and
 SGD or Adam.  Everything else runs on the layer-by-layer path, with the same
 semantics: this module only moves the decisions the engine already made
 (compiled weight set, R3/R4; where backprop stops, R9; which dropout layers drop,
@@ -49,13 +49,15 @@ def build_plan(model, compiled) -> Optional[object]:
     if kind is None or type(opt) not in (_optimizers.SGD, _optimizers.Adam):
         return None
     inp = model.inputs[0]
-    if len(inp.shape) != 2 or inp.shape[1] is None:
+    if any(d is None for d in inp.shape[1:]) or len(inp.shape) < 2:
         return None
+    if len(inp.shape) > 2 and (not model._nodes or type(model._nodes[0].layer) is not Flatten):
+        return None  # N-D input only through a leading Flatten (the caller flattens the batch)
     dtype = np.dtype(inp.dtype)
     specs = []
     prev = inp
     seen = set()
-    width = inp.shape[1]
+    width = int(np.prod(inp.shape[1:]))
     for node in model._nodes:
         layer = node.layer
         if len(node.inputs) != 1 or node.inputs[0] is not prev or len(node.outputs) != 1:

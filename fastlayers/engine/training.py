@@ -125,10 +125,20 @@ class Model(Container):
         if c.plan is not None:
             t = self.inputs[0]
             c.dtype = np.dtype(t.dtype)
-            c.d_in = t.shape[1]
+            c.flat_input = len(t.shape) > 2  # a leading Flatten: the plan sees rows
+            c.in_shape = tuple(t.shape[1:])
+            c.d_in = int(np.prod(t.shape[1:]))
             c.d_out = self.outputs[0].shape[-1]
 
+    @staticmethod
+    def _plan_rows(c: _Compiled, x):
+        """The batch as the plan reads it: (n, features) rows (a view when contiguous)."""
+        if c.flat_input and type(x) is np.ndarray and x.shape[1:] == c.in_shape:
+            return x.reshape(x.shape[0], -1)
+        return x
+
     def _plan_step_rows(self, c: _Compiled, x, y, order, lo: int, hi: int) -> float:
+        x = self._plan_rows(c, x)
         try:
             loss = c.plan.try_step_rows(x, y, order, lo, hi, c.optimizer)
         except ValueError as exc:
@@ -138,6 +148,7 @@ class Model(Container):
         return loss
 
     def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> float:
+        x = self._plan_rows(c, x)
         try:
             loss = c.plan.try_step(x, y, c.optimizer)
         except ValueError as exc:
@@ -290,7 +301,7 @@ class Model(Container):
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
         c = self._compiled
         if c is not None and c.plan is not None and c.plan_nodes is self._nodes:
-            return [c.plan.forward(xs[0], training).copy()]
+            return [c.plan.forward(self._plan_rows(c, xs[0]), training).copy()]
         outs, _ = self._forward(xs, training, Run(), [False] * len(xs), self._top_node())
         return outs
 
@@ -320,7 +331,7 @@ class Model(Container):
             if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
                 self._check_stale(c)
             try:
-                loss = c.plan.try_step(x, y, c.optimizer)
+                loss = c.plan.try_step(self._plan_rows(c, x), y, c.optimizer)
             except ValueError as exc:
                 raise ValueError(f"Model {self.name!r}: {exc}") from None
             if loss is not None:

@@ -182,3 +182,32 @@ def test_shuffled_fit_gathers_rows_like_the_layer_path(monkeypatch, loss_key):
         np.testing.assert_allclose(ha[key], hb[key], rtol=2e-5, atol=1e-6)
     for a, b in zip(wa, wb):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_leading_flatten_takes_image_batches_in_the_fused_step(monkeypatch):
+    def run(plan):
+        monkeypatch.setenv("FASTLAYERS_NO_PLAN", "0" if plan else "1")
+        fl.backend.clear_session()
+        fl.utils.set_random_seed(2)
+        m = fl.Sequential([Flatten(input_shape=(4, 5)), Dense(6, activation="relu"), Dense(3)])
+        m.compile(OPTIMIZERS["adam"](), LOSSES["sparse_logits"][0])
+        assert (m._compiled.plan is not None) == plan
+        rng = np.random.default_rng(0)
+        x, y = rng.random((10, 4, 5)).astype("float32"), rng.integers(0, 3, 10)
+        losses = [m.train_on_batch(x, y) for _ in range(3)]
+        fl.utils.set_random_seed(3)
+        losses += m.fit(x, y, batch_size=4, epochs=2, verbose=0).history["loss"]
+        return losses, m.get_weights(), m.predict(x, verbose=0)
+
+    la, wa, pa = run(True)
+    lb, wb, pb = run(False)
+    np.testing.assert_allclose(la, lb, rtol=2e-5)
+    for a, b in zip(wa + [pa], wb + [pb]):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_fused_step_rejects_a_transposed_image_batch():
+    m = fl.Sequential([Flatten(input_shape=(4, 5)), Dense(3)])
+    m.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="shape"):
+        m.train_on_batch(np.ones((2, 5, 4), "float32"), np.zeros((2, 3), "float32"))
