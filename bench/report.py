@@ -401,7 +401,7 @@ def chart(results, path):
             if t and t.get("ratio"):
                 xs.append(j + (i - (len(fws) - 1) / 2) * width)
                 ys.append(t["ratio"])
-        bars = ax.bar(xs, ys, width, label=f, color=colors.get(f),
+        ax.bar(xs, ys, width, label=f, color=colors.get(f),
                       edgecolor="black" if f == "fastlayers" else None)
         for x, y in zip(xs, ys):
             ax.text(x, y, f"{y:.2g}", ha="center", va="bottom", fontsize=6.5, rotation=90)

@@ -1,7 +1,7 @@
 """Metrics by name, averaged over an epoch weighted by batch size (as Keras reports them)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 

@@ -1,5 +1,4 @@
 """Shared fixtures: a clean seed and float type per test."""
-import numpy as np
 import pytest
 
 import fastlayers as fl

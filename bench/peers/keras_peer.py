@@ -6,7 +6,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
 import keras  # noqa: E402
 
 from ..scenarios import LEARNING_RATE, weights_of  # noqa: E402

@@ -1,8 +1,6 @@
 """Dense, Activation and Flatten."""
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from .. import ops

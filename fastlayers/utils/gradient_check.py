@@ -1,8 +1,6 @@
 """A numerical gradient checker for layers (built-in or your own)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import numpy as np
 
 from ..engine.node import Node

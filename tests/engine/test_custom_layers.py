@@ -6,7 +6,6 @@ written here.
 ``(outputs, backprop)``; ``backprop(dy)`` returns ``(dx, [one grad per weight])``.
 """
 import importlib.util
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -252,8 +252,6 @@ def test_r5_outer_training_reaches_inside_and_does_not_leak():
 
 # --------------------------------------------------------------------------- R6 (seed 002)
 def test_r6_dropout_drops_in_frozen_model_under_fit():
-    rate_seen = []
-
     inp = fl.Input((100,))
     drop = Dropout(0.5)
     h = drop(inp)

@@ -4,7 +4,6 @@ import warnings
 import numpy as np
 import pytest
 
-import fastlayers as fl
 from fastlayers.layers import Dense
 from fastlayers.models import Input, Model, Sequential
 
