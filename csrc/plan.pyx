@@ -288,18 +288,6 @@ cdef class TrainPlan:
             return None
         return self.try_step(staging[0], staging[1], optimizer)
 
-    def step(self, X, T, double lr, double lr_t=0.0):
-        """One training step on inputs X (n, d_in) and targets T; returns the loss.
-
-        T is int64 labels (n,) for sparse cross-entropy, else an (n, d_out) array
-        of the plan's dtype.  The caller validated shapes and dtypes.
-        """
-        cdef Py_ssize_t n = X.shape[0]
-        self._bind(n)
-        if self.f32:
-            return _run_step[float](self, X, T, n, lr, lr_t)
-        return _run_step[double](self, X, T, n, lr, lr_t)
-
     def forward(self, X, bint training=False):
         """Run the layers only; returns the output buffer (valid until the next call)."""
         cdef Py_ssize_t n = X.shape[0]
@@ -433,27 +421,11 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
     return loss
 
 
-cdef double _run_step(TrainPlan p, const floating[:, ::1] X, object T, Py_ssize_t n,
-                      double lr, double lr_t) except? -1:
-    # The memoryviews hold the buffers of X and T for the whole nogil run.
-    cdef const floating[:, ::1] targets
-    cdef const int64_t[::1] labels
-    cdef const void* t
-    cdef double loss
-    if p.loss_kind == LOSS_SPARSE_CE:
-        labels = T
-        t = &labels[0]
-    else:
-        targets = T
-        t = &targets[0, 0]
-    with nogil:
-        _begin(p)
-        loss = _step(p, &X[0, 0], t, n, lr, lr_t)
-    return loss
-
-
 cdef int _run_forward(TrainPlan p, const floating[:, ::1] X, Py_ssize_t n,
                       bint training) except -1:
+    if n < 1 or X.shape[0] != n or X.shape[1] != p.d_in:
+        raise ValueError(f"TrainPlan.forward: X must have shape (n >= 1, {p.d_in}), "
+                         f"got ({X.shape[0]}, {X.shape[1]})")
     with nogil:
         _begin(p)
         _forward(p, &X[0, 0], n, training)

@@ -211,3 +211,20 @@ def test_fused_step_rejects_a_transposed_image_batch():
     m.compile("sgd", "mse")
     with pytest.raises(ValueError, match="shape"):
         m.train_on_batch(np.ones((2, 5, 4), "float32"), np.zeros((2, 3), "float32"))
+
+
+def test_plan_entry_points_refuse_wrong_shapes_instead_of_reading_out_of_bounds():
+    m = fl.Sequential([Dense(3, input_shape=(4,)), Dense(2)])
+    m.compile("sgd", "mse")
+    plan, opt = m._compiled.plan, m._compiled.optimizer
+    with pytest.raises(ValueError, match="shape"):
+        plan.forward(np.ones((2, 5), "float32"))
+    assert plan.try_step(np.ones((2, 5), "float32"), np.ones((2, 2), "float32"), opt) is None
+    assert plan.try_step(np.ones((2, 4), "float32"), np.ones((3, 2), "float32"), opt) is None
+    assert plan.try_step(np.ones((2, 4), "float64"), np.ones((2, 2), "float32"), opt) is None
+    assert plan.try_step(np.ones((4, 2), "float32").T, np.ones((2, 2), "float32"), opt) is None
+    order = np.array([0, 9], dtype=np.int64)
+    with pytest.raises(ValueError, match="range"):
+        plan.try_step_rows(np.ones((3, 4), "float32"), np.ones((3, 2), "float32"), order, 0, 2,
+                           opt)
+    assert opt.iterations == 0
