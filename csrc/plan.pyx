@@ -1,7 +1,7 @@
 # Design
 # ------
 # The fused training step.  For a chain of built-in layers (Dense, Dropout,
-# Activation) the whole step -- forward, loss, backward, optimizer update -- runs
+# Activation, BatchNormalization) the whole step -- forward, loss, backward, optimizer update -- runs
 # here in one nogil call, so the per-step cost of Python is one method call.
 #
 # Python decides everything beforehand (fastlayers/engine/plan.py): which layers'
@@ -30,6 +30,8 @@ from openmp cimport omp_get_max_threads
 
 from _blas cimport SPLIT_MIN_MADDS, gemm_split
 from _common cimport _chunks, _colsum
+from _bn cimport (_bn_backward_infer, _bn_backward_train, _bn_infer, _bn_train,
+                 _bn_update_moving)
 from _dropout cimport _dropout_bwd, _dropout_fwd
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
                     _mse_sum)
@@ -40,6 +42,7 @@ cdef enum:
     OP_DENSE = 0
     OP_DROPOUT = 1
     OP_ACTIVATION = 2
+    OP_BATCHNORM = 3
 
 cdef enum:
     LOSS_MSE = 0
@@ -54,7 +57,8 @@ cdef enum:
     OPT_NESTEROV = 2
     OPT_ADAM = 3
 
-OP_KINDS = {"dense": OP_DENSE, "dropout": OP_DROPOUT, "activation": OP_ACTIVATION}
+OP_KINDS = {"dense": OP_DENSE, "dropout": OP_DROPOUT, "activation": OP_ACTIVATION,
+            "batchnorm": OP_BATCHNORM}
 LOSS_KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "bce": LOSS_BCE, "ce": LOSS_CE,
               "sparse_ce": LOSS_SPARSE_CE}
 OPT_KINDS = {"sgd": OPT_SGD, "momentum": OPT_MOMENTUM, "nesterov": OPT_NESTEROV,
@@ -77,8 +81,17 @@ cdef struct Op:
     void* s2b
     bint train_w
     bint train_b
-    bint drop_train  # dropout drops in training steps (pinned training=False: never)
-    bint drop_infer  # dropout drops in inference runs (pinned training=True)
+    bint mode_train  # training behaviour in training steps (pinned training=False: never;
+                     # batch norm frozen in the compiled picture: never, R7)
+    bint mode_infer  # training behaviour in inference runs (pinned training=True)
+    bint batch_mode  # batch norm: this run normalized with batch statistics
+    void* mm         # batch norm: moving mean, moving variance (c,) IN/OUT
+    void* mv
+    void* bmean      # batch norm: this run's batch mean, variance, 1/std (c,) scratch
+    void* bvar
+    void* binv
+    double eps
+    double bn_momentum
     double rate
     uint64_t key
     uint64_t* counter
@@ -149,7 +162,8 @@ cdef class TrainPlan:
             op.act = spec.get("act", ACT_LINEAR)
             op.d_in = spec["d_in"]
             op.d_out = spec["d_out"]
-            for name in ("W", "b", "gW", "gb", "s1W", "s1b", "s2W", "s2b", "counter"):
+            for name in ("W", "b", "gW", "gb", "s1W", "s1b", "s2W", "s2b", "counter", "mm", "mv",
+                         "bmean", "bvar", "binv"):
                 a = spec.get(name)
                 if a is not None:
                     if not a.flags.c_contiguous or (name != "counter" and a.dtype != self.dtype):
@@ -165,16 +179,30 @@ cdef class TrainPlan:
             op.s2W = _addr(spec.get("s2W"))
             op.s2b = _addr(spec.get("s2b"))
             op.counter = <uint64_t*>_addr(spec.get("counter"))
+            op.mm = _addr(spec.get("mm"))
+            op.mv = _addr(spec.get("mv"))
+            op.bmean = _addr(spec.get("bmean"))
+            op.bvar = _addr(spec.get("bvar"))
+            op.binv = _addr(spec.get("binv"))
+            op.eps = spec.get("eps", 0.0)
+            op.bn_momentum = spec.get("bn_momentum", 0.0)
             op.train_w = spec.get("train_w", False)
             op.train_b = spec.get("train_b", False)
-            op.drop_train = spec.get("drop_train", False)
-            op.drop_infer = spec.get("drop_infer", False)
+            op.mode_train = spec.get("mode_train", False)
+            op.mode_infer = spec.get("mode_infer", False)
             op.rate = spec.get("rate", 0.0)
             op.key = rng_key(<uint64_t>spec.get("seed", 0))
             if op.kind == OP_DENSE and op.W == NULL:
                 raise ValueError(f"TrainPlan: dense op {i} has no W")
             if op.kind == OP_DROPOUT and op.counter == NULL:
                 raise ValueError(f"TrainPlan: dropout op {i} has no counter")
+            if op.kind == OP_BATCHNORM and (op.mm == NULL or op.mv == NULL or op.bmean == NULL
+                                            or op.bvar == NULL or op.binv == NULL
+                                            or op.d_in != op.d_out):
+                raise ValueError(f"TrainPlan: batchnorm op {i} lacks its statistics")
+            if op.kind == OP_BATCHNORM and (op.train_w and op.gW == NULL
+                                            or op.train_b and op.gb == NULL):
+                raise ValueError(f"TrainPlan: batchnorm op {i} lacks gradient buffers")
             if self.opt_kind != OPT_SGD and (op.train_w and (op.gW == NULL or op.s1W == NULL)
                                              or op.train_b and (op.gb == NULL or op.s1b == NULL)):
                 raise ValueError(f"TrainPlan: op {i} lacks optimizer buffers")
@@ -302,7 +330,7 @@ cdef class TrainPlan:
         # An inactive final dropout aliases its input: return that buffer instead.
         cdef int i = self.n_ops - 1
         while i >= 0 and self.ops[i].kind == OP_DROPOUT and not (
-                self.ops[i].drop_train if training else self.ops[i].drop_infer):
+                self.ops[i].mode_train if training else self.ops[i].mode_infer):
             i -= 1
         return self._buffers[n][i][0] if i >= 0 else None
 
@@ -449,8 +477,19 @@ cdef void _forward(TrainPlan p, const floating* x, Py_ssize_t n, bint training) 
             _act_rows(out, <const floating*>op.b, out, n, op.d_out, op.act)
         elif op.kind == OP_ACTIVATION:
             _act_rows(inp, NULL, out, n, op.d_out, op.act)
+        elif op.kind == OP_BATCHNORM:
+            op.batch_mode = op.mode_train if training else op.mode_infer
+            if op.batch_mode:
+                _bn_train(inp, n, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                          op.eps, out, <floating*>op.bmean, <floating*>op.bvar,
+                          <floating*>op.binv)
+                _bn_update_moving(<floating*>op.mm, <floating*>op.mv, <const floating*>op.bmean,
+                                  <const floating*>op.bvar, op.d_out, op.bn_momentum)
+            else:
+                _bn_infer(inp, n, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                          <const floating*>op.mm, <const floating*>op.mv, op.eps, out)
         else:
-            drop = op.drop_train if training else op.drop_infer
+            drop = op.mode_train if training else op.mode_infer
             if not drop or op.rate == 0:
                 # Identity: the next op reads this op's input directly.
                 p.vals[l] = inp
@@ -502,9 +541,20 @@ cdef double _loss(TrainPlan p, const floating* z, const void* target, floating* 
     return total * inv_n
 
 
+cdef inline void _apply(TrainPlan p, floating* w, const floating* g, floating* s1,
+                        floating* s2, Py_ssize_t size, double lr, double lr_t) noexcept nogil:
+    """The optimizer's update of one weight from its gradient g (the kernels' own loops)."""
+    if p.opt_kind == OPT_ADAM:
+        _adam_one(w, g, s1, s2, size, <floating>lr_t, <floating>p.beta_1, <floating>p.beta_2,
+                  <floating>(1 - p.beta_1), <floating>(1 - p.beta_2), <floating>p.epsilon)
+    else:
+        _sgd_one(w, g, s1 if p.opt_kind != OPT_SGD else NULL, size, <floating>lr,
+                 <floating>p.momentum, p.opt_kind == OPT_NESTEROV)
+
+
 cdef void _update(TrainPlan p, Op* op, const floating* X, floating* G, Py_ssize_t n,
                   double lr, double lr_t) noexcept nogil:
-    """Apply the optimizer to op's weights from its input X and dZ = G."""
+    """Apply the optimizer to a dense op's weights from its input X and dZ = G."""
     cdef Py_ssize_t d_in = op.d_in, d_out = op.d_out
     cdef floating lr_f = <floating>lr
     if p.opt_kind == OPT_SGD:
@@ -518,26 +568,12 @@ cdef void _update(TrainPlan p, Op* op, const floating* X, floating* G, Py_ssize_
     if op.train_w:
         gemm_split(p.nthreads, True, True, False, d_in, d_out, n, 1, X, d_in, G, d_out, 0,
                    <floating*>op.gW, d_out)
+        _apply(p, <floating*>op.W, <const floating*>op.gW, <floating*>op.s1W,
+               <floating*>op.s2W, d_in * d_out, lr, lr_t)
     if op.train_b:
         _colsum(G, n, d_out, 1.0, <floating*>op.gb, False)
-    if p.opt_kind == OPT_ADAM:
-        if op.train_w:
-            _adam_one(<floating*>op.W, <const floating*>op.gW, <floating*>op.s1W,
-                      <floating*>op.s2W, d_in * d_out, <floating>lr_t, <floating>p.beta_1,
-                      <floating>p.beta_2, <floating>(1 - p.beta_1), <floating>(1 - p.beta_2),
-                      <floating>p.epsilon)
-        if op.train_b:
-            _adam_one(<floating*>op.b, <const floating*>op.gb, <floating*>op.s1b,
-                      <floating*>op.s2b, d_out, <floating>lr_t, <floating>p.beta_1,
-                      <floating>p.beta_2, <floating>(1 - p.beta_1), <floating>(1 - p.beta_2),
-                      <floating>p.epsilon)
-        return
-    if op.train_w:
-        _sgd_one(<floating*>op.W, <const floating*>op.gW, <floating*>op.s1W, d_in * d_out,
-                 lr_f, <floating>p.momentum, p.opt_kind == OPT_NESTEROV)
-    if op.train_b:
-        _sgd_one(<floating*>op.b, <const floating*>op.gb, <floating*>op.s1b, d_out,
-                 lr_f, <floating>p.momentum, p.opt_kind == OPT_NESTEROV)
+        _apply(p, <floating*>op.b, <const floating*>op.gb, <floating*>op.s1b,
+               <floating*>op.s2b, d_out, lr, lr_t)
 
 
 cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t n,
@@ -575,6 +611,23 @@ cdef double _step(TrainPlan p, const floating* x, const void* target, Py_ssize_t
         elif op.kind == OP_ACTIVATION:
             if want_dx:
                 _act_grad_rows(<const floating*>op.out, G, prev_g, n, op.d_out, op.act)
+        elif op.kind == OP_BATCHNORM:
+            if op.batch_mode:
+                _bn_backward_train(X, G, n, op.d_out, <const floating*>op.W,
+                                   <const floating*>op.bmean, <const floating*>op.binv, prev_g,
+                                   <floating*>op.gW if op.train_w else NULL,
+                                   <floating*>op.gb if op.train_b else NULL, False)
+            else:
+                _bn_backward_infer(X, G, n, op.d_out, <const floating*>op.W,
+                                   <const floating*>op.mm, <const floating*>op.mv, op.eps, prev_g,
+                                   <floating*>op.gW if op.train_w else NULL,
+                                   <floating*>op.gb if op.train_b else NULL, False)
+            if op.train_w:
+                _apply(p, <floating*>op.W, <const floating*>op.gW, <floating*>op.s1W,
+                       <floating*>op.s2W, op.d_out, lr, lr_t)
+            if op.train_b:
+                _apply(p, <floating*>op.b, <const floating*>op.gb, <floating*>op.s1b,
+                       <floating*>op.s2b, op.d_out, lr, lr_t)
         elif want_dx:
             size = n * op.d_out
             if p.vals[l] == <const void*>X:

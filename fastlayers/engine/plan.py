@@ -1,8 +1,8 @@
 """Compile a model into a fused training step when its graph allows it.
 
 A model qualifies when it is a chain -- one input, one output, each node reading
-the previous node's output -- of built-in ``Dense``, ``Dropout``, ``Activation``
-and ``Flatten`` layers (N-D input only through a leading ``Flatten``), each used once, trained with a built-in loss and
+the previous node's output -- of built-in ``Dense``, ``Dropout``, ``Activation``,
+``BatchNormalization`` and ``Flatten`` layers (N-D input only through a leading ``Flatten``), each used once, trained with a built-in loss and
 SGD or Adam.  Everything else runs on the layer-by-layer path, with the same
 semantics: this module only moves the decisions the engine already made
 (compiled weight set, R3/R4; where backprop stops, R9; which dropout layers drop,
@@ -21,6 +21,7 @@ from .. import losses as _losses
 from .. import optimizers as _optimizers
 from ..layers.core import Activation, Dense, Flatten
 from ..layers.dropout import Dropout
+from ..layers.normalization import BatchNormalization
 
 _ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
@@ -87,8 +88,31 @@ def build_plan(model, compiled) -> Optional[object]:
             pinned = node.training
             spec = {"kind": "dropout", "d_in": width, "d_out": width, "rate": layer.rate,
                     "seed": layer.seed, "counter": layer._counter,
-                    "drop_train": pinned is not False and layer.rate > 0,
-                    "drop_infer": pinned is True and layer.rate > 0}
+                    "mode_train": pinned is not False and layer.rate > 0,
+                    "mode_infer": pinned is True and layer.rate > 0}
+        elif t is BatchNormalization:
+            if layer._axis != 1 or node.training is not None:
+                return None  # a pinned training= on batch norm stays on the layer path
+            # R7 as compiled: frozen by its own flag or the model's (R4's picture).
+            frozen = compiled.frozen_bn.get((id(model), id(layer)), True)
+            gamma, beta = layer.gamma, layer.beta
+            c = layer.moving_mean.shape[0]
+            spec = {"kind": "batchnorm", "d_in": width, "d_out": width,
+                    "W": gamma.value if gamma is not None else None,
+                    "b": beta.value if beta is not None else None,
+                    "train_w": gamma is not None and id(gamma) in compiled.train_ids,
+                    "train_b": beta is not None and id(beta) in compiled.train_ids,
+                    "mm": layer.moving_mean.value, "mv": layer.moving_variance.value,
+                    "bmean": np.empty(c, dtype), "bvar": np.empty(c, dtype),
+                    "binv": np.empty(c, dtype), "eps": layer.epsilon,
+                    "bn_momentum": layer.momentum,
+                    "mode_train": not frozen, "mode_infer": False}
+            if any(w.dtype != dtype for w in layer.weights):
+                return None
+            for w, suffix in ((gamma, "W"), (beta, "b")):
+                if w is not None and spec["train_" + suffix.lower()]:
+                    spec["g" + suffix] = np.empty(w.shape, dtype)
+                    _optimizer_buffers(spec, opt, w, suffix)
         elif t is Activation:
             if layer.activation == "linear":
                 continue

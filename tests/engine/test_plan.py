@@ -96,14 +96,14 @@ def test_pinned_dropout_in_the_fused_step():
     m.train_on_batch(x, np.zeros((3, 2), "float32"))
 
 
-@pytest.mark.parametrize("build", ["shared", "bn", "custom", "two_outputs", "nested"])
+@pytest.mark.parametrize("build", ["shared", "bn_pinned", "custom", "two_outputs", "nested"])
 def test_graphs_outside_the_fused_step_use_the_layer_path(build):
     inp = fl.Input((4,))
     if build == "shared":
         d = Dense(4)
         m = fl.Model(inp, Dense(1)(d(d(inp))))
-    elif build == "bn":
-        m = fl.Model(inp, Dense(1)(BatchNormalization()(inp)))
+    elif build == "bn_pinned":
+        m = fl.Model(inp, Dense(1)(BatchNormalization()(inp, training=True)))
     elif build == "custom":
         class Twice(fl.layers.Layer):
             def forward(self, x, training=False):
@@ -228,3 +228,41 @@ def test_plan_entry_points_refuse_wrong_shapes_instead_of_reading_out_of_bounds(
         plan.try_step_rows(np.ones((3, 4), "float32"), np.ones((3, 2), "float32"), order, 0, 2,
                            opt)
     assert opt.iterations == 0
+
+
+
+@pytest.mark.parametrize("freeze", ["none", "bn", "bn_after_compile", "body"])
+@pytest.mark.parametrize("opt_key", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_in_the_fused_step_matches_the_layer_path(monkeypatch, freeze, opt_key, dtype):
+    def run(plan):
+        monkeypatch.setenv("FASTLAYERS_NO_PLAN", "0" if plan else "1")
+        fl.backend.clear_session()
+        fl.backend.set_floatx(dtype)
+        fl.utils.set_random_seed(4)
+        bn = BatchNormalization(momentum=0.9)
+        m = fl.Sequential([Dense(7, activation="relu", input_shape=(5,)), bn,
+                           BatchNormalization(center=False, scale=False), Dense(3)])
+        if freeze == "bn":
+            bn.trainable = False
+        elif freeze == "body":
+            m.layers[0].trainable = False
+        m.compile(OPTIMIZERS[opt_key](), LOSSES["sparse_logits"][0])
+        assert (m._compiled.plan is not None) == plan
+        if freeze == "bn_after_compile":
+            bn.trainable = False  # the compiled picture still trains it, in batch mode (R4)
+        rng = np.random.default_rng(1)
+        x, y = rng.normal(2, 3, (16, 5)).astype(dtype), rng.integers(0, 3, 16)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            losses = [m.train_on_batch(x, y) for _ in range(3)]
+            losses += m.fit(x, y, batch_size=6, epochs=2, verbose=0).history["loss"]
+        return losses, m.get_weights(), m.predict(x, verbose=0)
+
+    la, wa, pa = run(True)
+    lb, wb, pb = run(False)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=5e-5, atol=5e-6)
+    np.testing.assert_allclose(la, lb, **tol)
+    for a, b in zip(wa + [pa], wb + [pb]):
+        np.testing.assert_allclose(a, b, **tol)
