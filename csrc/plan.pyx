@@ -435,6 +435,17 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
         if targets.shape[0] != n or targets.shape[1] != p.d_out:
             return None
         t = &targets[0, 0]
+    # The optimizer's settings are read every step, as the layer path reads them.
+    if p.opt_kind == OPT_ADAM:
+        p.beta_1 = optimizer.beta_1
+        p.beta_2 = optimizer.beta_2
+        p.epsilon = optimizer.epsilon
+    elif p.opt_kind == OPT_SGD:
+        if optimizer.momentum != 0:
+            return None  # momentum turned on after compile: the plan has no velocities
+    else:
+        p.momentum = optimizer.momentum
+        p.opt_kind = OPT_NESTEROV if optimizer.nesterov else OPT_MOMENTUM
     lr = optimizer.learning_rate
     it = optimizer.iterations + 1
     if p.opt_kind == OPT_ADAM:

@@ -8,9 +8,9 @@ semantics: this module only moves the decisions the engine already made
 (compiled weight set, R3/R4; where backprop stops, R9; which dropout layers drop,
 R5/R6) into a :class:`fastlayers._kernels.plan.TrainPlan`.
 
-The learning rate is read at every step; momentum, Nesterov and Adam's betas and
-epsilon are taken when the plan is built (``compile()``): recompile after changing
-them.  Set ``FASTLAYERS_NO_PLAN=1`` to force the layer-by-layer path (tests compare
+The optimizer's settings are read at every step, as on the layer path (momentum
+switched on after ``compile()`` under plain SGD hands the step to the layer path).
+Set ``FASTLAYERS_NO_PLAN=1`` to force the layer-by-layer path (tests compare
 the two).
 """
 from __future__ import annotations

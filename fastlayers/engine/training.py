@@ -137,24 +137,21 @@ class Model(Container):
             return x.reshape(x.shape[0], -1)
         return x
 
-    def _plan_step_rows(self, c: _Compiled, x, y, order, lo: int, hi: int) -> float:
+    def _plan_step_rows(self, c: _Compiled, x, y, order, lo: int, hi: int) -> Optional[float]:
         x = self._plan_rows(c, x)
         try:
             loss = c.plan.try_step_rows(x, y, order, lo, hi, c.optimizer)
         except ValueError as exc:
             raise ValueError(f"Model {self.name!r}: {exc}") from None
-        if loss is None:
-            raise AssertionError("fit passed data the fused step cannot take")  # pragma: no cover
         return loss
 
-    def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> float:
+    def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> Optional[float]:
+        """A fused step, or None when the plan cannot take it (the layer path then runs)."""
         x = self._plan_rows(c, x)
         try:
             loss = c.plan.try_step(x, y, c.optimizer)
         except ValueError as exc:
             raise ValueError(f"Model {self.name!r}: {exc}") from None
-        if loss is None:
-            raise AssertionError("fit passed data the fused step cannot take")  # pragma: no cover
         return loss
 
     @property
@@ -269,7 +266,8 @@ class Model(Container):
     def _train_step(self, c: _Compiled, xs, ys):
         if c.plan is not None and c.plan_nodes is self._nodes:
             loss = self._plan_step(c, xs[0], ys[0])
-            return loss, [loss], [c.plan.last_output(len(xs[0]))]
+            if loss is not None:
+                return loss, [loss], [c.plan.last_output(len(xs[0]))]
         run = c.run
         run.path.clear()
         c.grads.reset()
@@ -416,12 +414,14 @@ class Model(Container):
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
+                total = None
                 if fused:
                     # The fused step gathers the shuffled rows itself.
                     by = [ys[0][order[lo:hi]]] if tracker.metrics else ys
                     total = self._plan_step_rows(c, xs[0], ys[0], order, lo, hi)
-                    per_output, outs = [total], [c.plan.last_output(hi - lo)]
-                else:
+                    if total is not None:
+                        per_output, outs = [total], [c.plan.last_output(hi - lo)]
+                if total is None:
                     batch = batcher.take(order, lo, hi)
                     bx, by = batch[:len(xs)], batch[len(xs):]
                     total, per_output, outs = self._train_step(c, bx, by)

@@ -266,3 +266,37 @@ def test_batchnorm_in_the_fused_step_matches_the_layer_path(monkeypatch, freeze,
     np.testing.assert_allclose(la, lb, **tol)
     for a, b in zip(wa + [pa], wb + [pb]):
         np.testing.assert_allclose(a, b, **tol)
+
+
+def test_optimizer_settings_changed_after_compile_apply_on_both_paths(monkeypatch):
+    def run(plan):
+        monkeypatch.setenv("FASTLAYERS_NO_PLAN", "0" if plan else "1")
+        fl.backend.clear_session()
+        fl.utils.set_random_seed(6)
+        m = fl.Sequential([Dense(4, activation="tanh", input_shape=(3,)), Dense(2)])
+        opt = fl.optimizers.SGD(0.1, momentum=0.5)
+        m.compile(opt, "mse")
+        rng = np.random.default_rng(0)
+        x, y = rng.random((8, 3)).astype("float32"), rng.random((8, 2)).astype("float32")
+        m.train_on_batch(x, y)
+        opt.momentum, opt.nesterov, opt.learning_rate = 0.9, True, 0.05
+        m.train_on_batch(x, y)
+        m.fit(x, y, batch_size=3, epochs=1, verbose=0)
+        return m.get_weights()
+
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_momentum_switched_on_after_compile_falls_back_to_the_layer_path():
+    m = fl.Sequential([Dense(2, input_shape=(3,))])
+    opt = fl.optimizers.SGD(0.1)
+    m.compile(opt, "mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    m.train_on_batch(x, y)
+    opt.momentum = 0.9
+    w0 = m.get_weights()[0].copy()
+    m.train_on_batch(x, y)
+    m.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert not np.array_equal(w0, m.get_weights()[0])
+    assert opt._slots  # the layer path made velocities
