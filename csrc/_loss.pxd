@@ -93,53 +93,48 @@ cdef inline double _ce_probs_row(const floating* p,  # (k,) IN, probabilities
     return loss
 
 
-cdef inline double _mse_range(const floating* p, const floating* t, floating* g,
-                              Py_ssize_t lo, Py_ssize_t hi, floating scale) noexcept nogil:
+cdef inline double _dist_range(const floating* p, const floating* t, floating* g,
+                               Py_ssize_t lo, Py_ssize_t hi, floating scale,
+                               bint absolute) noexcept nogil:
+    # One loop per case, so neither carries a per-element branch on `absolute`.
     cdef Py_ssize_t i
     cdef floating d
     cdef double total = 0
-    for i in range(lo, hi):
-        d = p[i] - t[i]
-        total += <double>d * d
-        if g != NULL:
-            g[i] = d * scale
+    if absolute:
+        for i in range(lo, hi):
+            d = p[i] - t[i]
+            total += fabs(d)
+            if g != NULL:
+                g[i] = scale if d > 0 else (-scale if d < 0 else 0)
+    else:
+        for i in range(lo, hi):
+            d = p[i] - t[i]
+            total += <double>d * d
+            if g != NULL:
+                g[i] = d * scale
+    return total
+
+
+cdef inline double _dist_sum(const floating* p, const floating* t, floating* g,
+                             Py_ssize_t size, bint absolute) noexcept nogil:
+    """sum(|p - t|) or sum((p - t)**2), with the gradient of its mean into g (or NULL)."""
+    cdef floating scale = <floating>((1.0 if absolute else 2.0) / size)
+    cdef double total = 0
+    cdef int nc = _chunks(size), c
+    if nc == 1:
+        return _dist_range(p, t, g, 0, size, scale, absolute)
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        total += _dist_range(p, t, g, size * c // nc, size * (c + 1) // nc, scale, absolute)
     return total
 
 
 cdef inline double _mse_sum(const floating* p, const floating* t, floating* g,
                             Py_ssize_t size) noexcept nogil:
     """sum((p - t)**2); g = 2 (p - t) / size when g is not NULL."""
-    cdef floating scale = <floating>(2.0 / size)
-    cdef double total = 0
-    cdef int nc = _chunks(size), c
-    if nc == 1:
-        return _mse_range(p, t, g, 0, size, scale)
-    for c in prange(nc, num_threads=nc, schedule='static'):
-        total += _mse_range(p, t, g, size * c // nc, size * (c + 1) // nc, scale)
-    return total
-
-
-cdef inline double _mae_range(const floating* p, const floating* t, floating* g,
-                              Py_ssize_t lo, Py_ssize_t hi, floating scale) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating d
-    cdef double total = 0
-    for i in range(lo, hi):
-        d = p[i] - t[i]
-        total += fabs(d)
-        if g != NULL:
-            g[i] = scale if d > 0 else (-scale if d < 0 else 0)
-    return total
+    return _dist_sum(p, t, g, size, False)
 
 
 cdef inline double _mae_sum(const floating* p, const floating* t, floating* g,
                             Py_ssize_t size) noexcept nogil:
     """sum(|p - t|); g = sign(p - t) / size when g is not NULL."""
-    cdef floating scale = <floating>(1.0 / size)
-    cdef double total = 0
-    cdef int nc = _chunks(size), c
-    if nc == 1:
-        return _mae_range(p, t, g, 0, size, scale)
-    for c in prange(nc, num_threads=nc, schedule='static'):
-        total += _mae_range(p, t, g, size * c // nc, size * (c + 1) // nc, scale)
-    return total
+    return _dist_sum(p, t, g, size, True)

@@ -22,8 +22,7 @@ from libc.stdint cimport int64_t
 from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
 # The per-element and per-row arithmetic lives in _loss.pxd, shared with the
 # fused training step (plan.pyx), so both give bit-identical losses.
-from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae_sum,
-                    _mse_sum)
+from _loss cimport _bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_sum
 
 # Keras's backend.epsilon(), the clip for probabilities.
 cdef double _EPSILON = 1e-7
@@ -37,46 +36,34 @@ cdef inline int _check_same(str fn, str what, Py_ssize_t* shape, Py_ssize_t n,
     return 0
 
 
+cdef double _distance_loss(str fn, const floating[:, ::1] Yp, const floating[:, ::1] Yt,
+                           floating[:, ::1] G, bint absolute) except? -1:
+    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k
+    cdef floating* g = NULL
+    cdef double total = 0
+    _check_same(fn, "y_true", Yt.shape, n, k)
+    if G is not None:
+        _check_same(fn, "G", G.shape, n, k)
+        g = _p2(G)
+    if size == 0:
+        return NAN
+    with nogil:
+        total = _dist_sum(_cp2(Yp), _cp2(Yt), g, size, absolute)
+    return total / size
+
+
 def mse(const floating[:, ::1] Yp,  # (n, k) IN
         const floating[:, ::1] Yt,  # (n, k) IN
         floating[:, ::1] G):        # (n, k) OUT or None
     """mean((Yp - Yt)**2); G = 2 (Yp - Yt) / (n k)."""
-    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k
-    cdef const floating* p = _cp2(Yp)
-    cdef const floating* t = _cp2(Yt)
-    cdef floating* g = NULL
-    cdef double total = 0
-    _check_same("mse", "y_true", Yt.shape, n, k)
-    if G is not None:
-        _check_same("mse", "G", G.shape, n, k)
-    if size == 0:
-        return NAN
-    if G is not None:
-        g = _p2(G)
-    with nogil:
-        total = _mse_sum(p, t, g, size)
-    return total / size
+    return _distance_loss("mse", Yp, Yt, G, False)
 
 
 def mae(const floating[:, ::1] Yp,  # (n, k) IN
         const floating[:, ::1] Yt,  # (n, k) IN
         floating[:, ::1] G):        # (n, k) OUT or None
     """mean(|Yp - Yt|); G = sign(Yp - Yt) / (n k), 0 where they are equal."""
-    cdef Py_ssize_t n = Yp.shape[0], k = Yp.shape[1], size = n * k
-    cdef const floating* p = _cp2(Yp)
-    cdef const floating* t = _cp2(Yt)
-    cdef floating* g = NULL
-    cdef double total = 0
-    _check_same("mae", "y_true", Yt.shape, n, k)
-    if G is not None:
-        _check_same("mae", "G", G.shape, n, k)
-    if size == 0:
-        return NAN
-    if G is not None:
-        g = _p2(G)
-    with nogil:
-        total = _mae_sum(p, t, g, size)
-    return total / size
+    return _distance_loss("mae", Yp, Yt, G, True)
 
 
 def binary_crossentropy(const floating[:, ::1] P,   # (n, k) IN, probabilities or logits

@@ -221,10 +221,6 @@ cdef class TrainPlan:
         free(self.ops)
         free(<void*>self.vals)
 
-    @property
-    def trains_anything(self):
-        return self.lowest >= 0
-
     def describe(self):
         """Per op, what a training step computes: the plan's R9 decisions, as data.
 

@@ -43,7 +43,7 @@ class _Compiled:
         # The fused step (engine/plan.py), valid for the graph it was built from.
         self.plan = None
         self.plan_nodes = None
-        self.sparse = False
+        self.in_shape: tuple = ()
         self.has_metrics = any(metric_ids)
 
 
@@ -121,19 +121,13 @@ class Model(Container):
 
         c.plan = build_plan(self, c)
         c.plan_nodes = self._nodes
-        c.sparse = isinstance(c.losses[0], _losses.SparseCategoricalCrossentropy)
-        if c.plan is not None:
-            t = self.inputs[0]
-            c.dtype = np.dtype(t.dtype)
-            c.flat_input = len(t.shape) > 2  # a leading Flatten: the plan sees rows
-            c.in_shape = tuple(t.shape[1:])
-            c.d_in = int(np.prod(t.shape[1:]))
-            c.d_out = self.outputs[0].shape[-1]
+        # The plan reads rows: N-D batches (through a leading Flatten) are reshaped.
+        c.in_shape = tuple(self.inputs[0].shape[1:])
 
     @staticmethod
     def _plan_rows(c: _Compiled, x):
         """The batch as the plan reads it: (n, features) rows (a view when contiguous)."""
-        if c.flat_input and type(x) is np.ndarray and x.shape[1:] == c.in_shape:
+        if len(c.in_shape) > 1 and type(x) is np.ndarray and x.shape[1:] == c.in_shape:
             return x.reshape(x.shape[0], -1)
         return x
 
