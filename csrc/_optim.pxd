@@ -57,3 +57,33 @@ cdef inline void _adam_one(floating* w, const floating* g, floating* m, floating
     for c in prange(nc, num_threads=nc, schedule='static'):
         _adam_range(w, g, m, v, size * c // nc, size * (c + 1) // nc, lr_t, b1, b2,
                     one_b1, one_b2, eps)
+
+
+from _codes cimport (H_A, H_B, H_C, H_D, H_GSCALE, H_LR, OPT_ADAM, OPT_MOMENTUM,
+                     OPT_NESTEROV, OPT_SGD)
+
+
+cdef inline double sq_norm(const floating* g, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0
+    for i in range(size):
+        s += <double>g[i] * g[i]
+    return s
+
+
+cdef inline void update_one(int kind, const double* hyper, floating* w, floating* g,
+                            floating* s0, floating* s1, floating* s2,
+                            Py_ssize_t size) noexcept nogil:
+    """One optimizer update of one weight from its complete gradient g."""
+    cdef Py_ssize_t i
+    cdef floating sc = <floating>hyper[H_GSCALE]
+    if sc != 1:
+        for i in range(size):
+            g[i] = g[i] * sc
+    if kind == OPT_ADAM:
+        _adam_one(w, g, s0, s1, size, <floating>hyper[H_A], <floating>hyper[H_B],
+                  <floating>hyper[H_C], <floating>(1 - hyper[H_B]), <floating>(1 - hyper[H_C]),
+                  <floating>hyper[H_D])
+    else:
+        _sgd_one(w, g, s0 if kind != OPT_SGD else NULL, size, <floating>hyper[H_LR],
+                 <floating>hyper[H_A], kind == OPT_NESTEROV)

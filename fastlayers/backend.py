@@ -52,7 +52,7 @@ class _LearningPhase:
         return cls._instance
 
     def value(self) -> int:
-        return int(bool(_LEARNING_PHASE))
+        return int(default_training())
 
     def __int__(self) -> int:
         return self.value()
@@ -89,8 +89,34 @@ def set_learning_phase(value: Optional[Any]) -> None:
 
 
 def default_training() -> bool:
-    """The ``training`` value a plain call without ``training=`` runs with."""
+    """The ``training`` value a plain call without ``training=`` runs with.
+
+    Inside ``fit`` (and a :func:`learning_phase_scope`) that is the scope's value, so a
+    layer called inside a custom layer's ``forward`` during ``fit`` trains too.
+    """
+    if _PHASE_SCOPE:
+        return _PHASE_SCOPE[-1]
     return bool(_LEARNING_PHASE)
+
+
+_PHASE_SCOPE: list = []
+
+
+class learning_phase_scope:
+    """Context manager: ``learning_phase()`` (and plain calls' default) is ``value`` inside."""
+
+    def __init__(self, value):
+        if value not in (0, 1, True, False):
+            raise ValueError(f"learning_phase_scope: expected 0 or 1, got {value!r}")
+        self.value = bool(value)
+
+    def __enter__(self):
+        _PHASE_SCOPE.append(self.value)
+        return self
+
+    def __exit__(self, *exc):
+        _PHASE_SCOPE.pop()
+        return False
 
 
 def function(inputs: Sequence[Any], outputs: Any):

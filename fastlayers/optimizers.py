@@ -67,6 +67,39 @@ class Optimizer:
         pairs = list(grads_and_vars)
         self.apply([w for _, w in pairs], [np.asarray(g) for g, _ in pairs])
 
+    # -- the engine's contract (temporary minimal version: SGD/momentum/Adam)
+    global_clipnorm = None
+
+    @property
+    def kind(self) -> int:
+        from . import _codes
+        if isinstance(self, Adam):
+            return _codes.OPT_ADAM
+        if self.momentum == 0:
+            return _codes.OPT_SGD
+        return _codes.OPT_NESTEROV if self.nesterov else _codes.OPT_MOMENTUM
+
+    def slots_for(self, w):
+        n = 2 if isinstance(self, Adam) else (0 if self.momentum == 0 else 1)
+        return self._slot(w, n) if n else ()
+
+    def begin_step(self):
+        from . import _codes
+        import math
+        h = np.zeros(_codes.HYPER_LEN)
+        h[_codes.H_LR] = self.learning_rate
+        h[_codes.H_GSCALE] = 1.0
+        if isinstance(self, Adam):
+            t = self.iterations + 1
+            h[_codes.H_A] = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+            h[_codes.H_B], h[_codes.H_C], h[_codes.H_D] = self.beta_1, self.beta_2, self.epsilon
+        else:
+            h[_codes.H_A] = self.momentum
+        return h
+
+    def end_step(self):
+        self.iterations += 1
+
     def _slot(self, w, n: int) -> Tuple[np.ndarray, ...]:
         s = self._slots.get(id(w))
         if s is None or s[0].shape != w.shape or s[0].dtype != w.dtype:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .layer import InputLayer, Layer, unique_name
 from .node import Node, SymbolicTensor
-from .run import Run
+from . import paths
 from .weight import Weight
 
 
@@ -146,9 +146,8 @@ class Container(Layer):
 
     @property
     def trainable_weights(self) -> List[Weight]:
-        if not self.trainable:
-            return []
-        return _dedup(w for layer in self._layers for w in layer.trainable_weights)
+        """R2/R3, read from the one walk over the paths (fastlayers.engine.paths)."""
+        return paths.trainable_weights(self)
 
     def add_weight(self, *args, **kwargs):
         raise RuntimeError(
@@ -192,68 +191,21 @@ class Container(Layer):
         """Run the graph on arrays; returns an array (a list for several outputs)."""
         return self._eager_call(inputs, training, {})
 
-    def _forward(self, xs, training, run: Run, need, node):
-        """Run every node in order; the backprop runs them in reverse, summing gradients."""
-        run.path.append(self)
-        try:
-            values: Dict[int, np.ndarray] = {}
-            needs: Dict[int, bool] = {}
-            for t, x, n in zip(self.inputs, xs, need):
-                values[id(t)] = x
-                needs[id(t)] = n
-            tape = []
-            for nd in self._nodes:
-                ins = [values[id(t)] for t in nd.inputs]
-                ns = [needs[id(t)] for t in nd.inputs]
-                t_mode = nd.training if nd.training is not None else training
-                outs, bp = nd.layer._forward(ins, t_mode, run, ns, nd)
-                if len(outs) != len(nd.outputs):
-                    raise ValueError(
-                        f"Layer {nd.layer.name!r} returned {len(outs)} outputs, "
-                        f"expected {len(nd.outputs)}")
-                for t, v in zip(nd.outputs, outs):
-                    values[id(t)] = v
-                    needs[id(t)] = bp is not None
-                if bp is not None:
-                    tape.append((nd, bp))
-            ys = [values[id(t)] for t in self.outputs]
-        finally:
-            run.path.pop()
-        if not any(needs[id(t)] for t in self.outputs):
-            return ys, None
+    def forward(self, inputs, training=False):
+        """The public contract: ``(outputs, backprop)``, run by the engine."""
+        from . import eager
 
-        def backprop(gs):
-            grads: Dict[int, np.ndarray] = {}
-            for t, g in zip(self.outputs, gs):
-                _accumulate(grads, t, g)
-            for nd, bp in reversed(tape):
-                gout = [grads.pop(id(t), None) for t in nd.outputs]
-                if all(g is None for g in gout):
-                    continue
-                gout = [np.zeros_like(values[id(t)]) if g is None else g
-                        for t, g in zip(nd.outputs, gout)]
-                dxs = bp(gout)
-                for t, d in zip(nd.inputs, dxs):
-                    if d is not None:
-                        _accumulate(grads, t, d)
-            return [grads.get(id(t)) if n else None for t, n in zip(self.inputs, need)]
-
-        return ys, backprop
+        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects {len(self.inputs)} "
+                             f"input arrays, got {len(xs)}")
+        xs = [self._as_input_array(x, i) for i, x in enumerate(xs)]
+        return eager.forward(self, xs, bool(training), {}, self._list_inputs)
 
     def summary(self, *args, **kwargs):
         from ..utils.summary import print_summary
 
         return print_summary(self, *args, **kwargs)
-
-
-def _accumulate(grads: Dict[int, np.ndarray], t: SymbolicTensor, g) -> None:
-    if g is None:
-        return
-    key = id(t)
-    if key in grads:
-        grads[key] = grads[key] + g
-    else:
-        grads[key] = g
 
 
 def _check_shape(layer, index: int, got, expected) -> None:

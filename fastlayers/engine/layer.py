@@ -29,7 +29,6 @@ import numpy as np
 from .. import backend
 from .. import initializers as _initializers
 from .node import Node, SymbolicTensor
-from .run import Run
 from .weight import Weight
 
 _NAME_COUNTS: Dict[str, int] = {}
@@ -61,6 +60,12 @@ def is_symbolic(x: Any) -> bool:
     if isinstance(x, (list, tuple)):
         return any(isinstance(t, SymbolicTensor) for t in x)
     return False
+
+
+def _is_container(layer) -> bool:
+    from .container import Container
+
+    return isinstance(layer, Container)
 
 
 def _flatten_inputs(inputs) -> "tuple[list, bool]":
@@ -214,16 +219,30 @@ class Layer:
     # ------------------------------------------------------------------ calls
     def call(self, inputs, training=None):
         """Run the layer on arrays; by default ``forward(inputs, training)[0]``."""
+        if hasattr(self, "_lower"):
+            return self._eager_call(inputs, training, {})
         if type(self).forward is Layer.forward:
             raise NotImplementedError(
                 f"Layer {self.name!r} ({type(self).__name__}) defines neither call() nor forward()")
         return self.forward(inputs, training=bool(training))[0]
 
     def forward(self, inputs, training=False):
-        """Return ``(outputs, backprop)``; see the module docstring."""
-        raise NotImplementedError(
-            f"Layer {self.name!r} ({type(self).__name__}) defines no forward(); to train "
-            f"through it, define forward(inputs, training) returning (outputs, backprop)")
+        """Return ``(outputs, backprop)``; see the module docstring.
+
+        Built-in layers answer through the engine: the same op the step program
+        runs, with ``backprop(grad) -> (grad_inputs, weight_grads)``.
+        """
+        if not hasattr(self, "_lower"):
+            raise NotImplementedError(
+                f"Layer {self.name!r} ({type(self).__name__}) defines no forward(); to train "
+                f"through it, define forward(inputs, training) returning (outputs, backprop)")
+        from . import eager
+
+        xs, as_list = _flatten_inputs(inputs)
+        xs = [self._as_input_array(x, i) for i, x in enumerate(xs)]
+        shapes = [(None,) + x.shape[1:] for x in xs]
+        self._maybe_build(shapes if as_list else shapes[0])
+        return eager.forward(self, xs, bool(training), {}, as_list)
 
     def __call__(self, inputs, training: Optional[bool] = None, **kwargs):
         """Eager on arrays (returns arrays), symbolic on tensors (adds a node)."""
@@ -262,8 +281,15 @@ class Layer:
         self._maybe_build(shapes if as_list else shapes[0])
         if training is None:
             training = backend.default_training()
-        node = Node(self, [], training, as_list, kwargs)
-        ys, _ = self._forward(xs, training, Run(), [False] * len(xs), node)
+        if not hasattr(self, "_lower") and not _is_container(self):
+            # A custom layer on arrays: its own code, as the program's callback op runs it.
+            from .executor import _call_inference
+
+            x = xs if as_list else xs[0]
+            return _call_inference(self, x, bool(training), kwargs)
+        from . import eager
+
+        ys = eager.call(self, xs, bool(training), kwargs, as_list)
         return ys if len(ys) > 1 or self._returns_list() else ys[0]
 
     def _returns_list(self) -> bool:
@@ -299,63 +325,6 @@ class Layer:
             cache[method] = "training" in sig.parameters or any(
                 p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
         return cache[method]
-
-    # ------------------------------------------------------------------ engine hook
-    def _wants_any(self, run: Run) -> bool:
-        return run.backprop and any(run.wants(w) for w in self._weights)
-
-    def _forward(self, xs: List[np.ndarray], training: bool, run: Run, need: List[bool], node: Node):
-        """Run one call inside a graph: ``(outputs, backprop or None)``.
-
-        ``need[i]`` says whether input ``i`` needs a gradient.  ``backprop`` is
-        ``None`` when nothing needs one (R9).  Built-in layers override this.
-        """
-        x = xs if node.list_input else xs[0]
-        targs = {"training": training} if self._takes_training("forward") else {}
-        wants_w = self._wants_any(run)
-        if not (run.backprop and (wants_w or any(need))):
-            if type(self).call is Layer.call:
-                y = self.forward(x, **targs, **node.kwargs)[0]
-            else:
-                cargs = {"training": training} if self._takes_training("call") else {}
-                y = self.call(x, **cargs, **node.kwargs)
-            return self._as_output_list(y), None
-        if type(self).forward is Layer.forward:
-            raise NotImplementedError(
-                f"Layer {self.name!r} ({type(self).__name__}) defines call() but no forward(); "
-                f"to train through it, define forward(inputs, training) returning (outputs, backprop)")
-        y, bp = self.forward(x, **targs, **node.kwargs)
-        ys = self._as_output_list(y)
-        own = self._weights
-
-        def backprop(gs):
-            res = bp(gs[0] if len(gs) == 1 else gs)
-            if isinstance(res, tuple) and len(res) == 2 and (own or isinstance(res[1], (list, tuple))):
-                dx, dws = res
-            else:
-                dx, dws = res, []
-            dws = list(dws or [])
-            if not dws and any(run.wants(w) for w in own):
-                raise ValueError(
-                    f"Layer {self.name!r}: backprop must return (grad_inputs, weight_grads) "
-                    f"with one gradient per weight ({len(own)}); it returned none, so the "
-                    f"layer's trainable weights would never train")
-            if dws and len(dws) != len(own):
-                raise ValueError(
-                    f"Layer {self.name!r}: backprop returned {len(dws)} weight gradients, "
-                    f"the layer has {len(own)} weights")
-            for w, g in zip(own, dws):
-                if g is not None and run.wants(w):
-                    g = np.asarray(g, dtype=w.dtype)
-                    if g.shape != w.shape:
-                        raise ValueError(
-                            f"Layer {self.name!r}: gradient for {w.name!r} has shape {g.shape}, "
-                            f"expected {w.shape}")
-                    run.grads.add(w, g)
-            dxs = list(dx) if node.list_input else [dx]
-            return [d if n else None for d, n in zip(dxs, need)]
-
-        return ys, backprop
 
     def _as_output_list(self, y) -> List[np.ndarray]:
         if isinstance(y, (list, tuple)):
@@ -408,8 +377,8 @@ class InputLayer(Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def _forward(self, xs, training, run, need, node):
-        return [xs[0]], None
+    def _lower(self, ctx):
+        return ctx.alias()
 
 
 def Input(shape=None, dtype=None, name=None, batch_size=None) -> SymbolicTensor:

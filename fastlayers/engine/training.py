@@ -1,10 +1,11 @@
 """Model: a Container with a training configuration (compile, fit, evaluate, predict).
 
-``compile()`` takes the picture (R4): the weights the optimizer will update -- the
-set ``model.trainable_weights`` gives at that moment -- and, for every
-batch-normalization layer on every path, whether it runs frozen.  ``fit`` and
-``train_on_batch`` use that picture until ``compile()`` is called again, and warn
-once per change when the current flags would give a different set of weights.
+``compile()`` takes the picture (R4, :func:`fastlayers.engine.paths.take_picture`) and
+lowers the model into step programs (:mod:`fastlayers.engine.program`): one that
+trains, one that evaluates.  ``fit`` and ``train_on_batch`` run the training program
+until ``compile()`` is called again, and warn once per change when the current flags
+would give a different set of weights.  Every call -- training, evaluation,
+prediction -- runs a program on the one executor.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .. import backend
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
@@ -20,40 +22,29 @@ from ..callbacks import Callback, History
 from ..utils import random as _random
 from ..utils.progbar import Progbar
 from . import layer as _layer_mod
+from . import paths
 from .container import Container
-from .node import Node
-from .run import GradientStore, Run
+from .executor import Runner
+from .program import lower
 
 
 class _Compiled:
-    """What ``compile()`` fixed: optimizer, losses, metrics and the picture (R4)."""
+    """What ``compile()`` fixed: optimizer, losses, metrics, the picture and its programs."""
 
-    def __init__(self, optimizer, losses, loss_weights, metric_ids, weights, frozen_bn):
+    def __init__(self, optimizer, losses, loss_weights, metric_ids, picture):
         self.optimizer = optimizer
         self.losses = losses
         self.loss_weights = loss_weights
         self.metric_ids = metric_ids
-        self.weights = weights
-        self.train_ids = frozenset(id(w) for w in weights)
-        self.frozen_bn = frozen_bn
-        self.grads = GradientStore()
+        self.picture = picture
+        self.weights = list(picture.weights)
+        self.train_ids = picture.train_ids
         self.flags_version = -1
         self.warned: set = set()
-        self.run = Run(self.train_ids, self.grads, frozen_bn, backprop=bool(weights))
-        # The fused step (engine/plan.py), valid for the graph it was built from.
-        self.plan = None
-        self.plan_nodes = None
-        self.in_shape: tuple = ()
+        self.train: Optional[Runner] = None
         self.has_metrics = any(metric_ids)
-
-
-def _walk_frozen_bn(container, path, out: Dict[tuple, bool]) -> None:
-    for layer in container.layers:
-        if getattr(layer, "_frozen_means_inference", False):
-            key = tuple(id(c) for c in path) + (id(layer),)
-            out[key] = (not layer.trainable) or any(not c.trainable for c in path)
-        if isinstance(layer, Container):
-            _walk_frozen_bn(layer, path + [layer], out)
+        # Evaluation programs read the live flags (R4 is about training): by version.
+        self._eval: Dict[int, Runner] = {}
 
 
 def _per_output(value, names: List[str], what: str, owner: str) -> list:
@@ -79,20 +70,25 @@ class Model(Container):
         self._compiled: Optional[_Compiled] = None
         self.history: Optional[History] = None
         self.stop_training = False
+        self._predict_runners: Dict[int, Runner] = {}
 
     # ------------------------------------------------------------------ compile
-    def compile(self, optimizer: Any = "sgd", loss: Any = None, metrics: Optional[Sequence] = None,
-                loss_weights: Any = None) -> None:
-        """Configure training and take the trainable picture (R4)."""
-        self._ensure_graph("compile")
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
+                loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None,
+                **kwargs) -> None:
+        """Configure training, take the trainable picture (R4) and lower the step program."""
         owner = f"Model {self.name!r}"
+        if kwargs:
+            raise TypeError(f"{owner}: compile() got unexpected keyword argument(s) "
+                            f"{sorted(kwargs)}")
+        self._ensure_graph("compile")
         if loss is None:
             raise ValueError(f"{owner}: compile() needs a loss, e.g. loss='mse'")
         names = self.output_names
         loss_list = [_losses.get(l) if l is not None else None
                      for l in _per_output(loss, names, "loss", owner)]
-        if any(l is None for l in loss_list):
-            raise ValueError(f"{owner}: every output needs a loss; got {loss!r}")
+        if all(l is None for l in loss_list):
+            raise ValueError(f"{owner}: every output has no loss; got {loss!r}")
         lw = [1.0 if w is None else float(w)
               for w in _per_output(loss_weights, names, "loss_weights", owner)] \
             if loss_weights is not None else [1.0] * len(names)
@@ -100,53 +96,28 @@ class Model(Container):
             metric_ids = [[] for _ in names]
         elif isinstance(metrics, dict):
             metric_ids = [list(np.atleast_1d(metrics.get(n, []))) for n in names]
+        elif isinstance(metrics, (list, tuple)) and len(metrics) == len(names) > 1 and all(
+                isinstance(m, (list, tuple)) for m in metrics):
+            metric_ids = [list(m) for m in metrics]
         else:
             metric_ids = [list(metrics) for _ in names]
+        if weighted_metrics:
+            for ids in metric_ids:
+                ids.extend(m for m in weighted_metrics if m not in ids)
         for ids, l, t in zip(metric_ids, loss_list, self.outputs):
             for m in ids:
                 _metrics.get(m, l, t.shape)  # unknown names fail here, not in fit
-        weights = self.trainable_weights
-        frozen: Dict[tuple, bool] = {}
-        _walk_frozen_bn(self, [self], frozen)
-        self._compiled = _Compiled(_optimizers.get(optimizer), loss_list, lw, metric_ids,
-                                   weights, frozen)
-        self._compiled.flags_version = _layer_mod.FLAGS_VERSION[0]
-        self._attach_plan(self._compiled)
-        if not weights:
+        opt = _optimizers.get(optimizer)
+        picture = paths.take_picture(self)
+        c = _Compiled(opt, loss_list, lw, metric_ids, picture)
+        c.flags_version = _layer_mod.FLAGS_VERSION[0]
+        c.train = Runner(lower(self, training=True, picture=picture, backprop=True,
+                               losses=loss_list, loss_weights=lw,
+                               fuse_sgd=_fusable(opt)), opt)
+        self._compiled = c
+        if not picture.weights:
             warnings.warn(f"{owner} was compiled with no trainable weights: fit and "
                           f"train_on_batch will run but update nothing.", UserWarning, stacklevel=2)
-
-    def _attach_plan(self, c: _Compiled) -> None:
-        from .plan import build_plan
-
-        c.plan = build_plan(self, c)
-        c.plan_nodes = self._nodes
-        # The plan reads rows: N-D batches (through a leading Flatten) are reshaped.
-        c.in_shape = tuple(self.inputs[0].shape[1:])
-
-    @staticmethod
-    def _plan_rows(c: _Compiled, x):
-        """The batch as the plan reads it: (n, features) rows (a view when contiguous)."""
-        if len(c.in_shape) > 1 and type(x) is np.ndarray and x.shape[1:] == c.in_shape:
-            return x.reshape(x.shape[0], -1)
-        return x
-
-    def _plan_step_rows(self, c: _Compiled, x, y, order, lo: int, hi: int) -> Optional[float]:
-        x = self._plan_rows(c, x)
-        try:
-            loss = c.plan.try_step_rows(x, y, order, lo, hi, c.optimizer)
-        except ValueError as exc:
-            raise ValueError(f"Model {self.name!r}: {exc}") from None
-        return loss
-
-    def _plan_step(self, c: _Compiled, x: np.ndarray, y: np.ndarray) -> Optional[float]:
-        """A fused step, or None when the plan cannot take it (the layer path then runs)."""
-        x = self._plan_rows(c, x)
-        try:
-            loss = c.plan.try_step(x, y, c.optimizer)
-        except ValueError as exc:
-            raise ValueError(f"Model {self.name!r}: {exc}") from None
-        return loss
 
     @property
     def optimizer(self):
@@ -165,9 +136,30 @@ class Model(Container):
         return list(self._compiled.weights) if self._compiled else []
 
     @property
+    def step_program(self):
+        """The compiled training step, as data (``None`` before ``compile()``)."""
+        return self._compiled.train.program if self._compiled else None
+
+    @property
     def output_names(self) -> List[str]:
         return [t.node.layer.name if t.node is not None else f"output_{i}"
                 for i, t in enumerate(self.outputs)]
+
+    @property
+    def metrics_names(self) -> List[str]:
+        """Keras's names of what ``evaluate``/``train_on_batch`` return, in order."""
+        if self._compiled is None:
+            return []
+        return list(self._log_names(self._compiled))
+
+    def _log_names(self, c) -> List[str]:
+        names = ["loss"]
+        if len(self.outputs) > 1:
+            names += [f"{n}_loss" for n, l in zip(self.output_names, c.losses) if l is not None]
+        for i, (ids, loss, t) in enumerate(zip(c.metric_ids, c.losses, self.outputs)):
+            for m in ids:
+                names.append(self._metric_name(_metrics.get(m, loss, t.shape).name, i))
+        return names
 
     def _require_compiled(self, what: str) -> _Compiled:
         if self._compiled is None:
@@ -193,6 +185,24 @@ class Model(Container):
                 f"train_on_batch keep updating the compiled set. Call compile() again to "
                 f"apply the change.", UserWarning, stacklevel=3)
 
+    # ------------------------------------------------------------------ programs
+    def _eval_runner(self, c: _Compiled) -> Runner:
+        v = _layer_mod.FLAGS_VERSION[0]
+        r = c._eval.get(v)
+        if r is None:
+            c._eval.clear()
+            r = c._eval[v] = Runner(lower(self, training=False, losses=c.losses,
+                                          loss_weights=c.loss_weights))
+        return r
+
+    def _predict_runner(self) -> Runner:
+        v = _layer_mod.FLAGS_VERSION[0]
+        r = self._predict_runners.get(v)
+        if r is None:
+            self._predict_runners.clear()
+            r = self._predict_runners[v] = Runner(lower(self, training=False))
+        return r
+
     # ------------------------------------------------------------------ data
     def _standardize_x(self, x, what: str) -> List[np.ndarray]:
         owner = f"Model {self.name!r}"
@@ -204,7 +214,7 @@ class Model(Container):
             if missing:
                 raise ValueError(f"{owner}: input dict lacks {missing}")
             xs = [x[n] for n in names]
-        elif isinstance(x, (list, tuple)) and len(self.inputs) > 1:
+        elif isinstance(x, (list, tuple)) and (len(self.inputs) > 1 or len(x) == 1):
             xs = list(x)
         else:
             xs = [x]
@@ -212,9 +222,9 @@ class Model(Container):
             raise ValueError(f"{owner} expects {len(self.inputs)} inputs, got {len(xs)} arrays")
         out = []
         for i, (a, t) in enumerate(zip(xs, self.inputs)):
-            arr = np.asarray(a)
+            arr = _as_array(a, owner, f"input {i}")
             if arr.dtype.kind not in "biuf":
-                raise TypeError(f"{owner}: input {i} must be numeric, got dtype {arr.dtype}")
+                raise TypeError(f"{owner}: input {i} must be numeric (real numbers), got dtype {arr.dtype}")
             if arr.ndim != len(t.shape) or any(
                     e is not None and g != e for g, e in zip(arr.shape[1:], t.shape[1:])):
                 raise ValueError(
@@ -230,13 +240,18 @@ class Model(Container):
             raise ValueError(f"{owner}: {what}() got empty input (0 samples)")
         return out
 
-    def _standardize_y(self, y, n: int, c: _Compiled, what: str) -> List[np.ndarray]:
+    def _standardize_y(self, y, n: int, c: _Compiled, what: str) -> List[Optional[np.ndarray]]:
         owner = f"Model {self.name!r}"
         if y is None:
             raise ValueError(f"{owner}: {what}() needs targets y")
+        names = self.output_names
         if isinstance(y, dict):
-            ys = [y[nm] for nm in self.output_names]
-        elif isinstance(y, (list, tuple)) and len(self.outputs) > 1:
+            unknown = sorted(set(y) - set(names))
+            if unknown:
+                raise ValueError(f"{owner}: targets name unknown outputs {unknown}; outputs "
+                                 f"are {names}")
+            ys = [y.get(nm) for nm in names]
+        elif isinstance(y, (list, tuple)) and (len(self.outputs) > 1 or len(y) == 1):
             ys = list(y)
         else:
             ys = [y]
@@ -244,58 +259,58 @@ class Model(Container):
             raise ValueError(f"{owner} has {len(self.outputs)} outputs, got {len(ys)} target arrays")
         out = []
         for i, (a, t, loss) in enumerate(zip(ys, self.outputs, c.losses)):
-            arr = loss.prepare_targets(a, t.shape, t.dtype)
+            if loss is None:
+                out.append(None)
+                continue
+            if a is None:
+                raise ValueError(f"{owner}: output {names[i]!r} has a loss but no targets")
+            arr = loss.prepare_targets(_as_array(a, owner, f"targets of {names[i]!r}"),
+                                       t.shape, t.dtype)
             if len(arr) != n:
                 raise ValueError(f"{owner}: x has {n} samples but y (output {i}) has {len(arr)}")
             out.append(arr)
         return out
 
+    def _standardize_sw(self, sample_weight, n: int, what: str):
+        if sample_weight is None:
+            return None
+        owner = f"Model {self.name!r}"
+        sws = sample_weight if isinstance(sample_weight, (list, tuple)) else \
+            [sample_weight] * len(self.outputs)
+        if isinstance(sample_weight, dict):
+            sws = [sample_weight.get(nm) for nm in self.output_names]
+        out = []
+        for sw in sws:
+            if sw is None:
+                out.append(None)
+                continue
+            a = np.asarray(_as_array(sw, owner, "sample_weight"), dtype=np.float64)
+            if a.ndim == 2 and a.shape[1] == 1:
+                a = a[:, 0]
+            if a.shape != (n,):
+                raise ValueError(f"{owner}: sample_weight must have shape ({n},) in {what}(), "
+                                 f"got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{owner}: sample_weight has NaN or infinite values")
+            out.append(np.ascontiguousarray(a))
+        return out
+
     # ------------------------------------------------------------------ steps
-    def _top_node(self) -> Node:
-        node = getattr(self, "_top_node_cache", None)
-        if node is None:
-            node = self._top_node_cache = Node(self, [], None, self._list_inputs)
-        return node
+    def _train_step(self, c: _Compiled, xs, ys, sws=None):
+        with backend.learning_phase_scope(1):
+            return c.train.train_step(xs, ys, sws, self._gradient_hook())
 
-    def _train_step(self, c: _Compiled, xs, ys):
-        if c.plan is not None and c.plan_nodes is self._nodes:
-            loss = self._plan_step(c, xs[0], ys[0])
-            if loss is not None:
-                return loss, [loss], [c.plan.last_output(len(xs[0]))]
-        run = c.run
-        run.path.clear()
-        c.grads.reset()
-        outs, bp = self._forward(xs, True, run, [False] * len(xs), self._top_node())
-        total = 0.0
-        per_output = []
-        grads = []
-        for out, y, loss, w in zip(outs, ys, c.losses, c.loss_weights):
-            value, g = loss.loss_and_grad(y, out, want_grad=bp is not None)
-            per_output.append(value)
-            total += w * value
-            grads.append(g if (g is None or w == 1.0) else g * w)
-        if bp is not None:
-            bp(grads)
-            ws = [w for w in c.weights if c.grads.get(w) is not None]
-            c.optimizer.apply(ws, [c.grads.get(w) for w in ws])
-        return total, per_output, outs
+    def _gradient_hook(self):
+        strategy = getattr(self, "_distribute", None)
+        return strategy.reduce_gradients if strategy is not None else None
 
-    def _test_step(self, c: _Compiled, xs, ys):
-        outs = self._predict_arrays(xs, training=False)
-        total = 0.0
-        per_output = []
-        for out, y, loss, w in zip(outs, ys, c.losses, c.loss_weights):
-            value, _ = loss.loss_and_grad(y, out, want_grad=False)
-            per_output.append(value)
-            total += w * value
+    def _test_step(self, c: _Compiled, xs, ys, sws=None):
+        total, per_output, outs = self._eval_runner(c).run(xs, ys, sws)
         return total, per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
-        c = self._compiled
-        if c is not None and c.plan is not None and c.plan_nodes is self._nodes:
-            return [c.plan.forward(self._plan_rows(c, xs[0]), training).copy()]
-        outs, _ = self._forward(xs, training, Run(), [False] * len(xs), self._top_node())
-        return outs
+        _, _, outs = self._predict_runner().run(xs)
+        return [o.copy() for o in outs]
 
     def _result(self, total, per_output, outs, ys, c, return_dict=False):
         metrics = []
@@ -303,46 +318,38 @@ class Model(Container):
             for m in ids:
                 metric = _metrics.get(m, loss, t.shape)
                 metrics.append((self._metric_name(metric.name, i), metric.fn(ys[i], outs[i])))
+        values = [float(total)]
+        if len(self.outputs) > 1:
+            values += [float(v) for v, l in zip(per_output, c.losses) if l is not None]
+        values += [float(v) for _, v in metrics]
         if return_dict:
-            d = {"loss": total}
-            if len(self.outputs) > 1:
-                d.update((f"{n}_loss", v) for n, v in zip(self.output_names, per_output))
-            d.update(metrics)
-            return d
-        return total if not metrics else [total] + [v for _, v in metrics]
+            return dict(zip(self._log_names(c), values))
+        return values[0] if len(values) == 1 else values
 
     def _metric_name(self, name: str, i: int) -> str:
         return name if len(self.outputs) == 1 else f"{self.output_names[i]}_{name}"
 
-    def train_on_batch(self, x, y, return_dict: bool = False):
-        """One training step on one batch; returns the loss (or ``[loss, *metrics]``)."""
-        c = self._compiled
-        if (c is not None and c.plan is not None and not return_dict and not c.has_metrics
-                and c.plan_nodes is self._nodes):
-            # The fast path: data already in the model's form is trained on in one call.
-            if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
-                self._check_stale(c)
-            try:
-                loss = c.plan.try_step(self._plan_rows(c, x), y, c.optimizer)
-            except ValueError as exc:
-                raise ValueError(f"Model {self.name!r}: {exc}") from None
-            if loss is not None:
-                return loss
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None,
+                       return_dict: bool = False):
+        """One training step on one batch; returns the loss (or ``[loss, ...]``, see Keras)."""
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
         ys = self._standardize_y(y, len(xs[0]), c, "train_on_batch")
+        sws = self._standardize_sw(_with_class_weight(sample_weight, class_weight, ys),
+                                   len(xs[0]), "train_on_batch")
         self._check_stale(c)
-        total, per_output, outs = self._train_step(c, xs, ys)
+        total, per_output, outs = self._train_step(c, xs, ys, sws)
         return self._result(total, per_output, outs, ys, c, return_dict)
 
-    def test_on_batch(self, x, y, return_dict: bool = False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """The loss (and metrics) on one batch, in inference mode."""
         self._ensure_graph("test_on_batch", x)
         c = self._require_compiled("test_on_batch")
         xs = self._standardize_x(x, "test_on_batch")
         ys = self._standardize_y(y, len(xs[0]), c, "test_on_batch")
-        total, per_output, outs = self._test_step(c, xs, ys)
+        sws = self._standardize_sw(sample_weight, len(xs[0]), "test_on_batch")
+        total, per_output, outs = self._test_step(c, xs, ys, sws)
         return self._result(total, per_output, outs, ys, c, return_dict)
 
     def predict_on_batch(self, x):
@@ -356,43 +363,59 @@ class Model(Container):
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Optional[Sequence[Callback]] = None,
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            initial_epoch: int = 0) -> History:
+            class_weight=None, sample_weight=None, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` over ``(x, y)``; returns a :class:`History`."""
         self._ensure_graph("fit", x)
         c = self._require_compiled("fit")
         owner = f"Model {self.name!r}"
         batch_size = _check_batch_size(batch_size, owner)
-        verbose = 1 if verbose == "auto" else int(verbose)
-        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
-            raise ValueError(f"{owner}: epochs must be a non-negative integer, got {epochs!r}")
+        verbose = _check_verbose(verbose, owner)
+        epochs = _check_count(epochs, "epochs", owner)
+        initial_epoch = _check_count(initial_epoch, "initial_epoch", owner)
+        callbacks = _check_callbacks(callbacks, owner)
         xs = self._standardize_x(x, "fit")
         n = len(xs[0])
         ys = self._standardize_y(y, n, c, "fit")
-        if not 0.0 <= float(validation_split) < 1.0:
-            raise ValueError(f"{owner}: validation_split must be in [0, 1), got {validation_split}")
+        sws = self._standardize_sw(_with_class_weight(sample_weight, class_weight, ys), n, "fit")
+        try:
+            vsplit = float(validation_split)
+        except (TypeError, ValueError):
+            raise TypeError(f"{owner}: validation_split must be a number, got "
+                            f"{validation_split!r}") from None
+        if isinstance(validation_split, (str, bool)) or not 0.0 <= vsplit < 1.0:
+            raise ValueError(f"{owner}: validation_split must be in [0, 1), got {validation_split!r}")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
-                raise ValueError(f"{owner}: validation_data must be a tuple (x_val, y_val)")
+                raise ValueError(f"{owner}: validation_data must be a tuple (x_val, y_val) or "
+                                 f"(x_val, y_val, val_sample_weight)")
             vx = self._standardize_x(validation_data[0], "fit")
-            val = (vx, self._standardize_y(validation_data[1], len(vx[0]), c, "fit"))
-        elif validation_split:
-            split = int(n * (1.0 - validation_split))
+            vy = self._standardize_y(validation_data[1], len(vx[0]), c, "fit")
+            vsw = self._standardize_sw(validation_data[2] if len(validation_data) == 3 else None,
+                                       len(vx[0]), "fit")
+            val = (vx, vy, vsw)
+        elif vsplit:
+            split = int(n * (1.0 - vsplit))
             if split == 0 or split == n:
                 raise ValueError(f"{owner}: validation_split={validation_split} leaves an empty "
                                  f"training or validation set for {n} samples")
-            val = ([a[split:] for a in xs], [a[split:] for a in ys])
+            val = ([a[split:] for a in xs], [None if a is None else a[split:] for a in ys],
+                   None if sws is None else [None if a is None else a[split:] for a in sws])
             xs = [a[:split] for a in xs]
-            ys = [a[:split] for a in ys]
+            ys = [None if a is None else a[:split] for a in ys]
+            sws = None if sws is None else [None if a is None else a[:split] for a in sws]
             n = split
         history = History()
-        cbs = [history] + list(callbacks or [])
+        cbs = [history] + list(callbacks)
         steps = (n + batch_size - 1) // batch_size
         for cb in cbs:
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
             cb.on_train_begin()
-        batcher = _Batcher(xs + ys)
+        arrays = xs + [a for a in ys if a is not None] + [a for a in (sws or []) if a is not None]
+        batcher = _Batcher(arrays)
+        ny = [a is not None for a in ys]
+        nsw = [a is not None for a in (sws or [])]
         self.stop_training = False
         self._check_stale(c)
         for epoch in range(initial_epoch, epochs):
@@ -403,22 +426,16 @@ class Model(Container):
             bar = Progbar(steps, verbose)
             order = _random.generator().permutation(n) if shuffle else None
             tracker = _Tracker(self, c)
-            fused = (c.plan is not None and c.plan_nodes is self._nodes and order is not None)
             for step in range(steps):
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
-                total = None
-                if fused:
-                    # The fused step gathers the shuffled rows itself.
-                    by = [ys[0][order[lo:hi]]] if tracker.metrics else ys
-                    total = self._plan_step_rows(c, xs[0], ys[0], order, lo, hi)
-                    if total is not None:
-                        per_output, outs = [total], [c.plan.last_output(hi - lo)]
-                if total is None:
-                    batch = batcher.take(order, lo, hi)
-                    bx, by = batch[:len(xs)], batch[len(xs):]
-                    total, per_output, outs = self._train_step(c, bx, by)
+                batch = batcher.take(order, lo, hi)
+                bx = batch[:len(xs)]
+                rest = iter(batch[len(xs):])
+                by = [next(rest) if has else None for has in ny]
+                bsw = [next(rest) if has else None for has in nsw] if sws is not None else None
+                total, per_output, outs = self._train_step(c, bx, by, bsw)
                 tracker.update(total, per_output, outs, by)
                 logs = tracker.logs()
                 for cb in cbs:
@@ -426,7 +443,7 @@ class Model(Container):
                 bar.update(step + 1, logs, final=False)
             logs = tracker.logs()
             if val is not None:
-                vlogs = self._evaluate_arrays(c, val[0], val[1], batch_size)
+                vlogs = self._evaluate_arrays(c, val[0], val[1], batch_size, sws=val[2])
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             bar.update(steps, logs, final=True)
             for cb in cbs:
@@ -438,7 +455,7 @@ class Model(Container):
         self.history = history
         return history
 
-    def _evaluate_arrays(self, c, xs, ys, batch_size, verbose: int = 0) -> Dict[str, float]:
+    def _evaluate_arrays(self, c, xs, ys, batch_size, verbose: int = 0, sws=None) -> Dict[str, float]:
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
         tracker = _Tracker(self, c)
@@ -446,34 +463,39 @@ class Model(Container):
         for step in range(steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
             bx = [a[lo:hi] for a in xs]
-            by = [a[lo:hi] for a in ys]
-            total, per_output, outs = self._test_step(c, bx, by)
+            by = [None if a is None else a[lo:hi] for a in ys]
+            bsw = None if sws is None else [None if a is None else a[lo:hi] for a in sws]
+            total, per_output, outs = self._test_step(c, bx, by, bsw)
             tracker.update(total, per_output, outs, by)
             bar.update(step + 1, tracker.logs(), final=step == steps - 1)
         return tracker.logs()
 
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
-                 return_dict: bool = False):
-        """Loss (and metrics) over ``(x, y)`` in inference mode, averaged over samples."""
+                 sample_weight=None, return_dict: bool = False):
+        """Loss (and metrics) over ``(x, y)`` in inference mode, averaged over samples.
+
+        Returns the loss, or ``[loss, <output>_loss..., metrics...]`` as Keras does
+        (names in ``metrics_names``), or a dict with ``return_dict=True``.
+        """
         self._ensure_graph("evaluate", x)
         c = self._require_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size, f"Model {self.name!r}")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        owner = f"Model {self.name!r}"
+        batch_size = _check_batch_size(batch_size, owner)
+        verbose = _check_verbose(verbose, owner)
         xs = self._standardize_x(x, "evaluate")
         ys = self._standardize_y(y, len(xs[0]), c, "evaluate")
-        logs = self._evaluate_arrays(c, xs, ys, batch_size, verbose)
+        sws = self._standardize_sw(sample_weight, len(xs[0]), "evaluate")
+        logs = self._evaluate_arrays(c, xs, ys, batch_size, verbose, sws)
         if return_dict:
             return logs
-        values = list(logs.values())
-        keep = [v for k, v in logs.items() if not (k.endswith("_loss") and len(self.outputs) > 1)]
-        values = keep
+        values = [logs[k] for k in self._log_names(c)]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size: Optional[int] = None, verbose: Any = "auto"):
         """The model's outputs on ``x`` in inference mode (a list for several outputs)."""
         self._ensure_graph("predict", x)
         batch_size = _check_batch_size(batch_size, f"Model {self.name!r}")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _check_verbose(verbose, f"Model {self.name!r}")
         xs = self._standardize_x(x, "predict")
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
@@ -503,12 +525,86 @@ class Model(Container):
         return explain_trainable(self)
 
 
+def _fusable(opt) -> bool:
+    """Plain SGD with nothing between gradient and update may fuse into the backward pass."""
+    from .. import _codes
+
+    return (opt.kind == _codes.OPT_SGD and opt.global_clipnorm is None
+            and getattr(opt, "clipnorm", None) is None and getattr(opt, "clipvalue", None) is None
+            and not getattr(opt, "weight_decay", None)
+            and not callable(getattr(opt, "_learning_rate", None)))
+
+
+def _as_array(a, owner: str, what: str) -> np.ndarray:
+    """An array from what Keras accepts (pandas objects included, without importing pandas)."""
+    if hasattr(a, "to_numpy") and not isinstance(a, np.ndarray):
+        a = a.to_numpy()
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:
+            raise TypeError(f"{owner}: {what} is not array-like ({type(a).__name__}): {exc}") from None
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{owner}: {what} is complex; the model computes in real numbers")
+    if arr.dtype == object:
+        raise TypeError(f"{owner}: {what} is not a numeric array (got {type(a).__name__} "
+                        f"giving dtype object)")
+    return arr
+
+
+def _with_class_weight(sample_weight, class_weight, ys):
+    """Keras's class_weight: each sample weighted by its class's weight."""
+    if class_weight is None:
+        return sample_weight
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class: weight}}, got {class_weight!r}")
+    y = next(a for a in ys if a is not None)
+    labels = y if y.ndim == 1 else (np.argmax(y, axis=-1) if y.shape[-1] > 1 else
+                                   np.round(y[..., 0]).astype(np.int64))
+    labels = labels.reshape(len(labels), -1)[:, 0]
+    cw = np.array([float(class_weight.get(int(k), 1.0)) for k in labels], dtype=np.float64)
+    if sample_weight is not None:
+        cw = cw * np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    return cw
+
+
 def _check_batch_size(batch_size, owner: str) -> int:
     if batch_size is None:
         return 32
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer, float)) or \
+            not np.isfinite(batch_size) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"{owner}: batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
+
+
+def _check_count(value, what: str, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or \
+            not np.isfinite(value) or int(value) != value or value < 0:
+        raise ValueError(f"{owner}: {what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_verbose(verbose, owner: str) -> int:
+    if verbose == "auto":
+        return 1
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"{owner}: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def _check_callbacks(callbacks, owner: str) -> list:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"{owner}: callbacks must be fastlayers.callbacks.Callback "
+                            f"instances, got {cb!r}")
+    return callbacks
 
 
 class _Batcher:
@@ -542,6 +638,7 @@ class _Tracker:
             for m in ids:
                 metric = _metrics.get(m, loss, t.shape)
                 self.metrics.append((i, model._metric_name(metric.name, i), metric))
+        self.losses = c.losses
         self.n = 0
         self.loss = 0.0
         self.per_output = [0.0] * len(model.outputs)
@@ -551,7 +648,8 @@ class _Tracker:
         self.n += b
         self.loss += total * b
         for i, v in enumerate(per_output):
-            self.per_output[i] += v * b
+            if i < len(self.per_output):
+                self.per_output[i] += v * b
         for i, _, metric in self.metrics:
             metric.update_state(ys[i], outs[i])
 
@@ -559,8 +657,9 @@ class _Tracker:
         n = max(1, self.n)
         logs = {"loss": self.loss / n}
         if len(self.per_output) > 1:
-            for name, v in zip(self.model.output_names, self.per_output):
-                logs[f"{name}_loss"] = v / n
+            for name, v, l in zip(self.model.output_names, self.per_output, self.losses):
+                if l is not None:
+                    logs[f"{name}_loss"] = v / n
         for _, name, metric in self.metrics:
             logs[name] = metric.result()
         return logs

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
 from ..engine.layer import Layer
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+from .. import _codes
+from ..engine.program import OpKind
+
+ACTIVATION_CODES = {"linear": _codes.ACT_LINEAR, "relu": _codes.ACT_RELU,
+                    "sigmoid": _codes.ACT_SIGMOID, "tanh": _codes.ACT_TANH,
+                    "softmax": _codes.ACT_SOFTMAX}
+ACTIVATIONS = tuple(ACTIVATION_CODES)
 
 
 def _activation_name(activation, owner: str) -> str:
@@ -17,13 +22,6 @@ def _activation_name(activation, owner: str) -> str:
     if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:
         raise ValueError(f"{owner}: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
     return activation.lower()
-
-
-def _check_last_dim(layer, x: np.ndarray, expected: int) -> None:
-    if x.ndim < 2 or x.shape[-1] != expected:
-        raise ValueError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) expects inputs with last dimension "
-            f"{expected}, got an array of shape {x.shape}")
 
 
 class Dense(Layer):
@@ -63,46 +61,9 @@ class Dense(Layer):
                 f"{self.kernel.shape[0]}, got shape {input_shape}")
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def call(self, inputs, training=None):
-        return self._forward([self._as_input_array(inputs)], bool(training), _NO_GRAD, [False], _NODE)[0][0]
-
-    def _forward(self, xs, training, run, need, node):
-        x = xs[0]
-        d_in = self.kernel.shape[0]
-        _check_last_dim(self, x, d_in)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, d_in)
-        W = self.kernel.value
-        b = self.bias.value if self.bias is not None else None
-        y = ops.dense_forward(x2, W, b, self.activation)
-        want_w = run.wants(self.kernel)
-        want_b = self.bias is not None and run.wants(self.bias)
-        want_x = run.backprop and need[0]
-        out = y.reshape(lead + (self.units,))
-        if not (want_w or want_b or want_x):
-            return [out], None
-
-        def backprop(gs):
-            dy = np.ascontiguousarray(gs[0]).reshape(-1, self.units)
-            dW = db = None
-            acc = acc_b = False
-            if want_w:
-                dW, acc = run.grads.slot(self.kernel)
-            if want_b:
-                db, acc_b = run.grads.slot(self.bias)
-            if want_w and want_b and acc != acc_b:
-                # Kernel and bias are always reached together; keep this exact anyway.
-                db_step = np.empty_like(db)
-                dx, _, _ = ops.dense_backward(
-                    x2, W, y, dy, self.activation, want_dX=want_x, dW=dW, db=db_step, accumulate=acc)
-                db[...] = db + db_step if acc_b else db_step
-            else:
-                dx, _, _ = ops.dense_backward(
-                    x2, W, y, dy, self.activation, want_dX=want_x, want_dW=want_w, want_db=want_b,
-                    dW=dW, db=db, accumulate=acc if want_w else acc_b)
-            return [dx.reshape(lead + (d_in,)) if want_x else None]
-
-        return [out], backprop
+    def _lower(self, ctx):
+        return ctx.emit(OpKind.DENSE, [w for w in (self.kernel, self.bias) if w is not None],
+                        act=ACTIVATION_CODES[self.activation])
 
     def get_config(self):
         cfg = super().get_config()
@@ -120,24 +81,10 @@ class Activation(Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def call(self, inputs, training=None):
-        return self._forward([self._as_input_array(inputs)], bool(training), _NO_GRAD, [False], _NODE)[0][0]
-
-    def _forward(self, xs, training, run, need, node):
-        x = xs[0]
+    def _lower(self, ctx):
         if self.activation == "linear":
-            y = x
-        else:
-            y = ops.activation_forward(x, self.activation)
-        if not (run.backprop and need[0]):
-            return [y], None
-
-        def backprop(gs):
-            if self.activation == "linear":
-                return [gs[0]]
-            return [ops.activation_backward(y, gs[0], self.activation)]
-
-        return [y], backprop
+            return ctx.alias()
+        return ctx.emit(OpKind.ACTIVATION, act=ACTIVATION_CODES[self.activation])
 
 
 class Flatten(Layer):
@@ -148,21 +95,5 @@ class Flatten(Layer):
         size = None if any(s is None for s in rest) else int(np.prod(rest)) if rest else 1
         return (input_shape[0], size)
 
-    def call(self, inputs, training=None):
-        x = self._as_input_array(inputs)
-        return x.reshape(x.shape[0], -1)
-
-    def _forward(self, xs, training, run, need, node):
-        x = xs[0]
-        y = x.reshape(x.shape[0], -1)
-        if not (run.backprop and need[0]):
-            return [y], None
-        return [y], lambda gs: [np.reshape(gs[0], x.shape)]
-
-
-from ..engine.node import Node as _Node  # noqa: E402
-from ..engine.run import Run as _Run  # noqa: E402
-
-# Eager ``call`` runs the same code path as a graph node, with no gradient wanted.
-_NO_GRAD = _Run()
-_NODE = _Node(None, [], None, False)
+    def _lower(self, ctx):
+        return ctx.alias()  # a C-contiguous batch is already its flat rows

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from .. import ops
+from ..engine.program import OpKind
 from ..engine.layer import Layer
 from ..utils import random as _random
 
@@ -36,26 +36,10 @@ class Dropout(Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def call(self, inputs, training=None):
-        from .core import _NO_GRAD, _NODE
-
-        return self._forward([self._as_input_array(inputs)], bool(training), _NO_GRAD, [False], _NODE)[0][0]
-
-    def _next_counter(self, size: int) -> int:
-        c = int(self._counter[0])
-        self._counter[0] = (c + size) & ((1 << 64) - 1)
-        return c
-
-    def _forward(self, xs, training, run, need, node):
-        x = xs[0]
-        if not training or self.rate == 0.0:
-            if not (run.backprop and need[0]):
-                return [x], None
-            return [x], lambda gs: [gs[0]]
-        y, mask = ops.dropout_forward(x, self.rate, self.seed, self._next_counter(x.size))
-        if not (run.backprop and need[0]):
-            return [y], None
-        return [y], lambda gs: [ops.dropout_backward(gs[0], mask, self.rate)]
+    def _lower(self, ctx):
+        if not ctx.training or self.rate == 0.0:
+            return ctx.alias()  # R6: identity in inference mode
+        return ctx.emit(OpKind.DROPOUT, rate=self.rate, seed=self.seed, counter=self._counter)
 
     def get_config(self):
         cfg = super().get_config()

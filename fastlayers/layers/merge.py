@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 
 
 class _Merge(Layer):
@@ -16,9 +17,6 @@ class _Merge(Layer):
         self._check(input_shape)
         self.built = True
 
-    def call(self, inputs, training=None):
-        xs = [self._as_input_array(x, i) for i, x in enumerate(inputs)]
-        return self._compute(xs)
 
 
 class Concatenate(_Merge):
@@ -31,6 +29,9 @@ class Concatenate(_Merge):
     def compute_output_shape(self, input_shape):
         self._check(input_shape)
         nd = len(input_shape[0])
+        if not -nd <= self.axis < nd:
+            raise ValueError(f"Concatenate {self.name!r}: axis {self.axis} is out of range for "
+                             f"inputs of rank {nd} (shapes {input_shape})")
         ax = self.axis % nd
         if ax == 0 or any(len(s) != nd for s in input_shape):
             raise ValueError(f"Concatenate {self.name!r}: incompatible shapes {input_shape} for axis {self.axis}")
@@ -42,21 +43,9 @@ class Concatenate(_Merge):
         out[ax] = size
         return tuple(out)
 
-    def _compute(self, xs):
-        return np.concatenate(xs, axis=self.axis)
-
-    def _forward(self, xs, training, run, need, node):
-        y = self._compute(xs)
-        if not (run.backprop and any(need)):
-            return [y], None
-        ax = self.axis % xs[0].ndim
-        splits = np.cumsum([x.shape[ax] for x in xs])[:-1]
-
-        def backprop(gs):
-            parts = np.split(gs[0], splits, axis=ax)
-            return [np.ascontiguousarray(p) if n else None for p, n in zip(parts, need)]
-
-        return [y], backprop
+    def _lower(self, ctx):
+        nd = len(ctx.slot(0).shape) + 1
+        return ctx.emit(OpKind.CONCAT, axis=self.axis % nd - 1)
 
 
 class Add(_Merge):
@@ -68,17 +57,5 @@ class Add(_Merge):
             raise ValueError(f"Add {self.name!r}: inputs must have one shape, got {input_shape}")
         return input_shape[0]
 
-    def _compute(self, xs):
-        shapes = {x.shape for x in xs}
-        if len(shapes) > 1:
-            raise ValueError(f"Add {self.name!r}: inputs must have one shape, got {sorted(shapes)}")
-        out = xs[0].copy()
-        for x in xs[1:]:
-            out += x
-        return out
-
-    def _forward(self, xs, training, run, need, node):
-        y = self._compute(xs)
-        if not (run.backprop and any(need)):
-            return [y], None
-        return [y], lambda gs: [gs[0] if n else None for n in need]
+    def _lower(self, ctx):
+        return ctx.emit(OpKind.ADD)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from ..engine.program import OpKind
 from ..engine.layer import Layer
 
 
@@ -77,62 +77,18 @@ class BatchNormalization(Layer):
                 f"channels on axis {self.axis}, got shape {input_shape}")
         return input_shape
 
-    def call(self, inputs, training=None):
-        from .core import _NO_GRAD, _NODE
-
-        return self._forward([self._as_input_array(inputs)], bool(training), _NO_GRAD, [False], _NODE)[0][0]
-
-    def _to2d(self, x):
-        moved = np.moveaxis(x, self._axis, -1)
-        return np.ascontiguousarray(moved.reshape(-1, moved.shape[-1])), moved.shape
-
-    def _from2d(self, y2, moved_shape):
-        return np.moveaxis(y2.reshape(moved_shape), -1, self._axis)
-
-    def _forward(self, xs, training, run, need, node):
-        x = xs[0]
-        c = self.moving_mean.shape[0]
-        if x.ndim <= self._axis or x.shape[self._axis] != c:
-            raise ValueError(
-                f"Layer {self.name!r} (BatchNormalization) expects {c} channels on axis "
-                f"{self.axis}, got an array of shape {x.shape}")
-        x2, moved_shape = self._to2d(x)
-        gamma = self.gamma.value if self.gamma is not None else self._ones
-        beta = self.beta.value if self.beta is not None else self._zeros
-        frozen = run.layer_frozen(self)
-        batch_mode = training and not frozen and x2.shape[0] > 0
-        if batch_mode:
-            y2, mean, var, inv_std = ops.batchnorm_forward_train(x2, gamma, beta, self.epsilon)
-            ops.batchnorm_update_moving(self.moving_mean.value, self.moving_variance.value,
-                                        mean, var, self.momentum)
-        else:
-            mm = self.moving_mean.value.copy() if run.backprop else self.moving_mean.value
-            mv = self.moving_variance.value.copy() if run.backprop else self.moving_variance.value
-            y2 = ops.batchnorm_forward_infer(x2, gamma, beta, mm, mv, self.epsilon)
-        y = self._from2d(y2, moved_shape)
-        want_g = self.gamma is not None and run.wants(self.gamma)
-        want_b = self.beta is not None and run.wants(self.beta)
-        want_x = run.backprop and need[0]
-        if not (want_g or want_b or want_x):
-            return [y], None
-
-        def backprop(gs):
-            dy2, _ = self._to2d(gs[0])
-            if batch_mode:
-                dx2, dg, db = ops.batchnorm_backward_train(
-                    x2, dy2, gamma, mean, inv_std, want_dX=want_x, want_dgamma=want_g,
-                    want_dbeta=want_b)
-            else:
-                dx2, dg, db = ops.batchnorm_backward_infer(
-                    x2, dy2, gamma, mm, mv, self.epsilon, want_dX=want_x, want_dgamma=want_g,
-                    want_dbeta=want_b)
-            if want_g:
-                run.grads.add(self.gamma, dg)
-            if want_b:
-                run.grads.add(self.beta, db)
-            return [self._from2d(dx2, moved_shape) if want_x else None]
-
-        return [y], backprop
+    def _lower(self, ctx):
+        # R7, decided here once: batch statistics only in training mode and when not
+        # frozen along this path (the compiled picture under fit); only programs that
+        # train (or an eager training call) update the moving statistics.
+        batch = ctx.training and not ctx.frozen
+        settings = dict(epsilon=self.epsilon, momentum=self.momentum, batch_stats=batch,
+                        update_stats=batch and ctx.updates_state)
+        weights = [w for w in (self.gamma, self.beta) if w is not None]
+        if self._axis == len(ctx.slot(0).shape):
+            return ctx.emit(OpKind.BATCHNORM, weights, **settings)
+        # Another axis than the last: the same op on the channels moved last.
+        return ctx.emit_moved(OpKind.BATCHNORM, weights, self._axis, **settings)
 
     def get_config(self):
         cfg = super().get_config()

@@ -265,7 +265,7 @@ def test_batchnorm_eager_training_updates_moving_stats_inference_does_not():
     assert np.all(bn.moving_mean.numpy() == 0)
     bn(x, training=True)
     np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * x.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * x.var(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-5)
     bn.trainable = False  # frozen: inference even under training=True, no update (R7)
     before = bn.get_weights()
     y = bn(x, training=True)

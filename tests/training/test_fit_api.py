@@ -231,9 +231,13 @@ def test_multi_output_predict_and_fit():
     assert isinstance(p, list) and [q.shape for q in p] == [(12, 2), (12, 3)]
     la = fl.losses.get("mse")(ya.astype("float32"), p[0])
     lb = fl.losses.get("sparse_categorical_crossentropy")(yb, p[1])
-    total = m.test_on_batch(x, [ya, yb])
+    # Keras: [total, a_loss, b_loss] for several outputs, named by metrics_names.
+    total, ta, tb = m.test_on_batch(x, [ya, yb])
+    assert m.metrics_names == ["loss", "a_loss", "b_loss"]
     assert total == pytest.approx(la + 0.5 * lb, rel=1e-5)
-    assert m.evaluate(x, {"a": ya, "b": yb}, verbose=0) == pytest.approx(total, rel=1e-6)
+    assert (ta, tb) == (pytest.approx(la, rel=1e-5), pytest.approx(lb, rel=1e-5))
+    assert m.evaluate(x, {"a": ya, "b": yb}, verbose=0) == pytest.approx([total, ta, tb],
+                                                                         rel=1e-6)
     h = m.fit(x, [ya, yb], epochs=2, batch_size=12, shuffle=False, verbose=0)
     assert set(h.history) == {"loss", "a_loss", "b_loss"}
     assert h.history["loss"][0] == pytest.approx(total, rel=1e-5)

@@ -173,7 +173,8 @@ class RefMLP:
                 if training:
                     mu, var = z.mean(0), z.var(0)
                     self.moving = [self.momentum * self.moving[0] + (1 - self.momentum) * mu,
-                                   self.momentum * self.moving[1] + (1 - self.momentum) * var]
+                                   self.momentum * self.moving[1]
+                                   + (1 - self.momentum) * var * len(z) / (len(z) - 1)]
                 else:
                     mu, var = self.moving
                 inv = 1 / np.sqrt(var + self.bn_eps)

@@ -144,8 +144,8 @@ def test_fit_matches_torch(case, opt, expect_path):
 
 def test_batchnorm_training_matches_torch():
     """Keras momentum m is torch momentum 1 - m; epsilon is passed as is.  Torch's
-    running variance is unbiased, Keras's moving variance is the biased batch
-    variance, so the moving variance is tracked from the biased batch variance."""
+    running variance and fastlayers' moving variance are both updated with the unbiased
+    batch variance (DESIGN.md R7)."""
     n = 10
     fl.backend.set_floatx("float64")
     inp = fl.Input((4,))
@@ -167,13 +167,13 @@ def test_batchnorm_training_matches_torch():
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.5)
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((n, 4)) * 2 + 1, rng.standard_normal((n, 2))
-    # torch's running variance is updated with the unbiased batch variance, Keras's with
-    # the biased one: track Keras's from the batch variance torch normalizes with.
+    # The moving variance is updated with the unbiased batch variance, as torch's running
+    # variance (and Keras 2 / tf.keras) is; track it from the batch before the step.
     keras_mv = np.ones(5)
     for step in range(5):
         tmodel.train()
         with torch.no_grad():
-            v_batch = lin1(torch.from_numpy(x)).numpy().var(axis=0)  # biased, before the step
+            v_batch = lin1(torch.from_numpy(x)).numpy().var(axis=0, ddof=1)  # unbiased, as torch
         keras_mv = 0.9 * keras_mv + 0.1 * v_batch
         expected = _torch_step(tmodel, topt, torch.nn.MSELoss(), x, y, "real")
         got = model.train_on_batch(x, y)

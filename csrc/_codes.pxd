@@ -1,0 +1,44 @@
+# The codes of fastlayers/_codes.py, for the kernels (a test checks they agree).
+
+cdef enum:
+    OP_DENSE = 0
+    OP_ACTIVATION = 1
+    OP_DROPOUT = 2
+    OP_BATCHNORM = 3
+    OP_CONCAT = 4
+    OP_ADD = 5
+    OP_CALLBACK = 6
+    OP_TRANSPOSE = 7
+
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_MAE = 1
+    LOSS_BCE = 2
+    LOSS_CE = 3
+    LOSS_SPARSE_CE = 4
+    LOSS_CALLBACK = 5
+
+cdef inline double epsilon() noexcept nogil:
+    # fastlayers._codes.EPSILON: losses clip probabilities to [eps, 1 - eps].
+    return 1e-7
+
+# Optimizers and the layout of the per-step scalars (fastlayers.optimizers).
+cdef enum:
+    OPT_SGD = 0
+    OPT_MOMENTUM = 1
+    OPT_NESTEROV = 2
+    OPT_ADAM = 3
+
+cdef enum:
+    H_LR = 0
+    H_WD = 1
+    H_CLIPVALUE = 2
+    H_CLIPNORM = 3
+    H_GSCALE = 4
+    H_A = 5
+    H_B = 6
+    H_C = 7
+    H_D = 8
+    H_E = 9
+    H_F = 10
+    HYPER_LEN = 11

@@ -1,0 +1,718 @@
+# Design
+# ------
+# The one executor of step programs (fastlayers/engine/program.py).  Python lowers
+# a model into typed op records and fills the cdef struct array below through the
+# typed setters of `Executor` (fastlayers/engine/executor.py does that, once per
+# compile); this module only runs them: forward, losses, backward, the optimizer
+# updates and the commit of state, in one nogil call per step.  It makes no
+# decision that belongs to the model: which weights train, which ops run backward,
+# which inputs need gradients, which batch norms use batch statistics, which
+# updates fuse into the backward pass -- all are fields written by Python.
+#
+# A step changes nothing until it has succeeded: labels are checked before the
+# forward pass; moving statistics, dropout counters and weights are written only
+# in the commit phase, after every op (callbacks into Python included) has run.
+# The one exception is plain SGD fused into the backward pass (one GEMM into W),
+# which lowering allows only when no op can fail (no callbacks).
+#
+# Buffers are bound per batch size by Python (values, gradients, dropout masks,
+# scratch); steady-state steps allocate nothing.
+from cython cimport floating
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.math cimport sqrt, isfinite
+from libc.string cimport memcpy, memset
+
+from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
+from _blas cimport gemm_split, SPLIT_MIN_MADDS
+from _bn cimport (_bn_backward_infer, _bn_backward_train, _bn_infer, _bn_train)
+from _codes cimport (H_CLIPNORM, H_GSCALE, H_LR, LOSS_BCE, LOSS_CALLBACK, LOSS_CE,
+                     LOSS_MAE, LOSS_MSE, LOSS_SPARSE_CE, OP_ACTIVATION, OP_ADD,
+                     OP_BATCHNORM, OP_CALLBACK, OP_CONCAT, OP_DENSE, OP_DROPOUT,
+                     OP_TRANSPOSE, epsilon)
+from _common cimport _colsum
+from _dropout cimport _dropout_bwd, _dropout_fwd
+from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_range,
+                    _dist_sum)
+from _optim cimport sq_norm, update_one
+from _rng cimport rng_key
+from openmp cimport omp_get_max_threads
+
+
+cdef struct XOp:
+    int kind
+    int act
+    int n_in
+    int n_out
+    int* ins            # (n_in,) slot indices
+    int* outs           # (n_out,)
+    uint8_t* want_dx    # (n_in,)
+    uint8_t* acc_dx     # (n_in,)
+    bint backward
+    Py_ssize_t d_in     # dense: input width; concat/add: unused
+    Py_ssize_t d_out    # output's last dimension (rows = n * size / d_out)
+    void* W             # dense kernel / bn gamma (a ones buffer when absent)
+    void* b             # dense bias / bn beta (a zeros buffer when absent), or NULL
+    void* gW            # gradient buffers (NULL: not trained)
+    void* gb
+    bint acc_gW         # add into gW/gb (an earlier use wrote them, R8)
+    bint acc_gb
+    bint fused_W        # plain SGD straight into W/b in the backward pass
+    bint fused_b
+    # batch norm
+    void* mm
+    void* mv
+    void* bmean
+    void* bvar
+    void* binv
+    double eps
+    double momentum
+    bint batch_stats
+    bint update_stats
+    # dropout
+    double rate
+    uint64_t key
+    uint64_t* counter
+    uint8_t* mask       # bound per batch size
+    # concat: per input the values per sample before the axis (outer) and chunk
+    Py_ssize_t outer
+    Py_ssize_t* chunk   # (n_in,) values per outer index of each input
+    # transpose: (outer, t1, t2) -> (outer, t2, t1)
+    Py_ssize_t t1
+    Py_ssize_t t2
+    # callbacks
+    int callback
+
+
+cdef struct XLoss:
+    int kind
+    int slot
+    bint from_logits
+    bint accumulate     # another loss on the same slot wrote its gradient first
+    double weight
+    Py_ssize_t k        # last dimension of the output
+    const void* target  # bound per step
+    const double* sw    # per-sample weights or NULL
+    double value        # this step's (unweighted) loss
+
+
+cdef struct XWeight:
+    void* w
+    void* g
+    void* s0
+    void* s1
+    void* s2
+    Py_ssize_t size
+    bint fused
+
+
+cdef class Executor:
+    """A step program's ops as a struct array, and the loops that run them."""
+
+    cdef XOp* ops
+    cdef int n_ops
+    cdef XLoss* losses
+    cdef int n_losses
+    cdef XWeight* wts
+    cdef int n_wts
+    cdef int n_slots
+    cdef Py_ssize_t* size      # per slot: values per sample
+    cdef void** val            # per slot: bound value buffers
+    cdef void** grad           # per slot: bound gradient buffers (NULL: none)
+    cdef void* scratch         # bound: the largest slot, for accumulating gradients
+    cdef bint f32
+    cdef int nthreads
+    cdef Py_ssize_t n          # bound batch size
+    cdef Py_ssize_t row_offset # dropout: first global row of this batch
+    cdef Py_ssize_t global_n   # dropout: rows of the global batch (counter advance)
+    cdef public int opt_kind
+    cdef double lr             # this step's learning rate, for updates fused into backward
+    cdef bint global_clip
+    cdef list _keep            # arrays whose memory the struct points into
+    cdef public object callback_forward
+    cdef public object callback_backward
+    cdef public object callback_loss
+
+    def __cinit__(self):
+        self.ops = NULL
+        self.losses = NULL
+        self.wts = NULL
+        self.size = NULL
+        self.val = NULL
+        self.grad = NULL
+
+    def __init__(self, bint f32, int n_slots, Py_ssize_t[::1] sizes, int n_ops, int n_losses,
+                 int n_weights):
+        self.f32 = f32
+        self.n_slots = n_slots
+        self.n_ops = n_ops
+        self.n_losses = n_losses
+        self.n_wts = n_weights
+        self._keep = []
+        self.ops = <XOp*>calloc(max(n_ops, 1), sizeof(XOp))
+        self.losses = <XLoss*>calloc(max(n_losses, 1), sizeof(XLoss))
+        self.wts = <XWeight*>calloc(max(n_weights, 1), sizeof(XWeight))
+        self.size = <Py_ssize_t*>calloc(max(n_slots, 1), sizeof(Py_ssize_t))
+        self.val = <void**>calloc(max(n_slots, 1), sizeof(void*))
+        self.grad = <void**>calloc(max(n_slots, 1), sizeof(void*))
+        if not (self.ops and self.losses and self.wts and self.size and self.val and self.grad):
+            raise MemoryError()
+        if sizes.shape[0] != n_slots:
+            raise ValueError("Executor: sizes must have one entry per slot")
+        for i in range(n_slots):
+            self.size[i] = sizes[i]
+        self.n = -1
+        self.nthreads = 1
+
+    def __dealloc__(self):
+        free(self.ops)
+        free(self.losses)
+        free(self.wts)
+        free(self.size)
+        free(self.val)
+        free(self.grad)
+
+    def __reduce__(self):
+        raise TypeError("an Executor holds pointers into one process's memory; it is rebuilt "
+                        "by compile() and never pickled")
+
+    # ------------------------------------------------------------ setup (typed setters)
+    cdef void* _ptr(self, object a) except? NULL:
+        if a is None:
+            return NULL
+        self._keep.append(a)
+        return <void*><size_t>a.__array_interface__["data"][0]
+
+    def set_op(self, int i, int kind, int act, int[::1] ins, int[::1] outs,
+               uint8_t[::1] want_dx, uint8_t[::1] acc_dx, bint backward, Py_ssize_t d_in,
+               Py_ssize_t d_out, int callback):
+        cdef XOp* op
+        if not 0 <= i < self.n_ops:
+            raise IndexError(i)
+        if want_dx.shape[0] != ins.shape[0] or acc_dx.shape[0] != ins.shape[0]:
+            raise ValueError("set_op: want_dx/acc_dx need one flag per input")
+        for s in list(ins) + list(outs):
+            if not 0 <= s < self.n_slots:
+                raise ValueError(f"set_op: slot {s} out of range")
+        op = &self.ops[i]
+        op.kind, op.act, op.backward, op.d_in, op.d_out = kind, act, backward, d_in, d_out
+        op.n_in = ins.shape[0]
+        op.n_out = outs.shape[0]
+        op.ins = <int*>self._ptr(ins.base if ins.base is not None else ins)
+        op.outs = <int*>self._ptr(outs.base if outs.base is not None else outs)
+        op.want_dx = <uint8_t*>self._ptr(want_dx.base if want_dx.base is not None else want_dx)
+        op.acc_dx = <uint8_t*>self._ptr(acc_dx.base if acc_dx.base is not None else acc_dx)
+        op.callback = callback
+
+    def set_params(self, int i, W, b, gW, gb, bint acc_gW, bint acc_gb, bint fused_W,
+                   bint fused_b):
+        cdef XOp* op = &self.ops[i]
+        op.W, op.b, op.gW, op.gb = self._ptr(W), self._ptr(b), self._ptr(gW), self._ptr(gb)
+        op.acc_gW, op.acc_gb, op.fused_W, op.fused_b = acc_gW, acc_gb, fused_W, fused_b
+
+    def set_batchnorm(self, int i, mm, mv, bmean, bvar, binv, double eps, double momentum,
+                      bint batch_stats, bint update_stats):
+        cdef XOp* op = &self.ops[i]
+        op.mm, op.mv = self._ptr(mm), self._ptr(mv)
+        op.bmean, op.bvar, op.binv = self._ptr(bmean), self._ptr(bvar), self._ptr(binv)
+        op.eps, op.momentum = eps, momentum
+        op.batch_stats, op.update_stats = batch_stats, update_stats
+
+    def set_dropout(self, int i, double rate, uint64_t seed, uint64_t[::1] counter):
+        cdef XOp* op = &self.ops[i]
+        op.rate = rate
+        op.key = rng_key(seed)
+        op.counter = <uint64_t*>self._ptr(counter.base if counter.base is not None else counter)
+
+    def set_concat(self, int i, Py_ssize_t outer, Py_ssize_t[::1] chunk):
+        cdef XOp* op = &self.ops[i]
+        op.outer = outer
+        op.chunk = <Py_ssize_t*>self._ptr(chunk.base if chunk.base is not None else chunk)
+
+    def set_transpose(self, int i, Py_ssize_t outer, Py_ssize_t t1, Py_ssize_t t2):
+        cdef XOp* op = &self.ops[i]
+        op.outer, op.t1, op.t2 = outer, t1, t2
+
+    def set_loss(self, int j, int kind, int slot, bint from_logits, bint accumulate,
+                 double weight, Py_ssize_t k):
+        cdef XLoss* L = &self.losses[j]
+        L.kind, L.slot, L.from_logits, L.accumulate, L.weight, L.k = (
+            kind, slot, from_logits, accumulate, weight, k)
+
+    def set_weight(self, int j, w, g, s0, s1, s2, bint fused):
+        cdef XWeight* r = &self.wts[j]
+        r.w, r.g = self._ptr(w), self._ptr(g)
+        r.s0, r.s1, r.s2 = self._ptr(s0), self._ptr(s1), self._ptr(s2)
+        r.size = w.size
+        r.fused = fused
+
+    def set_optimizer(self, int kind, bint global_clip):
+        self.opt_kind = kind
+        self.global_clip = global_clip
+
+    # ------------------------------------------------------------ binding
+    def bind(self, Py_ssize_t n, list values, list grads, list masks, scratch):
+        """Point the slots at the buffers of batch size n (Python keeps them alive)."""
+        cdef int i
+        if len(values) != self.n_slots or len(grads) != self.n_slots or len(masks) != self.n_ops:
+            raise ValueError("bind: one value and gradient per slot, one mask per op")
+        for i in range(self.n_slots):
+            self.val[i] = _addr(values[i])
+            self.grad[i] = _addr(grads[i])
+        for i in range(self.n_ops):
+            self.ops[i].mask = <uint8_t*>_addr(masks[i])
+        self.scratch = _addr(scratch)
+        self.n = n
+        self.row_offset = 0
+        self.global_n = n
+        self.nthreads = omp_get_max_threads() if self._split_worth(n) else 1
+
+    cdef bint _split_worth(self, Py_ssize_t n):
+        cdef int i
+        cdef XOp* op
+        for i in range(self.n_ops):
+            op = &self.ops[i]
+            if op.kind == OP_DENSE and <double>n * self.size[op.ins[0]] * op.d_out >= SPLIT_MIN_MADDS:
+                return True
+        return False
+
+    def set_input(self, int slot, a):
+        """Point an input slot at a caller's array (C-contiguous, the program's dtype)."""
+        self.val[slot] = _addr(a)
+
+    def set_target(self, int j, t, sw):
+        self.losses[j].target = _addr(t)
+        self.losses[j].sw = <const double*>_addr(sw)
+
+    def set_dropout_rows(self, Py_ssize_t row_offset, Py_ssize_t global_n):
+        """Dropout counters for a shard of a global batch (data-parallel training)."""
+        self.row_offset = row_offset
+        self.global_n = global_n
+
+    def loss_value(self, int j):
+        return self.losses[j].value
+
+    # ------------------------------------------------------------ running
+    def check_labels(self):
+        """The index of the first sparse loss whose labels are out of range, else -1.
+
+        Run before any work, so a bad batch changes nothing.
+        """
+        cdef int j
+        cdef XLoss* L
+        for j in range(self.n_losses):
+            L = &self.losses[j]
+            if L.kind == LOSS_SPARSE_CE and not _labels_ok(<const int64_t*>L.target,
+                                                           self.n * self.size[L.slot] // L.k, L.k):
+                return j
+        return -1
+
+    def forward(self, bint training_step):
+        """Run the ops forward (a training step's forward when ``training_step``)."""
+        if self.f32:
+            _forward[float](self, <float>0)
+        else:
+            _forward[double](self, <double>0)
+
+    def losses_and_backward(self, double[::1] hyper):
+        """Losses (and their gradients) then the backward pass; returns the total loss."""
+        self.lr = hyper[H_LR]
+        if self.f32:
+            return _losses_backward[float](self, <float>0, True)
+        return _losses_backward[double](self, <double>0, True)
+
+    def backward_only(self):
+        """The backward pass from output gradients the caller wrote (the public contract)."""
+        if self.f32:
+            _backward[float](self, <float>0)
+        else:
+            _backward[double](self, <double>0)
+
+    def losses_only(self):
+        if self.f32:
+            return _losses_backward[float](self, <float>0, False)
+        return _losses_backward[double](self, <double>0, False)
+
+    def global_norm(self):
+        """sqrt of the sum of squares of every (unfused) gradient: clipping's input."""
+        cdef int j
+        cdef double s = 0
+        with nogil:
+            for j in range(self.n_wts):
+                if not self.wts[j].fused:
+                    if self.f32:
+                        s += sq_norm(<const float*>self.wts[j].g, self.wts[j].size)
+                    else:
+                        s += sq_norm(<const double*>self.wts[j].g, self.wts[j].size)
+        return sqrt(s)
+
+    def update(self, double[::1] hyper):
+        """The optimizer's update of every unfused trained weight from its gradient."""
+        if self.f32:
+            _update[float](self, <float>0, &hyper[0])
+        else:
+            _update[double](self, <double>0, &hyper[0])
+
+    def commit(self):
+        """Write the step's state: moving statistics and dropout counters."""
+        if self.f32:
+            _commit[float](self, <float>0)
+        else:
+            _commit[double](self, <double>0)
+
+    def step(self, double[::1] hyper):
+        """A whole training step (no Python in between unless callbacks); the total loss.
+
+        The caller has checked labels (``check_labels``).  With global-norm clipping
+        the gradients are scaled between backward and update (hyper[H_GSCALE]).
+        """
+        cdef double loss
+        cdef double gn, clip
+        self.lr = hyper[H_LR]
+        if self.f32:
+            _forward[float](self, <float>0)
+            loss = _losses_backward[float](self, <float>0, True)
+        else:
+            _forward[double](self, <double>0)
+            loss = _losses_backward[double](self, <double>0, True)
+        if self.global_clip:
+            gn = self.global_norm()
+            clip = hyper[H_CLIPNORM]
+            hyper[H_GSCALE] = clip / gn if gn > clip else 1.0
+        self.update(hyper)
+        self.commit()
+        return loss
+
+    def run_forward_only(self):
+        """Inference: forward (and losses, if any targets are bound) without gradients."""
+        if self.f32:
+            _forward[float](self, <float>0)
+        else:
+            _forward[double](self, <double>0)
+
+
+cdef bint _labels_ok(const int64_t* lab, Py_ssize_t rows, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(rows):
+        if lab[i] < 0 or lab[i] >= k:
+            return False
+    return True
+
+
+cdef inline void* _addr(object a):
+    return <void*><size_t>a.__array_interface__["data"][0] if a is not None else NULL
+
+
+cdef inline Py_ssize_t _rows(Executor ex, XOp* op) noexcept nogil:
+    return ex.n * ex.size[op.outs[0]] // op.d_out
+
+
+cdef inline void _add_into(floating* dst, const floating* src, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        dst[i] = dst[i] + src[i]
+
+
+cdef inline void _transpose(const floating* x, floating* y, Py_ssize_t outer, Py_ssize_t t1,
+                            Py_ssize_t t2, bint add) noexcept nogil:
+    """y[o, j, i] = x[o, i, j] (or +=) for x of shape (outer, t1, t2)."""
+    cdef Py_ssize_t o, i, j, blk = t1 * t2
+    for o in range(outer):
+        for i in range(t1):
+            for j in range(t2):
+                if add:
+                    y[o * blk + j * t1 + i] += x[o * blk + i * t2 + j]
+                else:
+                    y[o * blk + j * t1 + i] = x[o * blk + i * t2 + j]
+
+
+cdef int _forward(Executor ex, floating tag) except -1:
+    cdef int l, i
+    cdef XOp* op
+    cdef Py_ssize_t n = ex.n, rows, size, o, off, c
+    cdef floating* out
+    cdef const floating* x
+    cdef uint64_t start
+    for l in range(ex.n_ops):
+        op = &ex.ops[l]
+        if op.kind == OP_CALLBACK:
+            ex.callback_forward(l)
+            continue
+        out = <floating*>ex.val[op.outs[0]]
+        x = <const floating*>ex.val[op.ins[0]]
+        with nogil:
+            if op.kind == OP_DENSE:
+                rows = n * ex.size[op.ins[0]] // op.d_in
+                gemm_split(ex.nthreads, False, False, False, rows, op.d_out, op.d_in, 1, x,
+                           op.d_in, <const floating*>op.W, op.d_out, 0, out, op.d_out)
+                _act_rows(out, <const floating*>op.b, out, rows, op.d_out, op.act)
+            elif op.kind == OP_ACTIVATION:
+                _act_rows(x, NULL, out, _rows(ex, op), op.d_out, op.act)
+            elif op.kind == OP_DROPOUT:
+                size = n * ex.size[op.ins[0]]
+                start = op.counter[0] + <uint64_t>(ex.row_offset * ex.size[op.ins[0]])
+                _dropout_fwd(x, out, op.mask, size, op.rate, op.key, start)
+            elif op.kind == OP_BATCHNORM:
+                rows = _rows(ex, op)
+                if op.batch_stats:
+                    _bn_train(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                              op.eps, out, <floating*>op.bmean, <floating*>op.bvar,
+                              <floating*>op.binv)
+                else:
+                    _bn_infer(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                              <const floating*>op.mm, <const floating*>op.mv, op.eps, out)
+            elif op.kind == OP_CONCAT:
+                rows = n * op.outer
+                size = 0
+                for i in range(op.n_in):
+                    size = size + op.chunk[i]
+                off = 0
+                for i in range(op.n_in):
+                    c = op.chunk[i]
+                    x = <const floating*>ex.val[op.ins[i]]
+                    for o in range(rows):
+                        memcpy(out + o * size + off, x + o * c, c * sizeof(floating))
+                    off = off + c
+            elif op.kind == OP_TRANSPOSE:
+                _transpose(x, out, n * op.outer, op.t1, op.t2, False)
+            elif op.kind == OP_ADD:
+                size = n * ex.size[op.outs[0]]
+                memcpy(out, x, size * sizeof(floating))
+                for i in range(1, op.n_in):
+                    _add_into(out, <const floating*>ex.val[op.ins[i]], size)
+    return 0
+
+
+cdef double _one_loss(Executor ex, XLoss* L, floating tag, bint want_grad) noexcept nogil:
+    """The loss of one output (mean over the batch, as Keras) and its weighted gradient."""
+    cdef Py_ssize_t n = ex.n, i, j, per = ex.size[L.slot], size = n * per, k = L.k
+    cdef Py_ssize_t rows = size // k, rps = per // k
+    cdef const floating* z = <const floating*>ex.val[L.slot]
+    cdef const floating* t = <const floating*>L.target
+    cdef const int64_t* lab = <const int64_t*>L.target
+    cdef floating* g = <floating*>ex.grad[L.slot] if want_grad else NULL
+    cdef floating* dst = g
+    cdef floating lo = <floating>epsilon(), hi = 1 - <floating>epsilon()
+    cdef double total = 0, w = L.weight, sw = 1, scale
+    cdef bint absolute
+    if g != NULL and L.accumulate:
+        dst = <floating*>ex.scratch
+    if L.kind == LOSS_MSE or L.kind == LOSS_MAE:
+        absolute = L.kind == LOSS_MAE
+        if L.sw == NULL:
+            # _dist_sum scales the gradient by (1 or 2)/size; the loss weight after.
+            total = _dist_sum(z, t, dst, size, absolute) / size
+            if dst != NULL and w != 1:
+                for i in range(size):
+                    dst[i] = <floating>(dst[i] * w)
+        else:
+            scale = (1.0 if absolute else 2.0) / size
+            for i in range(n):
+                sw = L.sw[i]
+                total += sw * _dist_range(z + i * per, t + i * per,
+                                          dst + i * per if dst != NULL else NULL, 0, per,
+                                          <floating>(scale * sw * w), absolute)
+            total /= size
+    elif L.kind == LOSS_BCE:
+        for i in range(n):
+            if L.sw != NULL:
+                sw = L.sw[i]
+            for j in range(i * per, (i + 1) * per):
+                if L.from_logits:
+                    total += sw * _bce_logits(z[j], t[j], <floating>(sw * w / size),
+                                              dst + j if dst != NULL else NULL)
+                else:
+                    total += sw * _bce_probs(z[j], t[j], lo, hi, <floating>(sw * w / size),
+                                             dst + j if dst != NULL else NULL)
+        total /= size
+    else:
+        for i in range(rows):
+            if L.sw != NULL:
+                sw = L.sw[i // rps]
+            if L.kind == LOSS_SPARSE_CE:
+                if L.from_logits:
+                    total += sw * _ce_logits_row(z + i * k, NULL, lab[i],
+                                                 dst + i * k if dst != NULL else NULL, k,
+                                                 sw * w / rows)
+                else:
+                    total += sw * _ce_probs_row(z + i * k, NULL, lab[i],
+                                                dst + i * k if dst != NULL else NULL, k, lo, hi,
+                                                sw * w / rows)
+            else:
+                if L.from_logits:
+                    total += sw * _ce_logits_row(z + i * k, t + i * k, -1,
+                                                 dst + i * k if dst != NULL else NULL, k,
+                                                 sw * w / rows)
+                else:
+                    total += sw * _ce_probs_row(z + i * k, t + i * k, -1,
+                                                dst + i * k if dst != NULL else NULL, k, lo, hi,
+                                                sw * w / rows)
+        total /= rows
+    if g != NULL and L.accumulate:
+        _add_into(g, dst, size)
+    return total
+
+
+cdef double _losses_backward(Executor ex, floating tag, bint backward) except? -1:
+    cdef int j
+    cdef XLoss* L
+    cdef double total = 0
+    for j in range(ex.n_losses):
+        L = &ex.losses[j]
+        if L.kind == LOSS_CALLBACK:
+            L.value = ex.callback_loss(j, backward)
+        else:
+            with nogil:
+                L.value = _one_loss(ex, L, tag, backward and ex.grad[L.slot] != NULL)
+        total += L.weight * L.value
+    if backward:
+        _backward(ex, tag)
+    return total
+
+
+cdef inline floating* _dx_dest(Executor ex, XOp* op, int i, floating* like) noexcept nogil:
+    """Where input i's gradient goes: its slot, or scratch when it must be added in."""
+    if not op.want_dx[i]:
+        return NULL
+    return <floating*>ex.scratch if op.acc_dx[i] else <floating*>ex.grad[op.ins[i]]
+
+
+cdef inline void _dx_finish(Executor ex, XOp* op, int i, Py_ssize_t size,
+                            floating* like) noexcept nogil:
+    if op.want_dx[i] and op.acc_dx[i]:
+        _add_into(<floating*>ex.grad[op.ins[i]], <const floating*>ex.scratch, size)
+
+
+cdef int _backward(Executor ex, floating tag) except -1:
+    cdef int l, i
+    cdef XOp* op
+    cdef Py_ssize_t n = ex.n, rows, size, o, off, c, total
+    cdef floating* G
+    cdef floating* dst
+    cdef const floating* x
+    cdef floating lr
+    for l in range(ex.n_ops - 1, -1, -1):
+        op = &ex.ops[l]
+        if not op.backward:
+            continue
+        if op.kind == OP_CALLBACK:
+            ex.callback_backward(l)
+            continue
+        G = <floating*>ex.grad[op.outs[0]]
+        x = <const floating*>ex.val[op.ins[0]]
+        size = n * ex.size[op.ins[0]]
+        with nogil:
+            if op.kind == OP_DENSE:
+                rows = size // op.d_in
+                _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, G, rows, op.d_out, op.act)
+                if op.want_dx[0]:
+                    gemm_split(ex.nthreads, False, False, True, rows, op.d_in, op.d_out, 1, G,
+                               op.d_out, <const floating*>op.W, op.d_out,
+                               1 if op.acc_dx[0] else 0, <floating*>ex.grad[op.ins[0]], op.d_in)
+                if op.fused_W:
+                    lr = <floating>ex.lr
+                    gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, -lr, x,
+                               op.d_in, G, op.d_out, 1, <floating*>op.W, op.d_out)
+                elif op.gW != NULL:
+                    gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, 1, x,
+                               op.d_in, G, op.d_out, 1 if op.acc_gW else 0, <floating*>op.gW,
+                               op.d_out)
+                if op.fused_b:
+                    _colsum(G, rows, op.d_out, -ex.lr, <floating*>op.b, True)
+                elif op.gb != NULL:
+                    _colsum(G, rows, op.d_out, 1.0, <floating*>op.gb, op.acc_gb)
+            elif op.kind == OP_ACTIVATION:
+                dst = _dx_dest(ex, op, 0, G)
+                if dst != NULL:
+                    _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, dst, _rows(ex, op),
+                                   op.d_out, op.act)
+                    _dx_finish(ex, op, 0, size, G)
+            elif op.kind == OP_DROPOUT:
+                dst = _dx_dest(ex, op, 0, G)
+                if dst != NULL:
+                    _dropout_bwd(G, op.mask, dst, size, op.rate)
+                    _dx_finish(ex, op, 0, size, G)
+            elif op.kind == OP_BATCHNORM:
+                dst = _dx_dest(ex, op, 0, G)
+                rows = _rows(ex, op)
+                if op.batch_stats:
+                    _bn_backward_train(x, G, rows, op.d_out, <const floating*>op.W,
+                                       <const floating*>op.bmean, <const floating*>op.binv, dst,
+                                       <floating*>op.gW, <floating*>op.gb, op.acc_gW)
+                else:
+                    _bn_backward_infer(x, G, rows, op.d_out, <const floating*>op.W,
+                                       <const floating*>op.mm, <const floating*>op.mv, op.eps,
+                                       dst, <floating*>op.gW, <floating*>op.gb, op.acc_gW)
+                if dst != NULL:
+                    _dx_finish(ex, op, 0, size, G)
+            elif op.kind == OP_CONCAT:
+                rows = n * op.outer
+                total = 0
+                for i in range(op.n_in):
+                    total = total + op.chunk[i]
+                off = 0
+                for i in range(op.n_in):
+                    c = op.chunk[i]
+                    dst = <floating*>ex.grad[op.ins[i]]
+                    if op.want_dx[i]:
+                        for o in range(rows):
+                            if op.acc_dx[i]:
+                                _add_into(dst + o * c, G + o * total + off, c)
+                            else:
+                                memcpy(dst + o * c, G + o * total + off, c * sizeof(floating))
+                    off = off + c
+            elif op.kind == OP_TRANSPOSE:
+                if op.want_dx[0]:
+                    _transpose(G, <floating*>ex.grad[op.ins[0]], n * op.outer, op.t2, op.t1,
+                               op.acc_dx[0])
+            elif op.kind == OP_ADD:
+                size = n * ex.size[op.outs[0]]
+                for i in range(op.n_in):
+                    if op.want_dx[i]:
+                        dst = <floating*>ex.grad[op.ins[i]]
+                        if op.acc_dx[i]:
+                            _add_into(dst, G, size)
+                        else:
+                            memcpy(dst, G, size * sizeof(floating))
+    return 0
+
+
+cdef int _update(Executor ex, floating tag, double* hyper) except -1:
+    cdef int j
+    cdef XWeight* r
+    with nogil:
+        for j in range(ex.n_wts):
+            r = &ex.wts[j]
+            if r.fused:
+                continue
+            update_one(ex.opt_kind, hyper, <floating*>r.w, <floating*>r.g, <floating*>r.s0,
+                       <floating*>r.s1, <floating*>r.s2, r.size)
+    return 0
+
+
+cdef int _commit(Executor ex, floating tag) except -1:
+    cdef int l
+    cdef XOp* op
+    cdef Py_ssize_t j, c, rows
+    cdef floating* mm
+    cdef floating* mv
+    cdef const floating* bm
+    cdef const floating* bv
+    cdef double mom, unbias
+    with nogil:
+        for l in range(ex.n_ops):
+            op = &ex.ops[l]
+            if op.kind == OP_DROPOUT:
+                op.counter[0] = op.counter[0] + <uint64_t>(ex.global_n * ex.size[op.ins[0]])
+            elif op.kind == OP_BATCHNORM and op.batch_stats and op.update_stats:
+                # moving = momentum * moving + (1 - momentum) * batch statistic, the
+                # variance unbiased (n / (n - 1), R7); a batch of one row keeps it biased.
+                rows = _rows(ex, op)
+                unbias = <double>rows / (rows - 1) if rows > 1 else 1.0
+                mm, mv = <floating*>op.mm, <floating*>op.mv
+                bm, bv = <const floating*>op.bmean, <const floating*>op.bvar
+                mom = op.momentum
+                for j in range(op.d_out):
+                    mm[j] = <floating>(mom * mm[j] + (1 - mom) * bm[j])
+                    mv[j] = <floating>(mom * mv[j] + (1 - mom) * bv[j] * unbias)
+    return 0

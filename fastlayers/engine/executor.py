@@ -1,0 +1,422 @@
+"""Run step programs on the compiled executor (``fastlayers._kernels.executor``).
+
+:class:`Runner` turns a :class:`~fastlayers.engine.program.StepProgram` into the
+executor's struct array once, keeps the buffers of the last few batch sizes, and
+runs steps.  It is the only importer of the compiled executor.  Custom layers (and
+losses the executor does not know) run here, called back from the executor at
+their place in the program, through the public ``forward``/``backprop`` contract.
+
+One model may be used from several threads: a lock per runner serializes its
+steps (the buffers are the runner's); two models still run side by side.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .. import _codes
+from .program import OpKind, StepProgram
+
+# Batch sizes whose buffers a runner keeps (least recently used dropped first).  A
+# server answering ragged batch sizes keeps at most this many sets of buffers.
+BUFFER_CACHE_SIZES = 4
+
+
+def _last_dim(shape) -> int:
+    return int(shape[-1]) if shape else 1
+
+
+class Runner:
+    """A program bound to the compiled executor; ``optimizer`` only for training programs."""
+
+    busy = False  # eager runners: buffers in use by a call whose backprop is pending
+
+    def __init__(self, program: StepProgram, optimizer=None):
+        from .._kernels.executor import Executor
+
+        self.program = program
+        self.optimizer = optimizer
+        self.dtype = np.dtype(program.dtype)
+        self._lock = threading.RLock()
+        slots = program.slots
+        sizes = np.array([s.size for s in slots], dtype=np.intp)
+        self._input_slots = set(program.inputs)
+        self._input_aliases = [s for s in slots if s.alias_of in self._input_slots]
+        ex = Executor(self.dtype == np.float32, len(slots), sizes, len(program.ops),
+                      len(program.losses), len(program.weights))
+        self._ex = ex
+        self._keep: list = []
+        # Gradient buffers: one per trained weight (R8), shared by all of its uses.
+        self.grads = [np.zeros(w.shape, self.dtype) for w in program.weights]
+        gindex = {id(w): i for i, w in enumerate(program.weights)}
+        self._gindex = gindex
+        self._bp: List[Optional[Callable]] = [None] * len(program.ops)
+        for i, op in enumerate(program.ops):
+            self._set_op(ex, i, op, slots, gindex)
+        seen_loss_slots = set()
+        for j, term in enumerate(program.losses):
+            root = self._root(term.slot)
+            ex.set_loss(j, term.kind, term.slot, term.from_logits, root in seen_loss_slots,
+                        term.weight, _last_dim(slots[term.slot].shape))
+            seen_loss_slots.add(root)
+        if program.backprop and optimizer is not None:
+            for j, (w, fused) in enumerate(zip(program.weights, program.fused)):
+                s = tuple(optimizer.slots_for(w)) + (None, None, None)
+                ex.set_weight(j, w.value, self.grads[j], s[0], s[1], s[2], fused)
+            ex.set_optimizer(optimizer.kind, optimizer.global_clipnorm is not None)
+        ex.callback_forward = self._callback_forward
+        ex.callback_backward = self._callback_backward
+        ex.callback_loss = self._callback_loss
+        self._bindings: "OrderedDict[int, tuple]" = OrderedDict()
+        self._bound = None
+        self._targets: list = []
+        self.n = 0
+
+    def _root(self, s: int) -> int:
+        a = self.program.slots[s].alias_of
+        return s if a is None else a
+
+    # ------------------------------------------------------------ setup
+    def _set_op(self, ex, i, op, slots, gindex) -> None:
+        ins = np.array(op.inputs, dtype=np.intc)
+        outs = np.array(op.outputs, dtype=np.intc)
+        want = np.array(op.want_dx, dtype=np.uint8)
+        acc = np.array(op.acc_dx, dtype=np.uint8)
+        out_shape = slots[op.outputs[0]].shape if op.outputs else ()
+        d_in, d_out = 0, _last_dim(out_shape)
+        if op.kind == OpKind.DENSE:
+            d_in = int(op.weights[0].shape[0])
+        ex.set_op(i, int(op.kind), int(op.act), ins, outs, want, acc, op.backward, d_in, d_out, i)
+        if op.kind in (OpKind.DENSE, OpKind.BATCHNORM):
+            self._set_params(ex, i, op, gindex)
+        if op.kind == OpKind.DROPOUT:
+            ex.set_dropout(i, op.rate, op.seed, op.counter)
+        elif op.kind == OpKind.CONCAT:
+            shape = slots[op.outputs[0]].shape
+            ax = op.axis
+            outer = int(np.prod(shape[:ax])) if ax > 0 else 1
+            chunk = np.array([int(np.prod(slots[s].shape[ax:])) for s in op.inputs], dtype=np.intp)
+            ex.set_concat(i, outer, chunk)
+        elif op.kind == OpKind.TRANSPOSE:
+            t1, t2 = op.kwargs["dims"]
+            ex.set_transpose(i, op.axis, t1, t2)
+
+    def _set_params(self, ex, i, op, gindex) -> None:
+        layer = op.layer
+        if op.kind == OpKind.DENSE:
+            W, b = op.weights[0], (op.weights[1] if len(op.weights) > 1 else None)
+            tw, tb = op.train[0], (op.train[1] if b is not None else False)
+            aw, ab = op.acc_grad[0], (op.acc_grad[1] if b is not None else False)
+            fw, fb = op.fused_sgd[0], (op.fused_sgd[1] if b is not None else False)
+            ex.set_params(i, W.value, b.value if b is not None else None,
+                          self.grads[gindex[id(W)]] if tw and not fw else None,
+                          self.grads[gindex[id(b)]] if tb and not fb else None, aw, ab, fw, fb)
+            return
+        c = layer.moving_mean.shape[0]
+        gamma, beta = layer.gamma, layer.beta
+        ones, zeros = np.ones(c, self.dtype), np.zeros(c, self.dtype)
+        self._keep += [ones, zeros]
+        flags = dict(zip((id(w) for w in op.weights), zip(op.train, op.acc_grad)))
+        tg, ag = flags.get(id(gamma), (False, False)) if gamma is not None else (False, False)
+        tb, ab = flags.get(id(beta), (False, False)) if beta is not None else (False, False)
+        ex.set_params(i, gamma.value if gamma is not None else ones,
+                      beta.value if beta is not None else zeros,
+                      self.grads[gindex[id(gamma)]] if tg else None,
+                      self.grads[gindex[id(beta)]] if tb else None, ag, ab, False, False)
+        stats = [np.empty(c, self.dtype) for _ in range(3)]
+        self._keep += stats
+        ex.set_batchnorm(i, layer.moving_mean.value, layer.moving_variance.value, *stats,
+                         op.epsilon, op.momentum, op.batch_stats, op.update_stats)
+
+    # ------------------------------------------------------------ binding
+    def _bind(self, n: int) -> tuple:
+        b = self._bindings.get(n)
+        if b is None:
+            prog = self.program
+            values = [None if s.index in self._input_slots or s.alias_of is not None else
+                      np.empty((n,) + s.shape, self.dtype) for s in prog.slots]
+            grads = [np.zeros((n,) + s.shape, self.dtype)
+                     if prog.backprop and s.index not in self._input_slots
+                     and s.alias_of is None else None for s in prog.slots]
+            self._alias_views(n, values)
+            self._alias_views(n, grads)
+            masks = [np.empty((n,) + prog.slots[op.inputs[0]].shape, np.uint8)
+                     if op.kind == OpKind.DROPOUT else None for op in prog.ops]
+            biggest = max([n * s.size for s in prog.slots] + [1])
+            scratch = np.empty(biggest, self.dtype)
+            b = (values, grads, masks, scratch)
+            self._bindings[n] = b
+            while len(self._bindings) > BUFFER_CACHE_SIZES:
+                self._bindings.popitem(last=False)
+        else:
+            self._bindings.move_to_end(n)
+        if self._bound is not b:
+            self._ex.bind(n, *b)
+            self._bound = b
+        self.n = n
+        return b
+
+    def _alias_views(self, n: int, arrays: list) -> None:
+        """Alias slots view their root's buffer with their own shape (a reshape, no copy)."""
+        for s in self.program.slots:
+            if s.alias_of is not None and arrays[s.alias_of] is not None:
+                arrays[s.index] = arrays[s.alias_of].reshape((n,) + s.shape)
+
+    def _set_data(self, xs: Sequence[np.ndarray], ys, sws) -> None:
+        n = len(xs[0])
+        values, _, _, _ = self._bind(n)
+        ex = self._ex
+        for s, x in zip(self.program.inputs, xs):
+            values[s] = x
+            ex.set_input(s, x)
+        if self._input_aliases:
+            for s in self._input_aliases:
+                v = values[s.alias_of].reshape((n,) + s.shape)
+                values[s.index] = v
+                ex.set_input(s.index, v)
+        ex.set_dropout_rows(0, n)
+        self._targets = []
+        if ys is not None:
+            for j, term in enumerate(self.program.losses):
+                y = ys[term.output]
+                sw = sws[term.output] if sws is not None else None
+                ex.set_target(j, y if term.kind != _codes.LOSS_CALLBACK else None, sw)
+                self._targets.append((y, sw))
+
+    # ------------------------------------------------------------ running
+    def train_step(self, xs, ys, sws=None, gradient_hook=None):
+        """One training step; returns ``(total, per_output_losses, outputs)``.
+
+        ``gradient_hook(grads)``, when given, runs at the point where the summed
+        gradients of the whole compiled set are complete and no weight has moved
+        (data-parallel averaging); it may change the arrays in place.
+        """
+        with self._lock:
+            self._set_data(xs, ys, sws)
+            ex = self._ex
+            bad = ex.check_labels()
+            if bad >= 0:
+                term = self.program.losses[bad]
+                k = _last_dim(self.program.slots[term.slot].shape)
+                raise ValueError(f"{term.loss.name}: labels must be in [0, {k}); output "
+                                 f"{term.output} got a label out of range")
+            opt = self.optimizer
+            hyper = opt.begin_step()
+            if gradient_hook is None:
+                total = ex.step(hyper)
+            else:
+                ex.forward(True)
+                total = ex.losses_and_backward(hyper)
+                self.gradients_ready(hyper, gradient_hook)
+                ex.update(hyper)
+                ex.commit()
+            opt.end_step()
+            return total, self._loss_values(), self._outputs()
+
+    def gradients_ready(self, hyper, gradient_hook=None) -> None:
+        """The point between gradients and updates: every gradient summed, no weight moved.
+
+        The data-parallel exchange runs here (``gradient_hook``), then global-norm
+        clipping, which must see the averaged gradients.
+        """
+        if gradient_hook is not None:
+            gradient_hook([g for g, f in zip(self.grads, self.program.fused) if not f])
+        opt = self.optimizer
+        if opt.global_clipnorm is not None:
+            gn = self._ex.global_norm()
+            clip = hyper[_codes.H_CLIPNORM]
+            hyper[_codes.H_GSCALE] = clip / gn if gn > clip else 1.0
+
+    def run(self, xs, ys=None, sws=None, commit: bool = False):
+        """Forward only (and the losses when targets are given): ``(total, per_output, outs)``.
+
+        ``commit`` writes state the forward computed (moving statistics of a batch norm
+        run in training mode by an eager ``layer(x, training=True)``).
+        """
+        with self._lock:
+            self._set_data(xs, ys, sws)
+            ex = self._ex
+            if ys is not None:
+                bad = ex.check_labels()
+                if bad >= 0:
+                    term = self.program.losses[bad]
+                    k = _last_dim(self.program.slots[term.slot].shape)
+                    raise ValueError(f"{term.loss.name}: labels must be in [0, {k})")
+            ex.run_forward_only()
+            total = ex.losses_only() if ys is not None else None
+            # Dropout counters always advance (a pinned training=True drops anew each
+            # call); moving statistics only where the program updates state (R7).
+            ex.commit()
+            return total, self._loss_values(), self._outputs()
+
+    def _loss_values(self) -> List[float]:
+        vals = [0.0] * (max([t.output for t in self.program.losses] + [-1]) + 1)
+        for j, t in enumerate(self.program.losses):
+            vals[t.output] = self._ex.loss_value(j)
+        return vals
+
+    def _outputs(self) -> List[np.ndarray]:
+        values = self._bound[0]
+        return [values[s] for s in self.program.outputs]
+
+    # ------------------------------------------------------------ callbacks
+    def _callback_forward(self, i: int) -> None:
+        op = self.program.ops[i]
+        layer = op.layer
+        values = self._bound[0]
+        xs = [values[s] for s in op.inputs]
+        x = xs if op.list_input else xs[0]
+        training = op.training
+        if op.backward:
+            if type(layer).forward is _base_forward():
+                raise NotImplementedError(
+                    f"Layer {layer.name!r} ({type(layer).__name__}) defines call() but no "
+                    f"forward(); to train through it, define forward(inputs, training) "
+                    f"returning (outputs, backprop)")
+            targs = {"training": training} if layer._takes_training("forward") else {}
+            y, bp = layer.forward(x, **targs, **op.kwargs)
+            self._bp[i] = bp
+        else:
+            y = _call_inference(layer, x, training, op.kwargs)
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        if len(ys) != len(op.outputs):
+            raise ValueError(f"Layer {layer.name!r} returned {len(ys)} outputs, expected "
+                             f"{len(op.outputs)}")
+        for s, v in zip(op.outputs, ys):
+            dst = values[s]
+            v = np.asarray(v)
+            if v.shape != dst.shape:
+                raise ValueError(f"Layer {layer.name!r} returned an output of shape {v.shape}, "
+                                 f"expected {dst.shape} (from compute_output_shape)")
+            np.copyto(dst, v, casting="same_kind")
+
+    def _callback_backward(self, i: int) -> None:
+        op = self.program.ops[i]
+        layer = op.layer
+        bp, self._bp[i] = self._bp[i], None
+        grads = self._bound[1]
+        gs = [grads[s] for s in op.outputs]
+        res = bp(gs[0] if len(gs) == 1 else gs)
+        own = list(layer.weights)
+        if isinstance(res, tuple) and len(res) == 2 and (own or isinstance(res[1], (list, tuple))):
+            dx, dws = res
+        else:
+            dx, dws = res, []
+        dws = list(dws or [])
+        if not dws and any(op.train):
+            raise ValueError(
+                f"Layer {layer.name!r}: backprop must return (grad_inputs, weight_grads) with one "
+                f"gradient per weight ({len(own)}); it returned none, so the layer's trainable "
+                f"weights would never train")
+        if dws and len(dws) != len(own):
+            raise ValueError(f"Layer {layer.name!r}: backprop returned {len(dws)} weight gradients, "
+                             f"the layer has {len(own)} weights")
+        for w, g, t, acc in zip(op.weights, dws, op.train, op.acc_grad):
+            if not t:
+                continue
+            buf = self.grads[self._gindex[id(w)]]
+            if g is None:
+                if not acc:
+                    buf[...] = 0
+                continue
+            g = np.asarray(g, dtype=w.dtype)
+            if g.shape != w.shape:
+                raise ValueError(f"Layer {layer.name!r}: gradient for {w.name!r} has shape "
+                                 f"{g.shape}, expected {w.shape}")
+            if acc:
+                buf += g
+            else:
+                np.copyto(buf, g)
+        dxs = list(dx) if op.list_input else [dx]
+        for s, d, want, acc in zip(op.inputs, dxs, op.want_dx, op.acc_dx):
+            if not want:
+                continue
+            dst = grads[s]
+            if d is None:
+                if not acc:
+                    dst[...] = 0
+                continue
+            d = np.asarray(d)
+            if d.shape != dst.shape:
+                raise ValueError(f"Layer {layer.name!r}: input gradient has shape {d.shape}, "
+                                 f"expected {dst.shape}")
+            if acc:
+                dst += d
+            else:
+                np.copyto(dst, d, casting="same_kind")
+
+    def _callback_loss(self, j: int, backward: bool) -> float:
+        term = self.program.losses[j]
+        y, sw = self._targets[j]
+        pred = self._bound[0][term.slot]
+        value, g = term.loss.loss_and_grad(y, pred, want_grad=backward)
+        if sw is not None:
+            raise ValueError(f"{term.loss.name}: sample weights need a built-in loss")
+        if backward:
+            dst = self._bound[1][term.slot]
+            g = np.asarray(g) * term.weight
+            if j > 0 and any(t.slot == term.slot for t in self.program.losses[:j]):
+                dst += g
+            else:
+                np.copyto(dst, g, casting="same_kind")
+        return float(value)
+
+
+def _base_forward():
+    from .layer import Layer
+
+    return Layer.forward
+
+
+def _call_inference(layer, x, training, kwargs):
+    from .layer import Layer
+
+    if type(layer).call is Layer.call:
+        targs = {"training": training} if layer._takes_training("forward") else {}
+        return layer.forward(x, **targs, **kwargs)[0]
+    cargs = {"training": training} if layer._takes_training("call") else {}
+    return layer.call(x, **cargs, **kwargs)
+
+
+class VJPRunner(Runner):
+    """A runner of a ``vjp`` program: forward, then gradients from given output gradients.
+
+    This is how built-in layers and containers offer the public
+    ``forward(inputs, training) -> (outputs, backprop)`` contract: the same ops, run
+    by the same executor.
+    """
+
+    def _bind(self, n: int) -> tuple:
+        b = super()._bind(n)
+        values, grads = b[0], b[1]
+        for s in self.program.inputs:
+            if grads[s] is None or grads[s].shape[0] != n:
+                grads[s] = np.zeros((n,) + self.program.slots[s].shape, self.dtype)
+                self._alias_views(n, grads)
+                self._ex.bind(n, *b)
+        return b
+
+    def forward(self, xs, commit: bool):
+        with self._lock:
+            self._set_data(xs, None, None)
+            self._ex.run_forward_only()
+            self._ex.commit()
+            return [o.copy() for o in self._outputs()]
+
+    def backward(self, gs):
+        """``(input_grads, weight_grads)`` for output gradients ``gs`` (after ``forward``)."""
+        with self._lock:
+            grads = self._bound[1]
+            for s, g in zip(self.program.outputs, gs):
+                g = np.asarray(g)
+                if g.shape != grads[s].shape:
+                    raise ValueError(f"backprop: output gradient has shape {g.shape}, expected "
+                                     f"{grads[s].shape}")
+                np.copyto(grads[s], g, casting="same_kind")
+            self._ex.backward_only()
+            dxs = [grads[s].copy() for s in self.program.inputs]
+            dws = {id(w): g.copy() for w, g in zip(self.program.weights, self.grads)}
+            return dxs, dws

@@ -1,0 +1,418 @@
+"""Lowering: a model becomes a step program, decided once.
+
+A :class:`StepProgram` is the whole step written down as data: ops in dependency
+order over numbered buffer slots, nested containers inlined.  Every decision the
+rules make is taken here, once, and recorded on the ops:
+
+* R3/R4 -- ``Op.train[i]``: weight ``i`` of the op is in the compiled set.
+* R5 -- ``Op.training``: the op's mode (pinned at construction, else the value of
+  the enclosing call, else the program's).
+* R6 -- a Dropout op exists only where it drops; elsewhere its output slot *is* its
+  input slot (no op, no copy).
+* R7 -- ``Op.batch_stats``: a BatchNormalization normalizes with batch statistics
+  only in training mode and when not frozen along its path (the compiled picture);
+  ``Op.update_stats``: only training programs update moving statistics.
+* R8 -- a weight used by several ops has one gradient buffer; ``Op.acc_grad[i]``
+  says whether this use adds into it (an earlier use in backward order wrote it).
+* R9 -- ``Op.want_dx[i]``: input ``i`` needs a gradient (something upstream trains);
+  ``Op.backward``: the op runs in the backward pass at all.
+
+The compiled executor (:mod:`fastlayers.engine.executor`) and the NumPy twin
+(:mod:`fastlayers.engine.reference`) both run programs and decide nothing.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _codes
+from .paths import Picture, walk
+
+
+class OpKind(enum.IntEnum):
+    """Op kinds; the values are ``_codes.OP_*`` (the executor's switch)."""
+
+    DENSE = _codes.OP_DENSE
+    ACTIVATION = _codes.OP_ACTIVATION
+    DROPOUT = _codes.OP_DROPOUT
+    BATCHNORM = _codes.OP_BATCHNORM
+    CONCAT = _codes.OP_CONCAT
+    ADD = _codes.OP_ADD
+    CALLBACK = _codes.OP_CALLBACK
+    TRANSPOSE = _codes.OP_TRANSPOSE
+
+
+@dataclass
+class Slot:
+    """A buffer of the program: ``(batch,) + shape`` values of ``dtype``."""
+
+    index: int
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    alias_of: Optional[int] = None  # a view of that slot's buffers with another shape
+
+    @property
+    def size(self) -> int:
+        """Values per sample."""
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+@dataclass
+class Op:
+    """One op of a program (see the module docstring for what each flag decides)."""
+
+    kind: OpKind
+    layer: object
+    path: str
+    inputs: Tuple[int, ...]
+    outputs: Tuple[int, ...]
+    training: bool
+    weights: Tuple[object, ...] = ()
+    train: Tuple[bool, ...] = ()
+    acc_grad: Tuple[bool, ...] = ()
+    want_dx: Tuple[bool, ...] = ()
+    acc_dx: Tuple[bool, ...] = ()
+    backward: bool = False
+    # kind-specific settings
+    act: int = _codes.ACT_LINEAR
+    rate: float = 0.0
+    seed: int = 0
+    counter: Optional[np.ndarray] = None
+    batch_stats: bool = False
+    update_stats: bool = False
+    epsilon: float = 0.0
+    momentum: float = 0.0
+    axis: int = -1
+    fused_sgd: Tuple[bool, ...] = ()
+    kwargs: dict = field(default_factory=dict)
+    list_input: bool = False
+
+    def describe(self) -> dict:
+        """The op's decisions as plain data (what tests and users inspect)."""
+        return {"kind": self.kind.name.lower(), "layer": self.path, "inputs": self.inputs,
+                "outputs": self.outputs, "training": self.training,
+                "weights": [w.name for w in self.weights], "train": list(self.train),
+                "want_dx": list(self.want_dx), "backward": self.backward,
+                "batch_stats": self.batch_stats, "update_stats": self.update_stats}
+
+
+@dataclass
+class LossTerm:
+    """A loss on an output slot, weighted by ``weight`` in the total (``loss_weights``)."""
+
+    kind: int
+    slot: int
+    output: int
+    weight: float
+    from_logits: bool
+    loss: object
+
+
+@dataclass
+class StepProgram:
+    """A lowered model: slots, ops in order, losses and the trained weights.
+
+    ``inputs``/``outputs`` are slot indices of the model's inputs and outputs;
+    ``weights`` are the trained weights in the compiled set's order, each with one
+    gradient buffer (``grad_index``); ``fused`` marks those plain SGD updates in
+    the backward pass (one use, nothing between gradients and updates).
+    """
+
+    slots: List[Slot]
+    ops: List[Op]
+    inputs: List[int]
+    outputs: List[int]
+    losses: List[LossTerm]
+    weights: List[object]
+    backprop: bool
+    dtype: np.dtype
+    fused: List[bool] = field(default_factory=list)
+    vjp: bool = False
+
+    def grad_index(self, weight) -> int:
+        for i, w in enumerate(self.weights):
+            if w is weight:
+                return i
+        raise KeyError(weight.path)
+
+    def describe(self) -> List[dict]:
+        return [op.describe() for op in self.ops]
+
+    @property
+    def has_callbacks(self) -> bool:
+        return any(op.kind == OpKind.CALLBACK for op in self.ops)
+
+
+# ---------------------------------------------------------------- lowering
+class _Lowering:
+    def __init__(self, model, training: bool, frozen: Dict[tuple, bool], train_ids,
+                 updates_state: bool):
+        self.model = model
+        self.training = training
+        self.frozen = frozen
+        self.train_ids = train_ids
+        self.updates_state = updates_state
+        self.slots: List[Slot] = []
+        self.ops: List[Op] = []
+        self.value: Dict[int, int] = {}   # id(SymbolicTensor) -> slot
+        self.dtype = None
+
+    def root(self, s: int) -> int:
+        a = self.slots[s].alias_of
+        return s if a is None else a
+
+    def new_slot(self, shape, dtype, alias_of: Optional[int] = None) -> int:
+        if any(d is None for d in shape):
+            raise ValueError(f"Model {self.model.name!r}: a tensor has an unknown dimension "
+                             f"{tuple(shape)}; give every Input a full shape")
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"Model {self.model.name!r}: a tensor has an unknown dimension "
+                             f"{shape}; give every Input a full shape")
+        if alias_of is not None:
+            alias_of = self.root(alias_of)
+            if shape == self.slots[alias_of].shape:
+                return alias_of
+        self.slots.append(Slot(len(self.slots), shape, np.dtype(dtype), alias_of))
+        return len(self.slots) - 1
+
+    def container(self, c, in_slots: Sequence[int], mode: bool, path: tuple) -> List[int]:
+        from .container import Container
+        from .layer import InputLayer
+
+        path = path + (c,)
+        for t, s in zip(c.inputs, in_slots):
+            self.value[id(t)] = s
+        for node in c._nodes:
+            layer = node.layer
+            ins = [self.value[id(t)] for t in node.inputs]
+            t_mode = node.training if node.training is not None else mode
+            if isinstance(layer, Container):
+                outs = self.container(layer, ins, t_mode, path)
+            elif isinstance(layer, InputLayer):
+                outs = ins
+            else:
+                outs = self.layer(layer, node, ins, t_mode, path)
+            for t, s in zip(node.outputs, outs):
+                self.value[id(t)] = s
+        return [self.value[id(t)] for t in c.outputs]
+
+    def layer(self, layer, node, ins, mode, path) -> List[int]:
+        name = "/".join(p.name for p in path) + "/" + layer.name
+        key = tuple(id(p) for p in path) + (id(layer),)
+        shapes = [tuple(t.shape[1:]) for t in node.outputs]
+        lower = getattr(layer, "_lower", None)
+        ctx = LayerContext(self, layer, node, list(ins), mode, name, key, shapes)
+        if lower is not None:
+            res = lower(ctx)
+            if res is not NotImplemented:
+                return res
+        return ctx.callback()
+
+    def weight_flags(self, weights):
+        return tuple(id(w) in self.train_ids for w in weights)
+
+
+class LayerContext:
+    """What a layer's ``_lower(ctx)`` sees: its inputs' slots, its mode, its flags.
+
+    A built-in layer turns itself into an op with :meth:`emit` (or returns input
+    slots unchanged with :meth:`alias`); anything else becomes a callback op that
+    runs the layer's own ``forward``/``backprop`` at its place in the program.
+    """
+
+    def __init__(self, low: _Lowering, layer, node, ins, mode, path, key, out_shapes):
+        self._low = low
+        self.layer = layer
+        self.node = node
+        self.inputs = ins
+        self.training = bool(mode)
+        self.path = path
+        self.key = key
+        self.out_shapes = out_shapes
+        self.updates_state = low.updates_state
+
+    def slot(self, i: int) -> Slot:
+        return self._low.slots[self.inputs[i]]
+
+    @property
+    def frozen(self) -> bool:
+        """R7: this layer is frozen along this path (in the compiled picture)."""
+        return self._low.frozen.get(self.key, not self.layer.trainable)
+
+    def alias(self) -> List[int]:
+        """The layer's output is its input (identity in this program; maybe reshaped)."""
+        src = self.inputs[0]
+        return [self._low.new_slot(self.out_shapes[0], self._low.slots[src].dtype, alias_of=src)]
+
+    def emit(self, kind: OpKind, weights: Sequence = (), **settings) -> List[int]:
+        dtype = self.layer.dtype
+        outs = tuple(self._low.new_slot(s, dtype) for s in self.out_shapes)
+        weights = tuple(weights)
+        op = Op(kind, self.layer, self.path, tuple(self.inputs), outs, self.training,
+                weights=weights, train=self._low.weight_flags(weights),
+                kwargs=dict(self.node.kwargs), list_input=self.node.list_input, **settings)
+        self._low.ops.append(op)
+        return list(outs)
+
+    def emit_moved(self, kind: OpKind, weights: Sequence, axis: int, **settings) -> List[int]:
+        """An op over the last axis applied to ``axis`` (1-based, the batch axis is 0).
+
+        Lowered as a transpose moving ``axis`` last, the op, and the transpose back.
+        """
+        low = self._low
+        shape = self.slot(0).shape
+        a = axis - 1
+        outer = int(np.prod(shape[:a])) if a else 1
+        c, inner = shape[a], int(np.prod(shape[a + 1:])) if a + 1 < len(shape) else 1
+        moved = shape[:a] + shape[a + 1:] + (c,)
+        dtype = self.layer.dtype
+        s1 = low.new_slot(moved, dtype)
+        low.ops.append(Op(OpKind.TRANSPOSE, self.layer, self.path, (self.inputs[0],), (s1,),
+                          self.training, axis=outer, kwargs={"dims": (c, inner)}))
+        s2 = low.new_slot(moved, dtype)
+        op = Op(kind, self.layer, self.path, (s1,), (s2,), self.training, weights=tuple(weights),
+                train=low.weight_flags(weights), **settings)
+        low.ops.append(op)
+        s3 = low.new_slot(shape, dtype)
+        low.ops.append(Op(OpKind.TRANSPOSE, self.layer, self.path, (s2,), (s3,), self.training,
+                          axis=outer, kwargs={"dims": (inner, c)}))
+        return [s3]
+
+    def callback(self) -> List[int]:
+        return self.emit(OpKind.CALLBACK, self.layer.weights)
+
+
+def _resolve_gradients(prog_ops: List[Op], slots: List[Slot], loss_slots: Sequence[int],
+                       backprop: bool, grad_inputs: Sequence[int] = ()) -> None:
+    """R9 and R8: which ops run backward, which inputs need gradients, who accumulates.
+
+    Slots that alias another (a reshape) share its buffers, so they are analysed as
+    their root slot.
+    """
+    def root(s):
+        a = slots[s].alias_of
+        return s if a is None else a
+
+    n = len(slots)
+    trains_up = [False] * n   # the slot's value depends on a trained weight
+    for s in grad_inputs:
+        trains_up[root(s)] = True
+    for op in prog_ops:
+        up = any(op.train) or any(trains_up[root(s)] for s in op.inputs)
+        for s in op.outputs:
+            trains_up[root(s)] = up
+    has_grad = [False] * n    # some consumer (or a loss) writes this slot's gradient
+    for s in loss_slots:
+        has_grad[root(s)] = backprop
+    written = [False] * n
+    for s in loss_slots:
+        written[root(s)] = backprop
+    grad_written: Dict[int, bool] = {}
+    for op in reversed(prog_ops):
+        gets = backprop and any(has_grad[root(s)] for s in op.outputs)
+        want = tuple(gets and trains_up[root(s)] for s in op.inputs)
+        trains = gets and any(op.train)
+        op.backward = trains or any(want)
+        op.train = tuple(t and gets for t in op.train)
+        op.want_dx = want if op.backward else tuple(False for _ in op.inputs)
+        acc = []
+        seen_here = set()
+        for s, w in zip(op.inputs, op.want_dx):
+            # The same slot twice as inputs (x + x): the second adds too.
+            acc.append(bool(w and (written[root(s)] or root(s) in seen_here)))
+            if w:
+                seen_here.add(root(s))
+        for s, w in zip(op.inputs, op.want_dx):
+            if w:
+                written[root(s)] = True
+                has_grad[root(s)] = True
+        op.acc_dx = tuple(acc)
+        ag = []
+        for w, t in zip(op.weights, op.train):
+            ag.append(bool(t and grad_written.get(id(w), False)))
+            if t:
+                grad_written[id(w)] = True
+        op.acc_grad = tuple(ag)
+
+
+def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop: bool = False,
+          updates_state: Optional[bool] = None, losses: Sequence = (),
+          loss_weights: Sequence[float] = (), fuse_sgd: bool = False,
+          vjp: bool = False) -> StepProgram:
+    """Lower ``model`` (a Container) into a step program.
+
+    ``training`` is the mode of the outermost call (R5).  ``picture`` is the R4
+    snapshot a compiled model trains with; without one the live flags decide (eager
+    calls).  ``backprop`` makes a training program: gradients for the picture's
+    weights.  ``updates_state`` (default: ``backprop``, or eager training calls)
+    lets batch norm update its moving statistics.  ``fuse_sgd`` allows plain SGD to
+    update single-use weights inside the backward pass.  ``vjp`` makes a program for
+    the public ``forward``/``backprop`` contract: gradients flow from given output
+    gradients to the inputs and to every weight created trainable.
+    """
+    if picture is None:
+        uses = walk(model)
+        frozen = {u.key: u.frozen for u in uses}
+        train_ids = frozenset(id(w) for u in uses for w in u.layer.weights
+                              if w.trainable) if vjp else frozenset()
+    else:
+        frozen = picture.frozen
+        train_ids = picture.train_ids if backprop else frozenset()
+    if updates_state is None:
+        updates_state = backprop
+    low = _Lowering(model, training, frozen, train_ids, updates_state)
+    in_slots = [low.new_slot(t.shape[1:], t.dtype) for t in model.inputs]
+    out_slots = low.container(model, in_slots, training, ())
+    terms: List[LossTerm] = []
+    for i, (loss, w) in enumerate(zip(losses, loss_weights)):
+        if loss is None:
+            continue
+        kind = _codes.LOSS_KINDS.get(type(loss).__name__)
+        terms.append(LossTerm(_codes.LOSS_CALLBACK if kind is None else kind, out_slots[i], i,
+                              float(w), bool(getattr(loss, "from_logits", False)), loss))
+    seeds = list(out_slots) if vjp else [t.slot for t in terms]
+    _resolve_gradients(low.ops, low.slots, seeds, backprop or vjp,
+                       in_slots if vjp else ())
+    weights: List[object] = []
+    uses: Dict[int, int] = {}
+    for op in low.ops:
+        for w, t in zip(op.weights, op.train):
+            if t:
+                if id(w) not in uses:
+                    weights.append(w)
+                uses[id(w)] = uses.get(id(w), 0) + 1
+    dtypes = {s.dtype for s in low.slots} | {w.dtype for op in low.ops for w in op.weights}
+    if len(dtypes) > 1:
+        _mixed_dtype_error(model, low)
+    dtype = low.slots[0].dtype if low.slots else np.dtype(model.dtype)
+    no_callbacks = not any(op.kind == OpKind.CALLBACK for op in low.ops)
+    fused = [fuse_sgd and no_callbacks and uses[id(w)] == 1 for w in weights]
+    fused_ids = {id(w) for w, f in zip(weights, fused) if f}
+    for op in low.ops:
+        op.fused_sgd = tuple(t and id(w) in fused_ids and op.kind == OpKind.DENSE
+                             for w, t in zip(op.weights, op.train))
+    # A fused weight must be one a Dense op updates; anything else takes the grads path.
+    really = {id(w) for op in low.ops for w, f in zip(op.weights, op.fused_sgd) if f}
+    fused = [id(w) in really for w in weights]
+    return StepProgram(low.slots, low.ops, in_slots, out_slots, terms, weights, backprop or vjp,
+                       dtype, fused, vjp)
+
+
+def _mixed_dtype_error(model, low) -> None:
+    want = low.slots[0].dtype
+    for op in low.ops:
+        for w in op.weights:
+            if w.dtype != want:
+                raise TypeError(
+                    f"Model {model.name!r}: layer {op.path!r} has {w.dtype} weights but the "
+                    f"model's input is {want}; build the layer under the same floatx (or give "
+                    f"dtype= to Input and the layers)")
+        for s in op.outputs:
+            if low.slots[s].dtype != want:
+                raise TypeError(f"Model {model.name!r}: layer {op.path!r} computes in "
+                                f"{low.slots[s].dtype} but the model's input is {want}")
+    raise TypeError(f"Model {model.name!r}: mixed dtypes in one model")
