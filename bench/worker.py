@@ -163,7 +163,14 @@ class Worker:
             return out
 
         t0 = time.perf_counter()
-        r = self.runner = self.peer.build(sc, arrays)
+        try:
+            r = self.runner = self.peer.build(sc, arrays)
+        except Exception as e:
+            from .peers import Unavailable
+
+            if isinstance(e, Unavailable):
+                return {"ok": False, "status": "n/a", "error": str(e)}
+            raise
         out["build_s"] = time.perf_counter() - t0
         loss = out["loss"] = {}
         loss["before"] = r.eval_loss()
@@ -180,6 +187,10 @@ class Worker:
         loss["train"] = r.train_step()
         out["first_step_s"] = time.perf_counter() - t0  # includes any JIT compile
         loss["after"] = r.eval_loss()
+        if sc.check_steps > 1:
+            r.train(sc.check_steps - 1)
+            loss["after_n"] = r.eval_loss()
+            loss["n"] = sc.check_steps
 
         if sc.kind == "memory":
             warm(r.train, warmup_s, 20)
