@@ -25,6 +25,8 @@ import sys
 import time
 import traceback
 
+from .peers import Unavailable
+
 _PROTO = None
 
 
@@ -165,12 +167,8 @@ class Worker:
         t0 = time.perf_counter()
         try:
             r = self.runner = self.peer.build(sc, arrays)
-        except Exception as e:
-            from .peers import Unavailable
-
-            if isinstance(e, Unavailable):
-                return {"ok": False, "status": "n/a", "error": str(e)}
-            raise
+        except Unavailable as e:
+            return {"ok": False, "status": "n/a", "error": str(e)}
         out["build_s"] = time.perf_counter() - t0
         loss = out["loss"] = {}
         loss["before"] = r.eval_loss()
