@@ -5,6 +5,7 @@ Examples:
     python -m bench                                  # everything, 7 samples, 2 threads
     python -m bench --quick                          # smoke run, a minute or two
     python -m bench --scenarios mlp,tiny --frameworks fastlayers,torch
+    python -m bench --scenarios graphs               # the seeds' graphs + RMSprop/AdamW
     python -m bench --save-results                   # also rewrite bench/RESULTS.md
 """
 from __future__ import annotations
@@ -17,25 +18,33 @@ import time
 from . import report
 from .peers import FRAMEWORKS
 from .runner import log, run_scenario
-from .scenarios import ORDER
+from .scenarios import GROUPS, ORDER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _list(value, allowed, what):
+def _list(value, allowed, what, groups=None):
     if value in (None, "", "all"):
         return list(allowed)
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    groups = groups or {}
+    items = []
+    for v in (v.strip() for v in value.split(",")):
+        for name in groups.get(v, (v,) if v else ()):
+            if name not in items:
+                items.append(name)
     bad = [v for v in items if v not in allowed]
     if bad:
-        raise SystemExit(f"unknown {what}: {', '.join(bad)} (choose from {', '.join(allowed)})")
+        choices = ", ".join(list(allowed) + [f"{g} (= {','.join(m)})" for g, m in groups.items()])
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (choose from {choices})")
     return items
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default="all", help=f"comma list of {','.join(ORDER)}")
+    p.add_argument("--scenarios", default="all",
+                   help=f"comma list of {','.join(ORDER)} or of the groups "
+                        + ", ".join(f"{g} (= {','.join(m)})" for g, m in GROUPS.items()))
     p.add_argument("--frameworks", default="all", help=f"comma list of {','.join(FRAMEWORKS)}")
     p.add_argument("--samples", type=int, default=None,
                    help="interleaved samples per framework (default 7; 3 with --quick)")
@@ -65,7 +74,7 @@ def parse(argv=None):
     p.add_argument("--save-results", action="store_true",
                    help="write the report to bench/RESULTS.md (refused with --quick)")
     a = p.parse_args(argv)
-    a.scenarios = _list(a.scenarios, ORDER, "scenario")
+    a.scenarios = _list(a.scenarios, ORDER, "scenario", GROUPS)
     a.frameworks = _list(a.frameworks, FRAMEWORKS, "framework")
     q = a.quick
     a.samples = a.samples if a.samples is not None else (3 if q else 7)

@@ -206,19 +206,26 @@ def _close(a, b, rtol, atol=1e-6):
         abs(a - b) <= atol + rtol * abs(b)
 
 
+REFERENCE_ORDER = ("numpy", "torch", "jax", "keras")
+
+
 def loss_check(sc, fws):
-    """Compare the loss before and after one step across frameworks.
+    """Compare the loss before and after one step (and N steps) across frameworks.
 
     Exact scenarios: before within 1e-4 and after within 1e-3 (relative) of the
-    reference (the NumPy peer when it ran).  Dropout: before exact, after only finite
-    and within 10 %.  fit: before exact, after one shuffled epoch within 25 %.
+    reference (the NumPy peer when it ran, else torch); where the scenario asks
+    (``check_steps``), the loss after that many steps within ``check_rtol_n``.
+    Dropout: before exact, after (and after N) only finite and within 10 %.  fit:
+    before exact, after one shuffled epoch within 25 %.
     """
     ok = {f: r for f, r in fws.items() if r.get("status") == "ok" and "loss" in r}
     if not ok:
         return None
-    ref_name = "numpy" if "numpy" in ok else sorted(ok)[0]
+    # A peer is the reference (fastlayers is what is checked), NumPy first, then torch.
+    ref_name = next((f for f in REFERENCE_ORDER if f in ok), sorted(ok)[0])
     ref = ok[ref_name]["loss"]
     after_rtol = 1e-3 if sc.exact_loss else (0.25 if sc.kind == "fit" else 0.10)
+    n_rtol = sc.check_rtol_n if sc.exact_loss else after_rtol
     for f, r in ok.items():
         L = r["loss"]
         problems = []
@@ -226,6 +233,8 @@ def loss_check(sc, fws):
             problems.append("before")
         if not _close(L.get("after"), ref.get("after"), after_rtol):
             problems.append("after")
+        if "after_n" in ref and not _close(L.get("after_n"), ref["after_n"], n_rtol):
+            problems.append(f"after {ref.get('n')} steps")
         fin = r.get("final", {})
         if fin and fin.get("finite") is False:
             problems.append("diverged")
@@ -233,7 +242,10 @@ def loss_check(sc, fws):
             r["check"] = "MISMATCH: " + ", ".join(problems)
         else:
             r["check"] = "ok" if sc.exact_loss else "ok (close)"
-    return {"reference": ref_name, "after_rtol": after_rtol}
+    out = {"reference": ref_name, "after_rtol": after_rtol}
+    if "after_n" in ref:
+        out.update(steps=ref.get("n"), after_n_rtol=n_rtol)
+    return out
 
 
 def add_ratios(results, key="train"):
@@ -254,6 +266,8 @@ def run_scenario(name, frameworks, opts):
     fws = [f for f in frameworks if f in sc.frameworks]
     log(f"\n== {name}: {sc.description}")
     res = {"name": name, "description": sc.description, "kind": sc.kind, "frameworks": {}}
+    if sc.target:
+        res["target_speedup"] = sc.target
     if sc.kind == "step":
         res["flops_per_step"] = dense_step_flops(sc)
         if sc.frozen:

@@ -14,10 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import graphs
+
 LEARNING_RATE = 0.01
 SEED = 1234
 # Bump when the generator below changes so cached .npz files are rebuilt.
 DATA_VERSION = 3
+
+# The optimizer scenarios, with every setting spelt out (Keras 3's defaults) so no
+# framework's own default can differ: RMSprop(), and AdamW() with global_clipnorm=1.0.
+OPTIMIZERS = {
+    "sgd": {"learning_rate": LEARNING_RATE},
+    "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7,
+                "centered": False},
+    "adamw-clip": {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9,
+                   "beta_2": 0.999, "epsilon": 1e-7, "global_clipnorm": 1.0},
+}
 
 MLP = ((784, 256, "relu"), (256, 256, "relu"), (256, 10, None))
 LARGE = ((1024, 4096, "relu"), (4096, 4096, "relu"), (4096, 1024, None))
@@ -31,13 +43,24 @@ class Scenario:
     kind: str  # "step" | "fit" | "gemm" | "memory"
     layers: tuple = ()
     batch: int = 0
-    loss: str = "mse"  # "mse" | "sce" (softmax cross-entropy, integer labels)
+    # "mse" | "sce" (softmax cross-entropy, integer labels); graphs: "bce" (from logits),
+    # "sce+mse" (two outputs)
+    loss: str = "mse"
     dropout: float = 0.0  # Dropout(rate) after every hidden layer, training mode
     frozen: int = 0  # number of leading Dense layers with trainable=False
     fit_rows: int = 0  # rows of synthetic data for the fit scenario
     exact_loss: bool = True  # False where masks differ between frameworks
     frameworks: tuple = ("fastlayers", "torch", "jax", "keras", "numpy")
+    graph: str = ""  # a bench.graphs.GRAPHS entry instead of the Dense chain in `layers`
+    optimizer: str = "sgd"  # an OPTIMIZERS entry
+    check_steps: int = 1  # the loss check also compares the loss after this many steps
+    check_rtol_n: float = 1e-3  # ... within this (relative) for exact scenarios
+    target: float = 0.0  # issue 7's target: fastlayers >= this × faster than the fastest peer
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def graph_spec(self):
+        return graphs.GRAPHS[self.graph] if self.graph else None
 
     @property
     def n_dense(self):
@@ -52,23 +75,28 @@ class Scenario:
         return self.layers[-1][1]
 
 
+# What the new scenarios share: no NumPy peer (torch is the loss check's reference), the
+# loss compared after 5 steps as well as after 1, issue 7's target of 1.5×.
+_GRAPH = {"frameworks": ("fastlayers", "torch", "jax", "keras"), "check_steps": 5,
+          "target": 1.5}
+
 SCENARIOS = {
     s.name: s
     for s in (
         Scenario(
             "tiny",
             "2 → Dense(1) → Dense(1) → Dense(1), batch 5, MSE: pure per-step overhead",
-            "step", TINY, 5, "mse",
+            "step", TINY, 5, "mse", target=10.0,
         ),
         Scenario(
             "mlp",
             "784 → 256 relu → 256 relu → 10, batch 64, softmax cross-entropy (integer labels)",
-            "step", MLP, 64, "sce",
+            "step", MLP, 64, "sce", target=1.4,
         ),
         Scenario(
             "mlp-dropout",
             "mlp with Dropout(0.5) after each hidden layer, training mode",
-            "step", MLP, 64, "sce", dropout=0.5, exact_loss=False,
+            "step", MLP, 64, "sce", dropout=0.5, exact_loss=False, target=1.4,
         ),
         Scenario(
             "large",
@@ -84,7 +112,7 @@ SCENARIOS = {
         Scenario(
             "fit",
             "one epoch of fit over 60000×784 synthetic data, mlp, batch 128, shuffled",
-            "fit", MLP, 128, "sce", fit_rows=60000, exact_loss=False,
+            "fit", MLP, 128, "sce", fit_rows=60000, exact_loss=False, target=1.3,
         ),
         Scenario(
             "gemm",
@@ -96,10 +124,70 @@ SCENARIOS = {
             "tracemalloc over N steps of train_on_batch on mlp: allocations per step",
             "memory", MLP, 64, "sce", frameworks=("fastlayers", "numpy"),
         ),
+        # -- the seeds' graphs and the new optimizers (issue 7, "Performance") -------------
+        Scenario(
+            "shared",
+            "seed 000: model2 = Input(784) → shared Dense(256 relu) → Dense(256 relu) → "
+            "Dense(10), the shared layer also in model1 (trainable=False); model2's step "
+            "trains the shared layer",
+            "step", batch=64, loss="sce", graph="shared", **_GRAPH,
+        ),
+        Scenario(
+            "merged",
+            "seed 002: frozen model_A and model_B (784 → 256 relu → Dropout(0.5) → 128 relu) "
+            "on the same input, concatenated, trained Dense(10) head; the frozen models' "
+            "dropout runs in training mode",
+            "step", batch=64, loss="sce", graph="merged", exact_loss=False, **_GRAPH,
+        ),
+        Scenario(
+            "container",
+            "seed 003: a frozen Container (784 → 256 relu → 256 relu) inside a Model with a "
+            "trained Dense(10) head",
+            "step", batch=64, loss="sce", graph="container", **_GRAPH,
+        ),
+        Scenario(
+            "gan",
+            "GAN generator step: g (64 → 256 relu → 784 tanh) under a frozen d (784 → 256 "
+            "relu → 1) in the combined model, binary cross-entropy from logits against ones; "
+            "the gradient passes through d",
+            "step", batch=64, loss="bce", graph="gan", **_GRAPH,
+        ),
+        Scenario(
+            "bn-base",
+            "seed 004: a frozen base (784 → Dense 256 relu → BN → Dense 256 relu → BN) inside "
+            "a Sequential with a trained Dense(10) head; the frozen BN runs in inference mode",
+            "step", batch=64, loss="sce", graph="bn-base", **_GRAPH,
+        ),
+        Scenario(
+            "multi-io",
+            "two inputs (784, 64) → Dense 256 relu / Dense 64 relu → concatenated → shared "
+            "trunk Dense 256 relu → two outputs: Dense(10) softmax CE and Dense(1) MSE, "
+            "loss_weights [1.0, 0.5]",
+            "step", batch=64, loss="sce+mse", graph="multi-io", **_GRAPH,
+        ),
+        Scenario(
+            "rmsprop",
+            "mlp with RMSprop (Keras defaults: lr 0.001, rho 0.9, epsilon 1e-7 inside the sqrt)",
+            "step", MLP, 64, "sce", optimizer="rmsprop", **_GRAPH,
+        ),
+        Scenario(
+            "adamw-clip",
+            "mlp with AdamW (Keras defaults: lr 0.001, weight_decay 0.004, epsilon 1e-7) "
+            "and global_clipnorm=1.0",
+            # torch and optax add Adam's eps after the bias correction, Keras before it: the
+            # weights with tiny gradients move differently, ~2e-3 apart after 5 steps
+            "step", MLP, 64, "sce", optimizer="adamw-clip", check_rtol_n=1e-2, **_GRAPH,
+        ),
     )
 }
 
 ORDER = list(SCENARIOS)
+
+# Names `--scenarios` accepts besides the scenarios' own.
+GROUPS = {
+    "graphs": ("shared", "merged", "container", "gan", "bn-base", "multi-io", "rmsprop",
+               "adamw-clip"),
+}
 
 
 # ----------------------------------------------------------------------------- flops
@@ -111,6 +199,8 @@ def dense_step_flops(sc: Scenario, batch: int | None = None) -> float:
     above the lowest trainable one (nothing below it needs a gradient).
     """
     b = batch or sc.batch
+    if sc.graph:
+        return graphs.step_flops(sc.graph_spec, b)
     total = 0.0
     lowest_trainable = sc.frozen
     for j, (i, o, _) in enumerate(sc.layers):
@@ -125,6 +215,8 @@ def dense_step_flops(sc: Scenario, batch: int | None = None) -> float:
 
 def dense_forward_flops(sc: Scenario, batch: int | None = None) -> float:
     b = batch or sc.batch
+    if sc.graph:
+        return graphs.forward_flops(sc.graph_spec, b)
     return sum(2.0 * b * i * o for i, o, _ in sc.layers)
 
 
@@ -189,6 +281,8 @@ def _glorot(rng, fan_in, fan_out):
 def make_arrays(sc: Scenario, quick: bool = False) -> dict:
     """Deterministic arrays for ``sc``: W0,b0,W1,b1,... plus x, y (and X, Y for fit)."""
     rng = np.random.default_rng([SEED, sum(map(ord, sc.name))])
+    if sc.graph:
+        return graphs.make_arrays(sc.graph_spec, sc.batch, rng)
     out = {}
     for j, (i, o, _) in enumerate(sc.layers):
         out[f"W{j}"] = _glorot(rng, i, o)

@@ -25,6 +25,8 @@ import sys
 import time
 import traceback
 
+from .peers import Unavailable
+
 _PROTO = None
 
 
@@ -163,7 +165,10 @@ class Worker:
             return out
 
         t0 = time.perf_counter()
-        r = self.runner = self.peer.build(sc, arrays)
+        try:
+            r = self.runner = self.peer.build(sc, arrays)
+        except Unavailable as e:
+            return {"ok": False, "status": "n/a", "error": str(e)}
         out["build_s"] = time.perf_counter() - t0
         loss = out["loss"] = {}
         loss["before"] = r.eval_loss()
@@ -180,6 +185,10 @@ class Worker:
         loss["train"] = r.train_step()
         out["first_step_s"] = time.perf_counter() - t0  # includes any JIT compile
         loss["after"] = r.eval_loss()
+        if sc.check_steps > 1:
+            r.train(sc.check_steps - 1)
+            loss["after_n"] = r.eval_loss()
+            loss["n"] = sc.check_steps
 
         if sc.kind == "memory":
             warm(r.train, warmup_s, 20)

@@ -8,7 +8,11 @@ A peer module ``bench.peers.<name>_peer`` defines:
     configure threading; return ``{"name": version, ...}`` for the report.
 ``build(scenario, arrays) -> runner``
     a model with the initial weights in ``arrays`` (see ``bench.scenarios``), compiled
-    for plain SGD(0.01).  The runner has:
+    for the scenario's optimizer (``bench.scenarios.OPTIMIZERS``; plain SGD(0.01) but for
+    ``rmsprop`` / ``adamw-clip``).  Graph scenarios (``scenario.graph``) are built by the
+    framework's ``<name>_graphs`` module from ``bench.graphs``.  A framework that lacks
+    something the scenario needs raises ``Unavailable`` (reported as "n/a", the others
+    still run).  The runner has:
 
     - ``eval_loss() -> float``: inference-mode loss on ``arrays["x"], arrays["y"]``;
     - ``train_step() -> float``: one training step, its (training-mode) loss;
@@ -21,5 +25,10 @@ A peer module ``bench.peers.<name>_peer`` defines:
 The worker imports exactly one of these modules, so no framework pays for another's
 import or threads.
 """
+
+
+class Unavailable(RuntimeError):
+    """This framework (this version of it) cannot run this scenario; the message says why."""
+
 
 FRAMEWORKS = ("fastlayers", "torch", "jax", "keras", "numpy")

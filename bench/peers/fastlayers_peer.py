@@ -2,12 +2,16 @@
 
 Sequential + Dense/Dropout, ``set_weights([kernel (in,out), bias])``, ``trainable=False``
 before ``compile``, SGD(0.01), ``train_on_batch`` / ``test_on_batch`` /
-``predict_on_batch`` / ``fit``.  Nothing here reaches into fastlayers' internals.
+``predict_on_batch`` / ``fit``.  The graph scenarios (``Model``, ``Container``,
+``Concatenate``, ``BatchNormalization``, ``loss_weights``) and the RMSprop / AdamW
+optimizers are built by ``keraslike`` with the same public API.  Nothing here reaches
+into fastlayers' internals.
 """
 import numpy as np
 import fastlayers as fl
 
-from ..scenarios import LEARNING_RATE, weights_of
+from ..scenarios import weights_of
+from . import keraslike
 
 MODULE = "fastlayers"
 
@@ -35,9 +39,7 @@ def setup(threads):
 
 class Runner:
     def __init__(self, sc, arrays):
-        utils = getattr(fl, "utils", None)
-        if utils is not None and hasattr(utils, "set_random_seed"):
-            utils.set_random_seed(0)
+        _seed()
         self.sc = sc
         layers, dense = [], []
         last = sc.n_dense - 1
@@ -57,7 +59,7 @@ class Runner:
             d.trainable = False
         loss = ("mse" if sc.loss == "mse"
                 else fl.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.compile(optimizer=fl.optimizers.SGD(learning_rate=LEARNING_RATE), loss=loss)
+        model.compile(optimizer=keraslike.optimizer(fl, sc), loss=loss)
         self.model = model
         self.x = np.ascontiguousarray(arrays["x"], np.float32)
         self.y = arrays["y"]
@@ -92,4 +94,13 @@ def _loss(v):
 
 
 def build(sc, arrays):
+    if sc.graph:
+        _seed()
+        return keraslike.build_graph(fl, sc, arrays)
     return Runner(sc, arrays)
+
+
+def _seed():
+    utils = getattr(fl, "utils", None)
+    if utils is not None and hasattr(utils, "set_random_seed"):
+        utils.set_random_seed(0)

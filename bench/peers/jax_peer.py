@@ -1,12 +1,15 @@
 """JAX: the whole step (forward + loss + grad + optax.sgd update) under one jax.jit,
 with donated parameter / optimizer-state / key buffers; block_until_ready at the end
-of each timed run.  Dropout masks come from jax.random inside the jitted step."""
+of each timed run.  Dropout masks come from jax.random inside the jitted step.
+
+Graph scenarios: ``jax_graphs``; the RMSprop / AdamW optimizers: ``jax_optim``."""
 import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
 
-from ..scenarios import LEARNING_RATE, gemm_variants, weights_of
+from ..scenarios import gemm_variants, weights_of
+from . import jax_graphs, jax_optim
 
 MODULE = "jax"
 
@@ -51,7 +54,7 @@ class Runner:
         def loss_fn(train_p, frozen_p, x, y, key):
             return loss_of(apply(frozen_p, train_p, x, key, True), y)
 
-        opt = optax.sgd(LEARNING_RATE)
+        opt = jax_optim.make(sc)
 
         def step(train_p, opt_state, key, frozen_p, x, y):
             key, sub = jax.random.split(key)
@@ -114,6 +117,8 @@ class Runner:
 
 
 def build(sc, arrays):
+    if sc.graph:
+        return jax_graphs.build(sc, arrays)
     return Runner(sc, arrays)
 
 

@@ -1,5 +1,8 @@
 """Keras 3 on the JAX backend: Sequential, compile(SGD(0.01)), train_on_batch / fit.
 
+The graph scenarios and the RMSprop / AdamW ones go through ``keraslike``, the same
+builder as fastlayers' (Keras 3 has no ``Container``: a functional ``Model`` stands in).
+
 The worker sets KERAS_BACKEND=jax in the environment before this module imports keras.
 """
 import os
@@ -8,7 +11,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 
-from ..scenarios import LEARNING_RATE, weights_of  # noqa: E402
+from ..scenarios import weights_of  # noqa: E402
+from . import keraslike  # noqa: E402
 
 MODULE = "keras"
 
@@ -45,7 +49,7 @@ class Runner:
             d.trainable = False
         loss = ("mse" if sc.loss == "mse"
                 else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE), loss=loss)
+        model.compile(optimizer=keraslike.optimizer(keras, sc), loss=loss)
         self.model = model
         self.x, self.y = arrays["x"], arrays["y"]
         if sc.kind == "fit":
@@ -74,4 +78,7 @@ class Runner:
 
 
 def build(sc, arrays):
+    if sc.graph:
+        keras.utils.set_random_seed(0)
+        return keraslike.build_graph(keras, sc, arrays, keras_semantics=True)
     return Runner(sc, arrays)

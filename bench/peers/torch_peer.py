@@ -1,9 +1,13 @@
-"""PyTorch, CPU, eager: nn.Sequential + torch.optim.SGD, zero_grad(set_to_none=True)."""
+"""PyTorch, CPU, eager: nn.Sequential + torch.optim.SGD, zero_grad(set_to_none=True).
+
+Graph scenarios: ``torch_graphs``; the RMSprop / AdamW optimizers: ``torch_optim``.
+"""
 import numpy as np
 import torch
 from torch import nn
 
-from ..scenarios import LEARNING_RATE, gemm_variants, weights_of
+from ..scenarios import gemm_variants, weights_of
+from . import torch_graphs, torch_optim
 
 MODULE = "torch"
 
@@ -42,7 +46,7 @@ class Runner:
         self.model = _model(sc, arrays)
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(params, lr=LEARNING_RATE)
+        self.opt = torch_optim.make(params, sc)
         self.loss_fn = nn.MSELoss() if sc.loss == "mse" else nn.CrossEntropyLoss()
         self.x = torch.from_numpy(np.ascontiguousarray(arrays["x"]))
         self.y = self._labels(arrays["y"])
@@ -95,6 +99,8 @@ class Runner:
 
 
 def build(sc, arrays):
+    if sc.graph:
+        return torch_graphs.build(sc, arrays)
     return Runner(sc, arrays)
 
 
