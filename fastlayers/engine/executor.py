@@ -187,6 +187,56 @@ class Runner:
                 self._targets.append((y, sw))
 
     # ------------------------------------------------------------ running
+    def fast_form(self, x, y) -> bool:
+        """Whether one input and one target array are already in the program's form.
+
+        The form: C-contiguous arrays of the program's dtype and shapes (labels int64),
+        at least one sample.  ``train_on_batch`` then skips its conversions.
+        """
+        prog = self.program
+        if type(x) is not np.ndarray or type(y) is not np.ndarray or len(prog.inputs) != 1 \
+                or len(prog.losses) != 1:
+            return False
+        if x.dtype != self.dtype or not x.flags.c_contiguous or len(x) == 0 or \
+                x.shape[1:] != prog.slots[prog.inputs[0]].shape:
+            return False
+        term = prog.losses[0]
+        want = prog.slots[term.slot].shape
+        if term.kind == _codes.LOSS_SPARSE_CE:
+            return y.dtype == np.int64 and y.shape == (len(x),) + want[:-1] and \
+                y.flags.c_contiguous
+        if term.kind == _codes.LOSS_CALLBACK:
+            return False
+        return y.dtype == self.dtype and y.shape == (len(x),) + want and y.flags.c_contiguous
+
+    def fast_step(self, x, y) -> float:
+        """A training step on arrays in the program's form (``fast_form``): the loss."""
+        with self._lock:
+            n = len(x)
+            if n != self.n or self._bound is None:
+                self._bind(n)
+            ex = self._ex
+            s = self.program.inputs[0]
+            self._bound[0][s] = x
+            ex.set_input(s, x)
+            for a in self._input_aliases:
+                ex.set_input(a.index, x)
+            ex.set_target(0, y, None)
+            ex.set_dropout_rows(0, n)
+            if self.program.losses[0].kind == _codes.LOSS_SPARSE_CE and ex.check_labels() >= 0:
+                self._targets = [(y, None)]
+                return self._bad_labels(0)
+            opt = self.optimizer
+            total = ex.step(opt.begin_step())
+            opt.end_step()
+            return total
+
+    def _bad_labels(self, j: int):
+        term = self.program.losses[j]
+        k = _last_dim(self.program.slots[term.slot].shape)
+        raise ValueError(f"{term.loss.name}: labels must be in [0, {k}); output "
+                         f"{term.output} got a label out of range")
+
     def train_step(self, xs, ys, sws=None, gradient_hook=None):
         """One training step; returns ``(total, per_output_losses, outputs)``.
 
@@ -199,10 +249,7 @@ class Runner:
             ex = self._ex
             bad = ex.check_labels()
             if bad >= 0:
-                term = self.program.losses[bad]
-                k = _last_dim(self.program.slots[term.slot].shape)
-                raise ValueError(f"{term.loss.name}: labels must be in [0, {k}); output "
-                                 f"{term.output} got a label out of range")
+                self._bad_labels(bad)
             opt = self.optimizer
             hyper = opt.begin_step()
             if gradient_hook is None:
@@ -242,9 +289,7 @@ class Runner:
             if ys is not None:
                 bad = ex.check_labels()
                 if bad >= 0:
-                    term = self.program.losses[bad]
-                    k = _last_dim(self.program.slots[term.slot].shape)
-                    raise ValueError(f"{term.loss.name}: labels must be in [0, {k})")
+                    self._bad_labels(bad)
             ex.run_forward_only()
             total = ex.losses_only() if ys is not None else None
             # Dropout counters always advance (a pinned training=True drops anew each

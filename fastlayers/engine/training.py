@@ -114,6 +114,9 @@ class Model(Container):
         c.train = Runner(lower(self, training=True, picture=picture, backprop=True,
                                losses=loss_list, loss_weights=lw,
                                fuse_sgd=_fusable(opt)), opt)
+        # The fast path: one input, one built-in loss, no metrics, no callbacks.
+        c.fast = (not c.has_metrics and not c.train.program.has_callbacks
+                  and len(self.outputs) == 1)
         self._compiled = c
         if not picture.weights:
             warnings.warn(f"{owner} was compiled with no trainable weights: fit and "
@@ -332,6 +335,13 @@ class Model(Container):
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None,
                        return_dict: bool = False):
         """One training step on one batch; returns the loss (or ``[loss, ...]``, see Keras)."""
+        c = self._compiled
+        if c is not None and c.fast and sample_weight is None and class_weight is None \
+                and not return_dict and c.train.fast_form(x, y):
+            # Data already in the program's form: one call, no conversions.
+            if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
+                self._check_stale(c)
+            return c.train.fast_step(x, y)
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
