@@ -400,7 +400,7 @@ class Model(Container):
                 cb.on_epoch_begin(epoch)
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(steps, verbose)
+            bar = Progbar(steps, verbose=verbose)
             order = _random.generator().permutation(n) if shuffle else None
             tracker = _Tracker(self, c)
             fused = (c.plan is not None and c.plan_nodes is self._nodes and order is not None)
@@ -442,7 +442,7 @@ class Model(Container):
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
         tracker = _Tracker(self, c)
-        bar = Progbar(steps, verbose)
+        bar = Progbar(steps, verbose=verbose)
         for step in range(steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
             bx = [a[lo:hi] for a in xs]
@@ -477,7 +477,7 @@ class Model(Container):
         xs = self._standardize_x(x, "predict")
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
-        bar = Progbar(steps, verbose)
+        bar = Progbar(steps, verbose=verbose)
         chunks: List[List[np.ndarray]] = [[] for _ in self.outputs]
         for step in range(steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
