@@ -395,6 +395,9 @@ class Model(Container):
         batcher = _Batcher(xs + ys)
         self.stop_training = False
         self._check_stale(c)
+        # BackupAndRestore sets where a resumed fit starts (Keras's model._initial_epoch).
+        initial_epoch = getattr(self, "_initial_epoch", None) or initial_epoch
+        self._initial_epoch = None
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
@@ -424,6 +427,8 @@ class Model(Container):
                 for cb in cbs:
                     cb.on_train_batch_end(step, logs)
                 bar.update(step + 1, logs, final=False)
+                if self.stop_training:
+                    break  # e.g. TerminateOnNaN: stop after this batch, as Keras
             logs = tracker.logs()
             if val is not None:
                 vlogs = self._evaluate_arrays(c, val[0], val[1], batch_size)
