@@ -386,7 +386,8 @@ class Model(Container):
             ys = [a[:split] for a in ys]
             n = split
         history = History()
-        cbs = [history] + list(callbacks or [])
+        # History last, as Keras: it records what the other callbacks add to the logs.
+        cbs = list(callbacks or []) + [history]
         steps = (n + batch_size - 1) // batch_size
         for cb in cbs:
             cb.set_model(self)
