@@ -99,5 +99,8 @@ def _flatten(callbacks):
     if isinstance(callbacks, Callback) or _duck_callback(callbacks):
         yield callbacks
         return
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"CallbackList: {callbacks!r} is not a fastlayers.callbacks.Callback "
+                        f"(nor a list of them)")
     for cb in callbacks:
         yield from _flatten(cb)

@@ -32,4 +32,16 @@ class LambdaCallback(Callback):
             if fn is not None:
                 if not callable(fn):
                     raise TypeError(f"LambdaCallback: {name} must be callable, got {fn!r}")
-                setattr(self, name, fn)
+                setattr(self, name, _with_default_logs(name, fn))
+
+
+def _with_default_logs(name: str, fn):
+    # Keras's signatures, with logs optional so a bare hook call works too.
+    if name.endswith(("_begin", "_end")) and ("epoch" in name or "batch" in name):
+        def hook(index, logs=None):
+            return fn(index, logs)
+    else:
+        def hook(logs=None):
+            return fn(logs)
+    hook.__wrapped__ = fn
+    return hook
