@@ -64,7 +64,8 @@ def is_stream(x) -> bool:
     """A generator, an iterator, or another iterable that is not array data."""
     if inspect.isgenerator(x) or isinstance(x, collections.abc.Iterator):
         return True
-    if isinstance(x, (list, tuple, dict, str, bytes, np.ndarray)) or _is_array_like(x):
+    if isinstance(x, (list, tuple, dict, set, frozenset, str, bytes, np.ndarray)) \
+            or _is_array_like(x):
         return False
     return isinstance(x, collections.abc.Iterable) and not is_dataset(x)
 
@@ -157,7 +158,8 @@ def _sample_weights(sw, ys: Optional[List[np.ndarray]], n_out: Optional[int],
             raise ValueError(f"{what}: unknown outputs {unknown} in sample_weight; "
                              f"outputs are {keys}")
         raw = [sw.get(kk) for kk in keys]
-    elif isinstance(sw, (list, tuple)) and k > 1:
+    elif isinstance(sw, (list, tuple)) and (k > 1 or (
+            len(sw) == 1 and (sw[0] is None or isinstance(sw[0], np.ndarray)))):
         raw = list(sw)
     else:
         arr = to_array(sw, what)
