@@ -15,6 +15,23 @@ per input), ``ys`` a list (one per output) or ``None``, ``sample_weights`` a lis
 (one per output, entries may be ``None``) or ``None``.  Anything else is refused
 with a ``TypeError`` at once -- never handed to ``np.asarray``, which would iterate
 a generator or an ``IndexError``-less ``Sequence`` without end.
+
+How ``fit`` uses it::
+
+    data = fit_data(x, y, sample_weight, batch_size, steps_per_epoch, shuffle,
+                    class_weight, validation_split, validation_data, validation_steps,
+                    validation_batch_size, validation_freq, n_inputs=len(model.inputs),
+                    n_outputs=len(model.outputs), input_names=..., output_names=...)
+    steps = data.train.num_batches          # None: unknown until the first pass
+    for epoch in range(initial_epoch, epochs):
+        for step, (xs, ys, sws) in enumerate(data.train.epoch()):
+            ...                             # one step; break on model.stop_training
+        if data.train.exhausted and no step ran: stop training
+        if data.should_validate(epoch):
+            for xs, ys, sws in data.validation.epoch(): ...
+
+``evaluate``/``predict`` call :func:`get_data_adapter` (``shuffle=False``; ``steps``).
+Arrays come out as given (dtype and all): the model casts/validates each batch.
 """
 from __future__ import annotations
 
