@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import List, Optional, Union
+from typing import List, Union
 
 import numpy as np
 

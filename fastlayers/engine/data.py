@@ -39,7 +39,7 @@ import collections.abc
 import inspect
 import math
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -157,8 +157,10 @@ def flatten_structure(x, n: Optional[int], names: Optional[Sequence[str]], what:
     else:
         out = [to_array(x, what)]
     if n is not None and len(out) != n:
-        raise ValueError(f"{what}: expected {n} arrays (one per {'input' if 'x' in what else 'output'}), "
-                         f"got {len(out)}")
+        role = "input" if what.endswith("x") else "output"
+        hint = (f"; if they are samples of one {role}, stack them with np.stack"
+                if n == 1 and len(out) > 1 else "")
+        raise ValueError(f"{what}: expected {n} arrays (one per {role}), got {len(out)}{hint}")
     return out
 
 

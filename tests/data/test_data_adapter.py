@@ -1,7 +1,6 @@
 """fastlayers.engine.data: every accepted form of data, as (xs, ys, sample_weights)
 batches, against Keras's rules (shapes, steps, shuffling, weights, validation)."""
 import itertools
-import warnings
 
 import numpy as np
 import pytest
