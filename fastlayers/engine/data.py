@@ -470,9 +470,11 @@ def get_data_adapter(x, y=None, sample_weight=None, batch_size: Optional[int] = 
                      what: str = "fit") -> DataAdapter:
     """The adapter for ``x`` (and ``y``/``sample_weight`` for array data).
 
-    ``batch_size`` defaults to 32 for arrays and must be ``None`` for datasets and
-    generators (their batches are already made); ``steps`` is the number of
-    batches per epoch (``steps_per_epoch``/``validation_steps``/``steps``);
+    ``batch_size`` defaults to 32 for arrays (``ceil(n / steps)`` when only ``steps``
+    is given, as Keras) and must be ``None`` for datasets and generators (their
+    batches are already made); ``steps`` is the number of batches per epoch
+    (``steps_per_epoch``/``validation_steps``/``steps``; for arrays, later epochs
+    continue where the last stopped and wrap around to a new pass);
     ``shuffle`` is ``True``, ``False`` or ``"batch"``.  ``n_inputs``/``n_outputs``
     and the names tell lists and dicts apart from single arrays.
     """
@@ -496,7 +498,7 @@ def get_data_adapter(x, y=None, sample_weight=None, batch_size: Optional[int] = 
         if is_dataset(x):
             return DatasetAdapter(x, std, steps, shuffle)
         return StreamAdapter(x, std, steps)
-    batch_size = 32 if batch_size is None else _check_positive(batch_size, "batch_size", what)
+    batch_size = _check_positive(batch_size, "batch_size", what)
     xs = flatten_structure(x, n_inputs, input_names, f"{what}: x")
     ys = None if y is None else flatten_structure(y, n_outputs, output_names, f"{what}: y")
     sws = _sample_weights(sample_weight, ys, n_outputs, output_names, f"{what}: sample_weight")
@@ -511,6 +513,9 @@ def get_data_adapter(x, y=None, sample_weight=None, batch_size: Optional[int] = 
                              f"single output.")
         sws = [class_weight_to_sample_weights(ys[0], class_weight)]
     _check_lengths(xs, ys, sws, what)
+    if batch_size is None:
+        # Keras: with only ``steps`` given, one pass over the data takes ``steps`` batches.
+        batch_size = 32 if steps is None else int(math.ceil(len(xs[0]) / steps))
     return ArrayAdapter(xs, ys, sws, batch_size, steps, shuffle)
 
 

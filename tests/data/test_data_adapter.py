@@ -154,6 +154,11 @@ def test_steps_fewer_than_a_pass_continue_next_epoch():
         get_data_adapter(rows(4), steps=0)
 
 
+def test_steps_without_batch_size_sets_it_as_keras():
+    a = get_data_adapter(rows(10, 1), np.arange(10), steps=3)  # ceil(10 / 3) = 4 rows
+    assert a.batch_size == 4 and [len(b[0][0]) for b in collect(a)] == [4, 4, 2]
+
+
 # ---------------------------------------------------------------------- weights
 def test_sample_weight_follows_the_shuffle():
     fl.utils.set_random_seed(2)
