@@ -79,12 +79,13 @@ class BackupAndRestore(Callback):
     ``fit`` starts with a backup present, they are restored and
     ``model._initial_epoch`` is set so ``fit`` continues with the first epoch not
     finished.  When training ends normally the backup is deleted
-    (``delete_checkpoint=True``).  ``fit`` must read ``model._initial_epoch`` after
-    ``on_train_begin``.
+    (``delete_checkpoint=True``).  ``double_checkpoint=True`` keeps the previous
+    backup too (``.bkp``), used when the latest cannot be read.  ``fit`` must read
+    ``model._initial_epoch`` after ``on_train_begin``.
     """
 
     def __init__(self, backup_dir, save_freq: Union[str, int] = "epoch",
-                 delete_checkpoint: bool = True):
+                 double_checkpoint: bool = False, delete_checkpoint: bool = True):
         super().__init__()
         if not backup_dir:
             raise ValueError("Empty `backup_dir` argument passed")
@@ -96,7 +97,9 @@ class BackupAndRestore(Callback):
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
         self.delete_checkpoint = bool(delete_checkpoint)
+        self.double_checkpoint = bool(double_checkpoint)
         self._path = os.path.join(self.backup_dir, _FILE)
+        self._prev_path = self._path + ".bkp"
         self._current_epoch = 0
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen = -1
@@ -106,7 +109,12 @@ class BackupAndRestore(Callback):
         self.model._initial_epoch = None
         self._current_epoch = 0
         if os.path.exists(self._path):
-            epoch = self._restore()
+            try:
+                epoch = self._restore(self._path)
+            except ValueError:
+                if not os.path.exists(self._prev_path):
+                    raise
+                epoch = self._restore(self._prev_path)
             self.model._initial_epoch = epoch
             self._current_epoch = epoch
 
@@ -158,23 +166,28 @@ class BackupAndRestore(Callback):
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+            if self.double_checkpoint and os.path.exists(self._path):
+                # Copied, then renamed: a kill here leaves the latest backup in place.
+                shutil.copyfile(self._path, tmp + ".prev")
+                os.replace(tmp + ".prev", self._prev_path)
             os.replace(tmp, self._path)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            for leftover in (tmp, tmp + ".prev"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
             raise
 
-    def _restore(self) -> int:
+    def _restore(self, path: str) -> int:
         model = self.model
         try:
-            with np.load(self._path, allow_pickle=False) as data:
+            with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(bytes(data["metadata"]).decode("utf-8"))
                 if meta.get("format") != _FORMAT:
                     raise ValueError(f"unknown format {meta.get('format')!r}")
                 weights = [data[f"weight_{i}"] for i in range(meta["n_weights"])]
                 state = [data[f"optimizer_{i}"] for i in range(meta["n_optimizer"])]
         except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"BackupAndRestore: cannot read the backup {self._path!r}: {exc}. "
+            raise ValueError(f"BackupAndRestore: cannot read the backup {path!r}: {exc}. "
                              f"Delete it to start training afresh.") from None
         before = model.get_weights()
         model.set_weights(weights)

@@ -166,3 +166,34 @@ def test_killed_fit_resumes_from_last_finished_epoch(tmp_path):
         for k in a.files:
             # Weights, Adam moments, step count and shuffling all resumed: bit-identical.
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_save_freq_in_batches_restarts_the_unfinished_epoch(tmp_path):
+    model = small_model()
+    x, y = data()  # 40 rows, batch 8: 5 batches per epoch
+    cb = BackupAndRestore(str(tmp_path / "b"), save_freq=3, delete_checkpoint=False)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[cb])
+    with np.load(cb.backup_path, allow_pickle=False) as f:
+        meta = json.loads(bytes(f["metadata"]).decode())
+    # saves after batches 3, 6 (epoch 1, batch 1) and 9 (epoch 1, batch 4)
+    assert (meta["epoch"], meta["batch"]) == (1, 4)
+    other = small_model()
+    cb2 = BackupAndRestore(str(tmp_path / "b"), save_freq=3, delete_checkpoint=False)
+    cb2.set_model(other)
+    cb2.on_train_begin()
+    assert other._initial_epoch == 1
+
+
+def test_double_checkpoint_falls_back_to_the_previous_backup(tmp_path):
+    model = small_model()
+    x, y = data()
+    d = tmp_path / "b"
+    cb = BackupAndRestore(str(d), double_checkpoint=True, delete_checkpoint=False)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[cb])
+    assert sorted(os.listdir(d)) == ["latest.backup.npz", "latest.backup.npz.bkp"]
+    (d / "latest.backup.npz").write_bytes(b"damaged")
+    other = small_model()
+    cb2 = BackupAndRestore(str(d), double_checkpoint=True, delete_checkpoint=False)
+    cb2.set_model(other)
+    cb2.on_train_begin()
+    assert other._initial_epoch == 2  # the backup before the last
