@@ -416,7 +416,8 @@ class Model(Container):
             sws = None if sws is None else [None if a is None else a[:split] for a in sws]
             n = split
         history = History()
-        cbs = [history] + list(callbacks)
+        # History last, as Keras: it records what the other callbacks add to the logs.
+        cbs = list(callbacks or []) + [history]
         steps = (n + batch_size - 1) // batch_size
         for cb in cbs:
             cb.set_model(self)
@@ -428,12 +429,15 @@ class Model(Container):
         nsw = [a is not None for a in (sws or [])]
         self.stop_training = False
         self._check_stale(c)
+        # BackupAndRestore sets where a resumed fit starts (Keras's model._initial_epoch).
+        initial_epoch = getattr(self, "_initial_epoch", None) or initial_epoch
+        self._initial_epoch = None
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             if verbose in (1, 2):
                 print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(steps, verbose)
+            bar = Progbar(steps, verbose=verbose)
             order = _random.generator().permutation(n) if shuffle else None
             tracker = _Tracker(self, c)
             for step in range(steps):
@@ -451,6 +455,8 @@ class Model(Container):
                 for cb in cbs:
                     cb.on_train_batch_end(step, logs)
                 bar.update(step + 1, logs, final=False)
+                if self.stop_training:
+                    break  # e.g. TerminateOnNaN: stop after this batch, as Keras
             logs = tracker.logs()
             if val is not None:
                 vlogs = self._evaluate_arrays(c, val[0], val[1], batch_size, sws=val[2])
@@ -469,7 +475,7 @@ class Model(Container):
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
         tracker = _Tracker(self, c)
-        bar = Progbar(steps, verbose)
+        bar = Progbar(steps, verbose=verbose)
         for step in range(steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
             bx = [a[lo:hi] for a in xs]
@@ -509,7 +515,7 @@ class Model(Container):
         xs = self._standardize_x(x, "predict")
         n = len(xs[0])
         steps = (n + batch_size - 1) // batch_size
-        bar = Progbar(steps, verbose)
+        bar = Progbar(steps, verbose=verbose)
         chunks: List[List[np.ndarray]] = [[] for _ in self.outputs]
         for step in range(steps):
             lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
