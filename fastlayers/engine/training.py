@@ -18,9 +18,8 @@ from .. import backend
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
-from ..callbacks import Callback, History
-from ..utils import random as _random
-from ..utils.progbar import Progbar
+from ..callbacks import Callback, CallbackList, History
+from . import data as _data
 from . import layer as _layer_mod
 from . import paths
 from .container import Container
@@ -372,157 +371,181 @@ class Model(Container):
     # ------------------------------------------------------------------ loops
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: Optional[Sequence[Callback]] = None,
-            validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            class_weight=None, sample_weight=None, initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` over ``(x, y)``; returns a :class:`History`."""
-        self._ensure_graph("fit", x)
+            validation_split: float = 0.0, validation_data=None, shuffle: Any = True,
+            class_weight=None, sample_weight=None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
+            validation_batch_size: Optional[int] = None, validation_freq: Any = 1) -> History:
+        """Train for ``epochs`` over arrays, a generator or a ``PyDataset``; returns a History."""
+        self._ensure_graph("fit", _first_array(x))
         c = self._require_compiled("fit")
         owner = f"Model {self.name!r}"
-        batch_size = _check_batch_size(batch_size, owner)
+        if batch_size is not None:
+            batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
         epochs = _check_count(epochs, "epochs", owner)
         initial_epoch = _check_count(initial_epoch, "initial_epoch", owner)
         callbacks = _check_callbacks(callbacks, owner)
-        xs = self._standardize_x(x, "fit")
-        n = len(xs[0])
-        ys = self._standardize_y(y, n, c, "fit")
-        sws = self._standardize_sw(_with_class_weight(sample_weight, class_weight, ys), n, "fit")
-        try:
-            vsplit = float(validation_split)
-        except (TypeError, ValueError):
+        if isinstance(validation_split, (str, bytes)):
             raise TypeError(f"{owner}: validation_split must be a number, got "
-                            f"{validation_split!r}") from None
-        if isinstance(validation_split, (str, bool)) or not 0.0 <= vsplit < 1.0:
-            raise ValueError(f"{owner}: validation_split must be in [0, 1), got {validation_split!r}")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
-                raise ValueError(f"{owner}: validation_data must be a tuple (x_val, y_val) or "
-                                 f"(x_val, y_val, val_sample_weight)")
-            vx = self._standardize_x(validation_data[0], "fit")
-            vy = self._standardize_y(validation_data[1], len(vx[0]), c, "fit")
-            vsw = self._standardize_sw(validation_data[2] if len(validation_data) == 3 else None,
-                                       len(vx[0]), "fit")
-            val = (vx, vy, vsw)
-        elif vsplit:
-            split = int(n * (1.0 - vsplit))
-            if split == 0 or split == n:
-                raise ValueError(f"{owner}: validation_split={validation_split} leaves an empty "
-                                 f"training or validation set for {n} samples")
-            val = ([a[split:] for a in xs], [None if a is None else a[split:] for a in ys],
-                   None if sws is None else [None if a is None else a[split:] for a in sws])
-            xs = [a[:split] for a in xs]
-            ys = [None if a is None else a[:split] for a in ys]
-            sws = None if sws is None else [None if a is None else a[:split] for a in sws]
-            n = split
-        history = History()
-        # History last, as Keras: it records what the other callbacks add to the logs.
-        cbs = list(callbacks or []) + [history]
-        steps = (n + batch_size - 1) // batch_size
-        for cb in cbs:
-            cb.set_model(self)
-            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
-            cb.on_train_begin()
-        arrays = xs + [a for a in ys if a is not None] + [a for a in (sws or []) if a is not None]
-        batcher = _Batcher(arrays)
-        ny = [a is not None for a in ys]
-        nsw = [a is not None for a in (sws or [])]
+                            f"{validation_split!r}")
+        data = _data.fit_data(
+            x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
+            else (None if steps_per_epoch else 32), steps_per_epoch, shuffle, class_weight,
+            validation_split, validation_data, validation_steps, validation_batch_size,
+            validation_freq, **self._data_kw(), what=owner)
+        self._prepare_arrays(data.train, c, "fit")
+        if data.validation is not None:
+            self._prepare_arrays(data.validation, c, "fit")
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=data.train.num_batches)
+        history = cbs.history
         self.stop_training = False
         self._check_stale(c)
+        cbs.on_train_begin()
         # BackupAndRestore sets where a resumed fit starts (Keras's model._initial_epoch).
         initial_epoch = getattr(self, "_initial_epoch", None) or initial_epoch
         self._initial_epoch = None
+        logs: Dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            if verbose in (1, 2):
-                print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(steps, verbose=verbose)
-            order = _random.generator().permutation(n) if shuffle else None
+            cbs.on_epoch_begin(epoch)
             tracker = _Tracker(self, c)
-            for step in range(steps):
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                for cb in cbs:
-                    cb.on_train_batch_begin(step)
-                batch = batcher.take(order, lo, hi)
-                bx = batch[:len(xs)]
-                rest = iter(batch[len(xs):])
-                by = [next(rest) if has else None for has in ny]
-                bsw = [next(rest) if has else None for has in nsw] if sws is not None else None
+            step = -1
+            for step, batch in enumerate(data.train.epoch()):
+                cbs.on_train_batch_begin(step)
+                bx, by, bsw = self._batch_in_form(batch, c, data.train, "fit")
                 total, per_output, outs = self._train_step(c, bx, by, bsw)
-                tracker.update(total, per_output, outs, by)
+                tracker.update(total, per_output, outs, by, bsw)
                 logs = tracker.logs()
-                for cb in cbs:
-                    cb.on_train_batch_end(step, logs)
-                bar.update(step + 1, logs, final=False)
+                cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break  # e.g. TerminateOnNaN: stop after this batch, as Keras
+            data.train.on_epoch_end()
+            if step < 0 and data.train.exhausted:
+                break  # a generator ran dry
             logs = tracker.logs()
-            if val is not None:
-                vlogs = self._evaluate_arrays(c, val[0], val[1], batch_size, sws=val[2])
+            if data.should_validate(epoch):
+                vlogs = self._evaluate_adapter(c, data.validation, cbs=None)
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            bar.update(steps, logs, final=True)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
+            cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        for cb in cbs:
-            cb.on_train_end()
+        cbs.on_train_end(logs)
         self.history = history
         return history
 
-    def _evaluate_arrays(self, c, xs, ys, batch_size, verbose: int = 0, sws=None) -> Dict[str, float]:
+    # ------------------------------------------------------------------ data plumbing
+    def _data_kw(self) -> dict:
+        return dict(n_inputs=len(self.inputs), n_outputs=len(self.outputs),
+                    input_names=[t.name or t.node.layer.name for t in self.inputs],
+                    output_names=self.output_names)
+
+    def _prepare_arrays(self, adapter, c, what: str) -> None:
+        """Array data is converted once, whole, so its batches come out in the program's form."""
+        if not isinstance(adapter, _data.ArrayAdapter):
+            return
+        xs = self._standardize_x(adapter.xs, what)
         n = len(xs[0])
-        steps = (n + batch_size - 1) // batch_size
+        adapter.xs = xs
+        if adapter.ys is not None and c is not None:
+            adapter.ys = self._standardize_y(adapter.ys, n, c, what)
+        if adapter.sws is not None:
+            adapter.sws = self._standardize_sw(adapter.sws, n, what)
+        adapter.prepared = True
+
+    def _batch_in_form(self, batch, c, adapter, what: str):
+        xs, ys, sws = batch
+        if getattr(adapter, "prepared", False):
+            return xs, ys, sws
+        xs = self._standardize_x(xs, what)
+        n = len(xs[0])
+        if ys is not None and c is not None:
+            ys = self._standardize_y(ys, n, c, what)
+        sws = self._standardize_sw(sws, n, what) if sws is not None else None
+        return xs, ys, sws
+
+    def _evaluate_adapter(self, c, adapter, cbs=None) -> Dict[str, float]:
         tracker = _Tracker(self, c)
-        bar = Progbar(steps, verbose=verbose)
-        for step in range(steps):
-            lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-            bx = [a[lo:hi] for a in xs]
-            by = [None if a is None else a[lo:hi] for a in ys]
-            bsw = None if sws is None else [None if a is None else a[lo:hi] for a in sws]
+        if cbs is not None:
+            cbs.on_test_begin()
+        for step, batch in enumerate(adapter.epoch()):
+            if cbs is not None:
+                cbs.on_test_batch_begin(step)
+            bx, by, bsw = self._batch_in_form(batch, c, adapter, "evaluate")
+            if by is None:
+                raise ValueError(f"Model {self.name!r}: evaluate() needs targets y")
             total, per_output, outs = self._test_step(c, bx, by, bsw)
-            tracker.update(total, per_output, outs, by)
-            bar.update(step + 1, tracker.logs(), final=step == steps - 1)
-        return tracker.logs()
+            tracker.update(total, per_output, outs, by, bsw)
+            if cbs is not None:
+                cbs.on_test_batch_end(step, tracker.logs())
+        adapter.on_epoch_end()
+        logs = tracker.logs()
+        if cbs is not None:
+            cbs.on_test_end(logs)
+        return logs
+
+    def _evaluate_arrays(self, c, xs, ys, batch_size, verbose: int = 0, sws=None) -> Dict[str, float]:
+        adapter = _data.ArrayAdapter(xs, ys, sws, batch_size)
+        adapter.prepared = True
+        return self._evaluate_adapter(c, adapter)
 
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
-                 sample_weight=None, return_dict: bool = False):
+                 sample_weight=None, steps: Optional[int] = None, callbacks=None,
+                 return_dict: bool = False):
         """Loss (and metrics) over ``(x, y)`` in inference mode, averaged over samples.
 
         Returns the loss, or ``[loss, <output>_loss..., metrics...]`` as Keras does
         (names in ``metrics_names``), or a dict with ``return_dict=True``.
         """
-        self._ensure_graph("evaluate", x)
+        self._ensure_graph("evaluate", _first_array(x))
         c = self._require_compiled("evaluate")
         owner = f"Model {self.name!r}"
-        batch_size = _check_batch_size(batch_size, owner)
+        if batch_size is not None:
+            batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
-        xs = self._standardize_x(x, "evaluate")
-        ys = self._standardize_y(y, len(xs[0]), c, "evaluate")
-        sws = self._standardize_sw(sample_weight, len(xs[0]), "evaluate")
-        logs = self._evaluate_arrays(c, xs, ys, batch_size, verbose, sws)
+        callbacks = _check_callbacks(callbacks, owner)
+        adapter = _data.get_data_adapter(
+            x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
+            else (None if steps else 32), steps, False, **self._data_kw(), what=owner)
+        if isinstance(adapter, _data.ArrayAdapter) and adapter.ys is None:
+            raise ValueError(f"{owner}: evaluate() needs targets y")
+        self._prepare_arrays(adapter, c, "evaluate")
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=adapter.num_batches)
+        logs = self._evaluate_adapter(c, adapter, cbs)
         if return_dict:
             return logs
         values = [logs[k] for k in self._log_names(c)]
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size: Optional[int] = None, verbose: Any = "auto"):
+    def predict(self, x, batch_size: Optional[int] = None, verbose: Any = "auto",
+                steps: Optional[int] = None, callbacks=None):
         """The model's outputs on ``x`` in inference mode (a list for several outputs)."""
-        self._ensure_graph("predict", x)
-        batch_size = _check_batch_size(batch_size, f"Model {self.name!r}")
-        verbose = _check_verbose(verbose, f"Model {self.name!r}")
-        xs = self._standardize_x(x, "predict")
-        n = len(xs[0])
-        steps = (n + batch_size - 1) // batch_size
-        bar = Progbar(steps, verbose=verbose)
+        self._ensure_graph("predict", _first_array(x))
+        owner = f"Model {self.name!r}"
+        if batch_size is not None:
+            batch_size = _check_batch_size(batch_size, owner)
+        verbose = _check_verbose(verbose, owner)
+        callbacks = _check_callbacks(callbacks, owner)
+        adapter = _data.get_data_adapter(
+            x, None, None, batch_size if batch_size is not None or not _is_arrays(x)
+            else (None if steps else 32), steps, False, n_inputs=len(self.inputs),
+            input_names=[t.name or t.node.layer.name for t in self.inputs], what=owner)
+        self._prepare_arrays(adapter, None, "predict")
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=adapter.num_batches)
+        cbs.on_predict_begin()
         chunks: List[List[np.ndarray]] = [[] for _ in self.outputs]
-        for step in range(steps):
-            lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-            outs = self._predict_arrays([a[lo:hi] for a in xs])
+        for step, batch in enumerate(adapter.epoch()):
+            cbs.on_predict_batch_begin(step)
+            bx, _, _ = self._batch_in_form(batch, None, adapter, "predict")
+            outs = self._predict_arrays(bx)
             for i, o in enumerate(outs):
                 chunks[i].append(o)
-            bar.update(step + 1, None, final=step == steps - 1)
+            cbs.on_predict_batch_end(step, {"outputs": outs})
+        adapter.on_epoch_end()
+        cbs.on_predict_end()
+        if not chunks[0]:
+            raise ValueError(f"{owner}: predict() got no data")
         res = [np.concatenate(ch, axis=0) for ch in chunks]
         return res if self._list_outputs else res[0]
 
@@ -539,6 +562,19 @@ class Model(Container):
         from ..utils.explain import explain_trainable
 
         return explain_trainable(self)
+
+
+def _is_arrays(x) -> bool:
+    return not (_data.is_dataset(x) or _data.is_stream(x))
+
+
+def _first_array(x):
+    """A sample of the input data for building an unbuilt Sequential (None for datasets)."""
+    if not _is_arrays(x):
+        return None
+    if isinstance(x, dict):
+        return next(iter(x.values()), None)
+    return x
 
 
 def _fusable(opt) -> bool:
@@ -623,27 +659,6 @@ def _check_callbacks(callbacks, owner: str) -> list:
     return callbacks
 
 
-class _Batcher:
-    """Gathers shuffled batches into buffers allocated once per batch size."""
-
-    def __init__(self, arrays: List[np.ndarray]):
-        self.arrays = arrays
-        self._buffers: Dict[int, List[np.ndarray]] = {}
-
-    def take(self, order, lo: int, hi: int) -> List[np.ndarray]:
-        if order is None:
-            return [a[lo:hi] for a in self.arrays]
-        size = hi - lo
-        bufs = self._buffers.get(size)
-        if bufs is None:
-            bufs = [np.empty((size,) + a.shape[1:], dtype=a.dtype) for a in self.arrays]
-            self._buffers[size] = bufs
-        idx = order[lo:hi]
-        for a, b in zip(self.arrays, bufs):
-            np.take(a, idx, axis=0, out=b)
-        return bufs
-
-
 class _Tracker:
     """Running, sample-weighted means of the loss and metrics over an epoch."""
 
@@ -659,7 +674,7 @@ class _Tracker:
         self.loss = 0.0
         self.per_output = [0.0] * len(model.outputs)
 
-    def update(self, total, per_output, outs, ys) -> None:
+    def update(self, total, per_output, outs, ys, sws=None) -> None:
         b = len(outs[0])
         self.n += b
         self.loss += total * b

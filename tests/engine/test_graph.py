@@ -74,9 +74,9 @@ def test_wrong_number_of_inputs_or_targets():
     model = two_in_two_out()
     model.compile("sgd", "mse")
     x, y = mimo_data()
-    with pytest.raises(ValueError, match="expects 2 inputs"):
+    with pytest.raises(ValueError, match="expected 2 arrays \\(one per input\\), got 1"):
         model.fit(x[0], y, verbose=0)
-    with pytest.raises(ValueError, match="has 2 outputs"):
+    with pytest.raises(ValueError, match="expected 2 arrays \\(one per output\\), got 1"):
         model.fit(x, y[0], verbose=0)
     with pytest.raises(ValueError, match="loss has 3 entries for 2 outputs"):
         model.compile("sgd", ["mse", "mse", "mse"])
