@@ -6,9 +6,17 @@ cdef enum:
     OP_DROPOUT = 2
     OP_BATCHNORM = 3
     OP_CONCAT = 4
-    OP_ADD = 5
+    OP_MERGE = 5
     OP_CALLBACK = 6
     OP_TRANSPOSE = 7
+
+cdef enum:
+    MERGE_ADD = 0
+    MERGE_SUBTRACT = 1
+    MERGE_MULTIPLY = 2
+    MERGE_AVERAGE = 3
+    MERGE_MAXIMUM = 4
+    MERGE_MINIMUM = 5
 
 cdef enum:
     LOSS_MSE = 0

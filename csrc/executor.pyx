@@ -27,7 +27,9 @@ from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
 from _blas cimport gemm_split, SPLIT_MIN_MADDS
 from _bn cimport (_bn_backward_infer, _bn_backward_train, _bn_infer, _bn_train)
 from _codes cimport (H_CLIPNORM, H_GSCALE, H_LR, LOSS_BCE, LOSS_CALLBACK, LOSS_CE,
-                     LOSS_MAE, LOSS_MSE, LOSS_SPARSE_CE, OP_ACTIVATION, OP_ADD,
+                     LOSS_MAE, LOSS_MSE, LOSS_SPARSE_CE, OP_ACTIVATION, OP_MERGE,
+                     MERGE_ADD, MERGE_SUBTRACT, MERGE_MULTIPLY, MERGE_AVERAGE, MERGE_MAXIMUM,
+                     MERGE_MINIMUM,
                      OP_BATCHNORM, OP_CALLBACK, OP_CONCAT, OP_DENSE, OP_DROPOUT,
                      OP_TRANSPOSE, epsilon)
 from _common cimport _colsum
@@ -426,6 +428,80 @@ cdef inline void _transpose(const floating* x, floating* y, Py_ssize_t outer, Py
                     y[o * blk + j * t1 + i] = x[o * blk + i * t2 + j]
 
 
+cdef inline void _merge_forward(Executor ex, XOp* op, floating* out,
+                                Py_ssize_t size) noexcept nogil:
+    """out = add/subtract/multiply/average/maximum/minimum of the op's inputs."""
+    cdef int i, mode = op.act
+    cdef Py_ssize_t j
+    cdef const floating* x
+    memcpy(out, ex.val[op.ins[0]], size * sizeof(floating))
+    for i in range(1, op.n_in):
+        x = <const floating*>ex.val[op.ins[i]]
+        if mode == MERGE_ADD or mode == MERGE_AVERAGE:
+            for j in range(size):
+                out[j] = out[j] + x[j]
+        elif mode == MERGE_SUBTRACT:
+            for j in range(size):
+                out[j] = out[j] - x[j]
+        elif mode == MERGE_MULTIPLY:
+            for j in range(size):
+                out[j] = out[j] * x[j]
+        elif mode == MERGE_MAXIMUM:
+            for j in range(size):
+                if x[j] > out[j]:
+                    out[j] = x[j]
+        else:
+            for j in range(size):
+                if x[j] < out[j]:
+                    out[j] = x[j]
+    if mode == MERGE_AVERAGE:
+        for j in range(size):
+            out[j] = out[j] / op.n_in
+
+
+cdef inline void _merge_backward(Executor ex, XOp* op, const floating* G,
+                                 Py_ssize_t size) noexcept nogil:
+    """Each input's gradient; maximum/minimum route it to the first input that won."""
+    cdef int i, k, mode = op.act
+    cdef Py_ssize_t j
+    cdef floating* dst
+    cdef floating v, scale
+    cdef const floating* out = <const floating*>ex.val[op.outs[0]]
+    cdef const floating* x
+    cdef bint taken
+    for i in range(op.n_in):
+        if not op.want_dx[i]:
+            continue
+        dst = <floating*>ex.scratch if op.acc_dx[i] else <floating*>ex.grad[op.ins[i]]
+        x = <const floating*>ex.val[op.ins[i]]
+        if mode == MERGE_ADD or (mode == MERGE_SUBTRACT and i == 0):
+            memcpy(dst, G, size * sizeof(floating))
+        elif mode == MERGE_SUBTRACT:
+            for j in range(size):
+                dst[j] = -G[j]
+        elif mode == MERGE_AVERAGE:
+            scale = <floating>(1.0 / op.n_in)
+            for j in range(size):
+                dst[j] = G[j] * scale
+        elif mode == MERGE_MULTIPLY:
+            for j in range(size):
+                v = G[j]
+                for k in range(op.n_in):
+                    if k != i:
+                        v = v * (<const floating*>ex.val[op.ins[k]])[j]
+                dst[j] = v
+        else:
+            for j in range(size):
+                taken = False
+                for k in range(i):
+                    if (<const floating*>ex.val[op.ins[k]])[j] == out[j]:
+                        taken = True
+                        break
+                dst[j] = G[j] if (not taken and x[j] == out[j]) else 0
+        if op.acc_dx[i]:
+            _add_into(<floating*>ex.grad[op.ins[i]], <const floating*>ex.scratch, size)
+
+
 cdef int _forward(Executor ex, floating tag) except -1:
     cdef int l, i
     cdef XOp* op
@@ -475,11 +551,8 @@ cdef int _forward(Executor ex, floating tag) except -1:
                     off = off + c
             elif op.kind == OP_TRANSPOSE:
                 _transpose(x, out, n * op.outer, op.t1, op.t2, False)
-            elif op.kind == OP_ADD:
-                size = n * ex.size[op.outs[0]]
-                memcpy(out, x, size * sizeof(floating))
-                for i in range(1, op.n_in):
-                    _add_into(out, <const floating*>ex.val[op.ins[i]], size)
+            elif op.kind == OP_MERGE:
+                _merge_forward(ex, op, out, n * ex.size[op.outs[0]])
     return 0
 
 
@@ -665,15 +738,8 @@ cdef int _backward(Executor ex, floating tag) except -1:
                 if op.want_dx[0]:
                     _transpose(G, <floating*>ex.grad[op.ins[0]], n * op.outer, op.t2, op.t1,
                                op.acc_dx[0])
-            elif op.kind == OP_ADD:
-                size = n * ex.size[op.outs[0]]
-                for i in range(op.n_in):
-                    if op.want_dx[i]:
-                        dst = <floating*>ex.grad[op.ins[i]]
-                        if op.acc_dx[i]:
-                            _add_into(dst, G, size)
-                        else:
-                            memcpy(dst, G, size * sizeof(floating))
+            elif op.kind == OP_MERGE:
+                _merge_backward(ex, op, G, n * ex.size[op.outs[0]])
     return 0
 
 

@@ -10,9 +10,17 @@ OP_ACTIVATION = 1
 OP_DROPOUT = 2
 OP_BATCHNORM = 3
 OP_CONCAT = 4
-OP_ADD = 5
+OP_MERGE = 5
 OP_CALLBACK = 6
 OP_TRANSPOSE = 7
+
+# Elementwise merges of several inputs (OP_MERGE's mode).
+MERGE_ADD = 0
+MERGE_SUBTRACT = 1
+MERGE_MULTIPLY = 2
+MERGE_AVERAGE = 3
+MERGE_MAXIMUM = 4
+MERGE_MINIMUM = 5
 
 # Activations fused into ops (also csrc/_act.pxd's ACT_*).
 ACT_LINEAR = 0

@@ -40,7 +40,7 @@ class OpKind(enum.IntEnum):
     DROPOUT = _codes.OP_DROPOUT
     BATCHNORM = _codes.OP_BATCHNORM
     CONCAT = _codes.OP_CONCAT
-    ADD = _codes.OP_ADD
+    MERGE = _codes.OP_MERGE
     CALLBACK = _codes.OP_CALLBACK
     TRANSPOSE = _codes.OP_TRANSPOSE
 
