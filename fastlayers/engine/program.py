@@ -377,6 +377,10 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
     seeds = list(out_slots) if vjp else [t.slot for t in terms]
     _resolve_gradients(low.ops, low.slots, seeds, backprop or vjp,
                        in_slots if vjp else ())
+    for op in low.ops:
+        check = getattr(op.layer, "_check_trainable_through", None)
+        if op.backward and op.kind == OpKind.CALLBACK and check is not None:
+            check()
     weights: List[object] = []
     uses: Dict[int, int] = {}
     for op in low.ops:

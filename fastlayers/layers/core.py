@@ -97,3 +97,54 @@ class Flatten(Layer):
 
     def _lower(self, ctx):
         return ctx.alias()  # a C-contiguous batch is already its flat rows
+
+
+class Lambda(Layer):
+    """Wrap a NumPy function as a layer (Keras's ``Lambda``).
+
+    ``function(inputs, **arguments)`` computes the output; ``output_shape`` (a tuple
+    without the batch axis, or a function of the input shape) saves a dry run.  It
+    is usable in inference as is; to train through it give ``backprop(inputs,
+    outputs, grad_outputs) -> grad_inputs``.  A ``Lambda`` without one on a path that
+    needs gradients is refused when the model is compiled.
+    """
+
+    def __init__(self, function, output_shape=None, arguments=None, backprop=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda {self.name!r}: function must be callable, got {function!r}")
+        if backprop is not None and not callable(backprop):
+            raise TypeError(f"Lambda {self.name!r}: backprop must be callable, got {backprop!r}")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self.backprop = backprop
+        self._output_shape = output_shape
+
+    def compute_output_shape(self, input_shape):
+        spec = self._output_shape
+        if spec is None:
+            return super().compute_output_shape(input_shape)
+        if callable(spec):
+            return tuple(spec(input_shape))
+        batch = input_shape[0][0] if isinstance(input_shape, list) else input_shape[0]
+        return (batch,) + tuple(spec)
+
+    def call(self, inputs, training=None):
+        return self.function(inputs, **self.arguments)
+
+    def forward(self, inputs, training=False):
+        y = np.asarray(self.function(inputs, **self.arguments))
+
+        def backprop(g):
+            if self.backprop is None:
+                raise ValueError(f"Lambda {self.name!r} has no backprop function")
+            return self.backprop(inputs, y, g)
+
+        return y, backprop
+
+    def _check_trainable_through(self) -> None:
+        if self.backprop is None:
+            raise ValueError(
+                f"Lambda {self.name!r} is on a path that needs gradients but has no backprop "
+                f"function; give Lambda(function, backprop=lambda inputs, outputs, grad: ...) "
+                f"or freeze everything below it")
