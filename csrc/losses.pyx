@@ -25,7 +25,9 @@ from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
 from _loss cimport _bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_sum
 
 # Keras's backend.epsilon(), the clip for probabilities.
-cdef double _EPSILON = 1e-7
+from _codes cimport epsilon
+
+cdef double _EPSILON = epsilon()
 EPSILON = _EPSILON
 
 

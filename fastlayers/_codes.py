@@ -29,6 +29,10 @@ ACT_SIGMOID = 2
 ACT_TANH = 3
 ACT_SOFTMAX = 4
 
+# Activation names and their codes: the one table (layers, ops and the twin read it).
+ACTIVATIONS = {"linear": ACT_LINEAR, "relu": ACT_RELU, "sigmoid": ACT_SIGMOID,
+               "tanh": ACT_TANH, "softmax": ACT_SOFTMAX}
+
 # Losses the executor computes itself; any other Loss runs as a Python callback.
 LOSS_MSE = 0
 LOSS_MAE = 1

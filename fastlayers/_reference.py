@@ -23,8 +23,9 @@ __all__ = [
     "softmax_crossentropy",
 ]
 
-LINEAR, RELU, SIGMOID, TANH, SOFTMAX = range(5)
-EPSILON = 1e-7  # Keras's fuzz factor: the clip applied to probabilities
+from ._codes import (ACT_LINEAR as LINEAR, ACT_RELU as RELU, ACT_SIGMOID as SIGMOID,  # noqa: E402
+                     ACT_SOFTMAX as SOFTMAX, ACT_TANH as TANH)
+from ._codes import EPSILON  # Keras's fuzz factor: the clip applied to probabilities
 
 
 # ---------------------------------------------------------------------------

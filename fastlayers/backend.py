@@ -13,7 +13,7 @@ import numpy as np
 
 _FLOATX = "float32"
 _LEARNING_PHASE: Optional[bool] = None
-_EPSILON = 1e-7
+from ._codes import EPSILON as _EPSILON  # the losses' clip, also in csrc/_codes.pxd
 _NUM_THREADS: Optional[int] = None
 
 

@@ -40,14 +40,8 @@ __all__ = [
 
 BACKEND = "cython"
 
-# Activation names accepted by the kernels and their codes there.
-ACTIVATIONS = {
-    "linear": _dense.LINEAR,
-    "relu": _dense.RELU,
-    "sigmoid": _dense.SIGMOID,
-    "tanh": _dense.TANH,
-    "softmax": _dense.SOFTMAX,
-}
+# Activation names accepted by the kernels and their codes there (one table).
+from ._codes import ACTIVATIONS  # noqa: E402
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _U64 = 1 << 64

@@ -8,9 +8,7 @@ from ..engine.layer import Layer
 from .. import _codes
 from ..engine.program import OpKind
 
-ACTIVATION_CODES = {"linear": _codes.ACT_LINEAR, "relu": _codes.ACT_RELU,
-                    "sigmoid": _codes.ACT_SIGMOID, "tanh": _codes.ACT_TANH,
-                    "softmax": _codes.ACT_SOFTMAX}
+ACTIVATION_CODES = _codes.ACTIVATIONS
 ACTIVATIONS = tuple(ACTIVATION_CODES)
 
 
