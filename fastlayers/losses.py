@@ -51,7 +51,16 @@ class Loss:
         return np.ascontiguousarray(y)
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        """The constructor arguments, JSON-ready (Keras's names)."""
+        cfg = {"name": self.name}
+        if hasattr(self, "from_logits"):
+            cfg["from_logits"] = self.from_logits
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Loss":
+        """Rebuild a loss from :meth:`get_config`'s output."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -106,7 +106,11 @@ class Dense(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias)
+        from .. import initializers
+
+        cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
+                   kernel_initializer=initializers.serialize(self.kernel_initializer),
+                   bias_initializer=initializers.serialize(self.bias_initializer))
         return cfg
 
 
@@ -138,6 +142,11 @@ class Activation(Layer):
             return [ops.activation_backward(y, gs[0], self.activation)]
 
         return [y], backprop
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(activation=self.activation)
+        return cfg
 
 
 class Flatten(Layer):

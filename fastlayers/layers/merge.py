@@ -45,6 +45,11 @@ class Concatenate(_Merge):
     def _compute(self, xs):
         return np.concatenate(xs, axis=self.axis)
 
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=self.axis)
+        return cfg
+
     def _forward(self, xs, training, run, need, node):
         y = self._compute(xs)
         if not (run.backprop and any(need)):
