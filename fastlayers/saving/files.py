@@ -10,11 +10,13 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Callable, Dict, Iterable, Tuple
 
 # A .keras archive is small JSON plus one weights file; anything larger is refused
 # before decompression (zip bombs).
 MAX_ENTRY_BYTES = 8 << 30
+CHUNK_BYTES = 1 << 16
 
 
 def write_bytes(f, data: bytes) -> None:
@@ -33,7 +35,9 @@ def atomic_write(path: str, produce: Callable[[], bytes]) -> None:
                                suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            write_bytes(f, data)
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK_BYTES):
+                write_bytes(f, view[start:start + CHUNK_BYTES])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -89,7 +93,7 @@ def read_zip(source, name: str, allowed: Callable[[str], bool]) -> Dict[str, byt
         zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise ValueError(f"{name}: not a valid .keras (zip) archive, it may be truncated or "
                          f"corrupt: {exc}") from None
     out: Dict[str, bytes] = {}
@@ -109,7 +113,8 @@ def read_zip(source, name: str, allowed: Callable[[str], bool]) -> Dict[str, byt
                                  f"more than the {MAX_ENTRY_BYTES} allowed")
             try:
                 out[info.filename] = zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
+                    RuntimeError, NotImplementedError) as exc:
                 raise ValueError(f"{name}: entry {info.filename!r} is corrupt or truncated: "
                                  f"{exc}") from None
     return out

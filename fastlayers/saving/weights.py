@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 import zipfile
+import zlib
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -62,21 +63,23 @@ def npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
 
 def read_npz(data: bytes, where: str) -> Dict[str, np.ndarray]:
     """Every array of an npz; object arrays (pickles) are refused, never unpickled."""
+    if not data.startswith(b"PK"):
+        raise ValueError(f"{where}: not an npz (zip) weights file; it may be truncated or corrupt")
+    out: Dict[str, np.ndarray] = {}
+    key = None
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            out = {}
-            for k in npz.files:
-                try:
-                    out[k] = npz[k]
-                except ValueError as exc:
-                    raise ValueError(f"{where}: array {k!r} cannot be read safely ({exc}); "
-                                     f"pickled objects are never loaded") from None
-    except ValueError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise ValueError(f"{where}: corrupt or truncated weights file: {exc}") from None
-    if not isinstance(out, dict):  # pragma: no cover - np.load on an npz returns NpzFile
-        raise ValueError(f"{where}: not an npz archive")
+            for key in npz.files:
+                out[key] = npz[key]
+    except ValueError as exc:
+        if key is not None and "pickle" in str(exc):
+            raise ValueError(f"{where}: array {key!r} holds Python objects (a pickle); it is "
+                             f"refused, never unpickled") from None
+        raise ValueError(f"{where}: array {key!r} cannot be read: {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError,
+            NotImplementedError) as exc:
+        raise ValueError(f"{where}: corrupt or truncated weights file"
+                         f"{'' if key is None else f' at array {key!r}'}: {exc}") from None
     return out
 
 
