@@ -1,0 +1,186 @@
+"""Keras 3 files both ways: committed fixtures (no Keras needed) and, where Keras is
+installed, files written here loaded by Keras and files Keras writes loaded here."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastlayers as fl
+
+from .conftest import flags
+
+pytest.importorskip("h5py")
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+EXPECTED = json.load(open(os.path.join(FIXTURES, "expected.json")))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_keras_fixture_loads_with_keras_predictions(name):
+    e = EXPECTED[name]
+    model = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
+    x = np.array(e["x"], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["y"]), rtol=1e-5,
+                               atol=1e-6)
+    assert flags(model) == e["trainable"]
+    assert model.optimizer is not None  # compile config applied
+
+
+def test_keras_fixture_compile_config_and_fine_tuning():
+    model = fl.models.load_model(os.path.join(FIXTURES, "keras_sequential.keras"))
+    assert isinstance(model.optimizer, fl.optimizers.Adam)
+    assert model.optimizer.learning_rate == pytest.approx(0.005)
+    assert isinstance(model.loss, fl.losses.SparseCategoricalCrossentropy)
+    frozen = model.get_layer("hidden")
+    before = frozen.get_weights()
+    x = np.array(EXPECTED["keras_sequential"]["x"], dtype=np.float32)
+    model.train_on_batch(x, np.array([0, 1, 2, 0]))
+    for a, b in zip(before, frozen.get_weights()):
+        np.testing.assert_array_equal(a, b)  # frozen in Keras, frozen here
+    other = fl.models.load_model(os.path.join(FIXTURES, "keras_functional.keras"), compile=False)
+    assert other.optimizer is None
+    assert isinstance(fl.models.load_model(os.path.join(FIXTURES, "keras_functional.keras"))
+                      .optimizer, fl.optimizers.SGD)
+
+
+def test_keras_fixture_pinned_training_and_nesting():
+    model = fl.models.load_model(os.path.join(FIXTURES, "keras_functional.keras"))
+    bn_node = [n for n in model._nodes if n.layer.name == "bn"][0]
+    assert bn_node.training is False
+    assert isinstance(model.get_layer("head"), fl.Model)
+    assert isinstance(model.get_layer("side"), fl.Sequential)
+    shared = model.get_layer("shared")
+    assert len([n for n in model._nodes if n.layer is shared]) == 2
+
+
+def test_load_weights_from_keras_fixture_into_a_fastlayers_model():
+    x = fl.Input((6,))
+    h = fl.layers.Dense(5, activation="relu", name="hidden")(x)
+    h = fl.layers.BatchNormalization(name="bn")(h)
+    h = fl.layers.Dropout(0.25, name="drop")(h)
+    m = fl.Sequential([fl.layers.Dense(5, activation="relu", input_shape=(6,)),
+                       fl.layers.BatchNormalization(), fl.layers.Dropout(0.25),
+                       fl.layers.Dense(3, activation="softmax")])
+    m.load_weights(os.path.join(FIXTURES, "keras_sequential.keras"))
+    e = EXPECTED["keras_sequential"]
+    np.testing.assert_allclose(m.predict(np.array(e["x"], np.float32), verbose=0), e["y"],
+                               rtol=1e-5, atol=1e-6)
+    del x, h
+
+
+def test_unsupported_keras_options_are_named(tmp_path):
+    import zipfile
+
+    src = os.path.join(FIXTURES, "keras_sequential.keras")
+    with zipfile.ZipFile(src) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    cfg = json.loads(entries["config.json"])
+    cfg["config"]["layers"][1]["config"]["kernel_regularizer"] = {"class_name": "L2"}
+    entries["config.json"] = json.dumps(cfg)
+    with zipfile.ZipFile(tmp_path / "reg.keras", "w") as zf:
+        for n, d in entries.items():
+            zf.writestr(n, d)
+    with pytest.raises(ValueError, match="kernel_regularizer.*does not support"):
+        fl.models.load_model(tmp_path / "reg.keras")
+
+
+# ---------------------------------------------------------------------- outside-in, with Keras
+def _need_keras():
+    # Not imported here: Keras would pick its default backend in this process.
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+
+
+def _run_keras(code, cwd):
+    _need_keras()
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def _models():
+    x = fl.Input((4,), name="x")
+    d = fl.layers.Dense(3, activation="relu", name="d")
+    h = fl.layers.Add(name="sum")([d(x), d(fl.layers.Dense(4, name="pre")(x))])
+    h = fl.layers.BatchNormalization(name="bn")(h)
+    h = fl.layers.Dropout(0.3, name="drop")(h, training=False)
+    sub = fl.Sequential([fl.layers.Dense(2, input_shape=(3,), name="sd"),
+                         fl.layers.Activation("tanh", name="st")], name="sub")
+    ci = fl.Input((3,))
+    cont = fl.Container(ci, fl.layers.Dense(3, activation="sigmoid", name="cd")(ci), name="cont")
+    out = fl.layers.Concatenate(name="cat")([sub(h), cont(h), fl.layers.Flatten(name="fl")(h)])
+    func = fl.Model(x, out, name="func")
+    func.get_layer("pre").trainable = False
+    func.compile(fl.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    seq = fl.Sequential([fl.layers.Dense(3, input_shape=(4,), name="a"),
+                         fl.layers.BatchNormalization(name="b"),
+                         fl.layers.Dense(2, activation="softmax", name="c")], name="seq")
+    seq.compile("sgd", "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(6, 4)).astype(np.float32)
+    for m, y in ((func, rng.normal(size=(6, 8))), (seq, np.eye(2)[rng.integers(0, 2, 6)])):
+        for _ in range(3):
+            m.train_on_batch(xs, y)  # moving statistics away from their initial values
+    return {"func": func, "seq": seq}, xs
+
+
+def test_keras_both_ways_outside_in(tmp_path):
+    """One Keras subprocess (its import is slow): it loads the files written here and
+    writes its own, which are then loaded here."""
+    _need_keras()
+    models, x = _models()
+    np.save(tmp_path / "x.npy", x)
+    for name, m in models.items():
+        m.save(tmp_path / f"{name}.keras", format="keras")
+        np.save(tmp_path / f"{name}_y.npy", m.predict(x, verbose=0))
+    out = _run_keras("""
+        import json, numpy as np, keras
+        x = np.load("x.npy")
+        res = {}
+        for name in ("func", "seq"):
+            m = keras.models.load_model(name + ".keras")
+            res[name] = {"err": float(np.abs(m.predict(x, verbose=0) - np.load(name + "_y.npy")).max()),
+                         "trainable": {l.name: l.trainable for l in m.layers},
+                         "optimizer": type(m.optimizer).__name__}
+
+        inp = keras.Input((5,))
+        d = keras.layers.Dense(4, activation="sigmoid")
+        h = keras.layers.Concatenate()([d(inp), d(keras.layers.Dense(5)(inp))])
+        h = keras.layers.BatchNormalization(momentum=0.8, epsilon=1e-2)(h)
+        inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2), keras.layers.Dropout(0.1)])
+        m = keras.Model(inp, keras.layers.Activation("softmax")(inner(h)))
+        m.layers[1].trainable = False
+        rng = np.random.default_rng(5)
+        for layer in m._flatten_layers():
+            if layer.get_weights() and not isinstance(layer, keras.Model):
+                layer.set_weights([np.abs(rng.normal(size=w.shape)).astype("float32") + 0.1
+                                   for w in layer.get_weights()])
+        m.save("k.keras")
+        m.save_weights("k.weights.h5")
+        kx = rng.normal(size=(3, 5)).astype("float32")
+        np.save("kx.npy", kx)
+        np.save("ky.npy", m.predict(kx, verbose=0))
+        res["keras_flags"] = {l.name: l.trainable for l in m.layers}
+        print(json.dumps(res))
+    """, tmp_path)
+    res = json.loads(out.strip().splitlines()[-1])
+    # fastlayers -> Keras
+    for name in models:
+        assert res[name]["err"] < 1e-5, res
+    assert res["func"]["trainable"]["pre"] is False and res["func"]["trainable"]["d"] is True
+    assert res["func"]["optimizer"] == "Adam" and res["seq"]["optimizer"] == "SGD"
+    # Keras -> fastlayers
+    m = fl.models.load_model(tmp_path / "k.keras")
+    kx, ky = np.load(tmp_path / "kx.npy"), np.load(tmp_path / "ky.npy")
+    np.testing.assert_allclose(m.predict(kx, verbose=0), ky, rtol=1e-5, atol=1e-6)
+    assert {l.name: l.trainable for l in m.layers} == res["keras_flags"]
+    other = fl.models.model_from_json(m.to_json())
+    other.load_weights(tmp_path / "k.weights.h5")
+    np.testing.assert_allclose(other.predict(kx, verbose=0), ky, rtol=1e-5, atol=1e-6)
