@@ -299,7 +299,7 @@ class Container(Layer):
     def __deepcopy__(self, memo):
         from ..saving.api import deepcopy_model
 
-        return deepcopy_model(self)
+        return deepcopy_model(self, memo)
 
 
 def _accumulate(grads: Dict[int, np.ndarray], t: SymbolicTensor, g) -> None:

@@ -177,17 +177,43 @@ def clone_model(model, input_tensors=None, clone_function: Optional[Callable] = 
                        name=model.name, trainable=model.trainable)
 
 
-def _from_archive_bytes(data: bytes):
+def _from_archive_bytes(data: bytes, custom_objects: Optional[dict] = None):
     """Unpickling target: rebuild a model from its in-memory archive."""
-    return native.load_archive(data, None, True)
+    return native.load_archive(data, custom_objects, True)
+
+
+def _custom_classes(model) -> dict:
+    """The model's non-built-in layer classes by name (pickled by reference, not by value)."""
+    from ..engine.container import Container
+    from .registry import registered_name_of
+    from .serialization import _builtin_classes
+
+    builtin = set(_builtin_classes().values())
+    out = {}
+
+    def walk(c):
+        for layer in c.layers:
+            cls = type(layer)
+            if cls not in builtin and registered_name_of(cls) is None:
+                out[cls.__name__] = cls
+            if isinstance(layer, Container):
+                walk(layer)
+
+    if type(model) not in builtin and registered_name_of(type(model)) is None:
+        out[type(model).__name__] = type(model)
+    walk(model)
+    return out
 
 
 def reduce_model(model):
     """``__reduce__`` for containers: the in-memory archive, never the engine's objects."""
-    return (_from_archive_bytes, (native.archive_bytes(model, True),))
+    return (_from_archive_bytes, (native.archive_bytes(model, True), _custom_classes(model)))
 
 
-def deepcopy_model(model):
-    return native.load_archive(native.archive_bytes(model, True), None, True)
+def deepcopy_model(model, memo=None):
+    new = native.load_archive(native.archive_bytes(model, True), _custom_classes(model), True)
+    if memo is not None:
+        memo[id(model)] = new
+    return new
 
 

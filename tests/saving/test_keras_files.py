@@ -59,10 +59,6 @@ def test_keras_fixture_pinned_training_and_nesting():
 
 
 def test_load_weights_from_keras_fixture_into_a_fastlayers_model():
-    x = fl.Input((6,))
-    h = fl.layers.Dense(5, activation="relu", name="hidden")(x)
-    h = fl.layers.BatchNormalization(name="bn")(h)
-    h = fl.layers.Dropout(0.25, name="drop")(h)
     m = fl.Sequential([fl.layers.Dense(5, activation="relu", input_shape=(6,)),
                        fl.layers.BatchNormalization(), fl.layers.Dropout(0.25),
                        fl.layers.Dense(3, activation="softmax")])
@@ -70,7 +66,18 @@ def test_load_weights_from_keras_fixture_into_a_fastlayers_model():
     e = EXPECTED["keras_sequential"]
     np.testing.assert_allclose(m.predict(np.array(e["x"], np.float32), verbose=0), e["y"],
                                rtol=1e-5, atol=1e-6)
-    del x, h
+
+
+def test_missing_h5py_is_a_clear_import_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"pip install fastlayers\[h5\]"):
+        fl.models.load_model(os.path.join(FIXTURES, "keras_sequential.keras"))
+    m = fl.Sequential([fl.layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(ImportError, match=r"fastlayers\[h5\]"):
+        m.save(tmp_path / "m.keras", format="keras")
+    assert not (tmp_path / "m.keras").exists()
+    m.save(tmp_path / "m.keras")  # the native format needs no h5py
+    fl.models.load_model(tmp_path / "m.keras")
 
 
 def test_unsupported_keras_options_are_named(tmp_path):

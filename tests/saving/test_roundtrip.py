@@ -293,3 +293,45 @@ def test_bad_arguments(tmp_path):
     model.save(tmp_path / "m.keras")
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "m.keras", overwrite=False)
+
+
+def test_deepcopy_of_unregistered_custom_layer_model(f64):
+    class Unregistered(Scale):
+        pass
+
+    x = fl.Input((3,))
+    m = fl.Model(x, fl.layers.Dense(2)(Unregistered(1.5, name="u")(x)))
+    m.compile("adam", "mse")
+    xs, ys = np.ones((4, 3)), np.zeros((4, 2))
+    m.train_on_batch(xs, ys)
+    c = copy.deepcopy(m)
+    assert type(c.get_layer("u")) is Unregistered
+    assert_same_model(m, c, xs, ys)
+    holder = copy.deepcopy({"a": m, "b": m})
+    assert holder["a"] is holder["b"]
+
+
+def test_stale_compile_is_saved_without_optimizer_state(f64, tmp_path):
+    model, x, y = build("sequential")
+    model.layers[0].trainable = False  # after compile: the compiled set is now stale (R4)
+    with pytest.warns(UserWarning):
+        model.train_on_batch(x, y)
+    model.save(tmp_path / "s.keras")
+    with pytest.warns(UserWarning, match="optimizer state is not restored"):
+        loaded = fl.models.load_model(tmp_path / "s.keras")
+    assert loaded.layers[0].trainable is False
+    assert loaded.optimizer.iterations == 0
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=0)
+
+
+def test_uncompiled_and_unbuilt_models_round_trip(tmp_path):
+    seq = fl.Sequential([fl.layers.Dense(3), fl.layers.Dense(1)], name="later")
+    again = pickle.loads(pickle.dumps(seq))
+    assert [type(l) for l in again.layers] == [type(l) for l in seq.layers]
+    assert again.weights == []
+    again.build((None, 4))
+    assert len(again.weights) == 4
+    model = build("functional")[0]
+    model._compiled = None
+    model.save(tmp_path / "u.keras")
+    assert fl.models.load_model(tmp_path / "u.keras").optimizer is None
