@@ -4,11 +4,12 @@ Reading: Keras's config is translated to fastlayers' (the layouts are the same; 
 options fastlayers lacks are accepted only at their defaults, otherwise a clear
 error), and the weights come from ``model.weights.h5``, whose groups Keras names
 after the layers' classes (``layers/dense``, ``layers/dense_1``... per container;
-functional models list their input layers, Sequential ones do not).  A Keras
-optimizer state is not read: the loaded model is compiled afresh.
+functional models list their input layers, Sequential ones do not).
 
 Writing (``model.save(path, format="keras")``): the same translation backwards and
-an HDF5 weights file in Keras's layout.  Needs h5py (``pip install fastlayers[h5]``).
+an HDF5 weights file in Keras's layout.  The optimizer state goes both ways too
+(Keras's ``optimizer/vars``: iterations, learning rate, then each trainable
+variable's slots in Keras's ``trainable_variables`` order).  Needs h5py (``pip install fastlayers[h5]``).
 """
 from __future__ import annotations
 
@@ -264,6 +265,78 @@ def _paths(container, kprefix: str, nprefix: str, out: List[Tuple], groups: List
             out.append((kp + "vars", np_, layer))
 
 
+def keras_trainable_order(model) -> list:
+    """The weights in Keras's ``model.trainable_variables`` order (its optimizer's order)."""
+    from ..engine.container import Container
+
+    out, seen = [], set()
+
+    def walk(c):
+        if not c.trainable:
+            return
+        for layer in keras_layer_order(c):
+            if isinstance(layer, Container):
+                walk(layer)
+                continue
+            for w in layer.trainable_weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+
+    walk(model)
+    return out
+
+
+def _optimizer_slots(opt) -> int:
+    return opt._slots_per_weight()
+
+
+def optimizer_state_from_h5(model, data: bytes, where: str):
+    """Keras's optimizer variables as fastlayers ``get_state`` arrays for the compiled
+    weights, or ``None`` when the file has none (never stepped) or they do not fit."""
+    h5py = _require_h5py()
+    c = model._compiled
+    order = keras_trainable_order(model)
+    if {id(w) for w in order} != set(c.train_ids) or len(order) != len(c.weights):
+        return None
+    n = _optimizer_slots(c.optimizer)
+    with h5py.File(io.BytesIO(data), "r") as f:
+        if "optimizer/vars" not in f:
+            return None
+        g = f["optimizer/vars"]
+        keys = sorted((k for k in g.keys() if k.isdigit()), key=int)
+        if len(keys) != 2 + n * len(order):
+            return None
+        arrays = [np.array(g[k][()]) for k in keys]
+    slots = {}
+    for i, w in enumerate(order):
+        slots[id(w)] = [a.astype(w.dtype) for a in arrays[2 + n * i: 2 + n * (i + 1)]]
+    state = [np.array(int(arrays[0]), dtype=np.int64)]
+    for w in c.weights:
+        state += slots[id(w)]
+    return state
+
+
+def _optimizer_state_to_h5(f, model) -> None:
+    c = getattr(model, "_compiled", None)
+    if c is None:
+        return
+    order = keras_trainable_order(model)
+    if {id(w) for w in order} != set(c.train_ids):
+        return  # a stale compile has no Keras equivalent; Keras starts its optimizer afresh
+    n = _optimizer_slots(c.optimizer)
+    state = c.optimizer.get_state(c.weights)
+    slots = {id(w): state[1 + n * i: 1 + n * (i + 1)] for i, w in enumerate(c.weights)}
+    g = f.require_group("optimizer/vars")
+    g.attrs["name"] = type(c.optimizer).__name__.lower()
+    values = [np.array(int(state[0]), dtype=np.int64),
+              np.array(c.optimizer.learning_rate, dtype=np.float32)]
+    for w in order:
+        values += slots[id(w)]
+    for i, v in enumerate(values):
+        g.create_dataset(str(i), data=v)
+
+
 def h5_to_arrays(model, data: bytes, where: str, skip_mismatch: bool = False) -> Dict[str, np.ndarray]:
     """The weights in a Keras ``model.weights.h5`` as native entries of ``model``."""
     h5py = _require_h5py()
@@ -301,8 +374,8 @@ def h5_to_arrays(model, data: bytes, where: str, skip_mismatch: bool = False) ->
     return out
 
 
-def h5_weights_bytes(model) -> bytes:
-    """A ``model.weights.h5`` in Keras 3's layout for ``model``."""
+def h5_weights_bytes(model, include_optimizer: bool = False) -> bytes:
+    """A ``model.weights.h5`` in Keras 3's layout for ``model`` (and its optimizer state)."""
     h5py = _require_h5py()
     paths: List[Tuple] = []
     groups: List[Tuple] = []
@@ -318,6 +391,8 @@ def h5_weights_bytes(model) -> bytes:
             for i, w in enumerate(layer.weights):
                 g.create_dataset(str(i), data=w.numpy())
         f.require_group("vars").attrs["name"] = model.name
+        if include_optimizer:
+            _optimizer_state_to_h5(f, model)
     return buf.getvalue()
 
 
@@ -382,15 +457,14 @@ def _compile_to_keras(cc: dict) -> dict:
 def keras_archive_bytes(model, include_optimizer: bool = True) -> bytes:
     """A ``.keras`` file Keras 3 loads (config, metadata, HDF5 weights)."""
     entry = to_keras(serialize_layer(model), model)
-    if include_optimizer:
-        cc = get_compile_config(model)
-        if cc is not None:
-            entry["compile_config"] = _compile_to_keras(cc)
+    cc = get_compile_config(model) if include_optimizer else None
+    if cc is not None:
+        entry["compile_config"] = _compile_to_keras(cc)
     meta = {"keras_version": KERAS_VERSION,
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     return files.zip_bytes([("metadata.json", json.dumps(meta).encode()),
                             ("config.json", json.dumps(entry).encode()),
-                            ("model.weights.h5", h5_weights_bytes(model))])
+                            ("model.weights.h5", h5_weights_bytes(model, cc is not None))])
 
 
 def load_keras_archive(entries: dict, config, name: str, custom_objects, compile: bool):
@@ -411,4 +485,10 @@ def load_keras_archive(entries: dict, config, name: str, custom_objects, compile
     if compile and cc:
         compile_from_config(model, _compile_from_keras(cc, f"{where} (compile_config)"),
                             custom_objects, f"{where} (compile_config)")
+        try:
+            state = optimizer_state_from_h5(model, entries["model.weights.h5"], wwhere)
+            if state is not None:
+                model._compiled.optimizer.set_state(model._compiled.weights, state)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"{wwhere}: optimizer state does not fit the model: {exc}") from None
     return model

@@ -9,6 +9,7 @@ carry their own graph config.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from .registry import registered_name_of, resolve
@@ -96,15 +97,29 @@ def deserialize_layer(entry: Any, custom_objects: Optional[dict] = None, where: 
     with custom_object_scope(custom_objects):
         try:
             if issubclass(cls, Sequential):
-                return sequential_from_config(cls, config, custom_objects, where)
-            if issubclass(cls, Container) and "layers" in config:
-                return functional_from_config(cls, config, custom_objects, where)
-            return cls.from_config(dict(config))
+                layer = sequential_from_config(cls, config, custom_objects, where)
+            elif issubclass(cls, Container) and "layers" in config:
+                layer = functional_from_config(cls, config, custom_objects, where)
+            else:
+                layer = cls.from_config(dict(config))
+            _reserve_name(layer.name)
+            return layer
         except ConfigError:
             raise
         except (TypeError, ValueError, KeyError) as exc:
             raise ConfigError(f"{where}: cannot rebuild {cls.__name__} "
                               f"{config.get('name', '')!r} from its config: {exc}") from None
+
+
+def _reserve_name(name: str) -> None:
+    """Advance the automatic-name counter past a loaded name, so a layer created after
+    ``load_model`` in a fresh process is not called ``dense`` next to a loaded ``dense``."""
+    from ..engine import layer as _layer
+
+    m = re.fullmatch(r"(.+?)(?:_(\d+))?", name)
+    base, n = m.group(1), int(m.group(2)) + 1 if m.group(2) else 1
+    if _layer._NAME_COUNTS.get(base, 0) < n:
+        _layer._NAME_COUNTS[base] = n
 
 
 # ---------------------------------------------------------------------- functional graphs

@@ -2,16 +2,19 @@
 
     python tests/saving/make_fixtures.py
 
-Needs Keras 3 (numpy backend).  Each model gets seeded random weights (batch-norm
-moving statistics included, so inference mode is exercised) and is compiled, so the
-file carries a compile config; ``fixtures/expected.json`` records, for each file, the
-input it was run on, Keras's predictions, and each layer's ``trainable`` flag.
+Needs Keras 3 (jax backend, for training).  Each model gets seeded random weights
+(batch-norm moving statistics included, so inference mode is exercised) and is
+compiled, so the file carries a compile config; ``fixtures/expected.json`` records,
+for each file, the input it was run on, Keras's predictions, and each layer's
+``trainable`` flag.  The ``*_resume`` files were saved after two training steps:
+their entry also records the batch, the loss of Keras's third step and the
+predictions after it, which a resumed fastlayers run must reproduce.
 """
 import json
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "numpy")
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
 
@@ -70,6 +73,34 @@ def functional():
     return m, np.random.default_rng(2).normal(size=(5, 2, 3)).astype("float32")
 
 
+def resume_functional():
+    inp = keras.Input((4,), name="x")
+    shared = keras.layers.Dense(3, activation="tanh", name="shared")
+    a = shared(keras.layers.Dense(3, name="pre")(inp))
+    b = shared(keras.layers.Dense(3, name="frozen")(inp))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Add(name="sum")([a, b]))
+    side = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="side_dense")],
+                            name="side")
+    out = keras.layers.Concatenate(name="cat")([side(h), keras.layers.Dense(1, name="skip")(inp)])
+    m = keras.Model(inp, out, name="resume_functional")
+    m.get_layer("frozen").trainable = False
+    m.compile(optimizer=keras.optimizers.Adam(0.02), loss="mse")
+    rng = np.random.default_rng(3)
+    return m, rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+
+
+def resume_sequential():
+    m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="h"),
+                          keras.layers.BatchNormalization(name="bn"),
+                          keras.layers.Dense(3, activation="softmax", name="out")],
+                         name="resume_sequential")
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+              loss="categorical_crossentropy")
+    rng = np.random.default_rng(4)
+    return m, rng.normal(size=(8, 5)).astype("float32"), \
+        np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
+
+
 def flags(model):
     out = {}
     for layer in model.layers:
@@ -91,6 +122,20 @@ def main():
         y = np.asarray(again.predict(x, verbose=0))
         expected[name] = {"file": name + ".keras", "x": x.tolist(), "y": y.tolist(),
                           "trainable": flags(again), "keras_version": keras.__version__}
+    for i, (name, make) in enumerate([("keras_functional_resume", resume_functional),
+                                      ("keras_sequential_resume", resume_sequential)]):
+        model, x, y = make()
+        randomize(model, 20 + i)
+        for _ in range(2):
+            model.train_on_batch(x, y)
+        path = os.path.join(HERE, name + ".keras")
+        model.save(path)
+        before = np.asarray(model.predict(x, verbose=0))
+        loss = float(model.train_on_batch(x, y))
+        after = np.asarray(model.predict(x, verbose=0))
+        expected[name] = {"file": name + ".keras", "x": x.tolist(), "y": before.tolist(),
+                          "targets": y.tolist(), "next_loss": loss, "after": after.tolist(),
+                          "trainable": flags(model), "keras_version": keras.__version__}
     with open(os.path.join(HERE, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
     print("wrote", sorted(os.listdir(HERE)), file=sys.stderr)

@@ -31,6 +31,25 @@ def test_keras_fixture_loads_with_keras_predictions(name):
     assert model.optimizer is not None  # compile config applied
 
 
+@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n.endswith("_resume")])
+def test_training_resumes_from_a_keras_file(name):
+    """Saved by Keras after two steps: the third step here is Keras's third step."""
+    e = EXPECTED[name]
+    model = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
+    assert model.optimizer.iterations == 2
+    x = np.array(e["x"], dtype=np.float32)
+    loss = model.train_on_batch(x, np.array(e["targets"], dtype=np.float32))
+    assert loss == pytest.approx(e["next_loss"], rel=1e-5)
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["after"]), rtol=1e-4,
+                               atol=1e-5)
+    fresh = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
+    fresh.compile(fresh.optimizer.__class__.from_config(fresh.optimizer.get_config()),
+                  fresh.loss)  # same settings, optimizer state dropped: a different step
+    fresh.train_on_batch(x, np.array(e["targets"], dtype=np.float32))
+    assert not np.allclose(fresh.predict(x, verbose=0), np.array(e["after"]), rtol=1e-4,
+                           atol=1e-5)
+
+
 def test_keras_fixture_compile_config_and_fine_tuning():
     model = fl.models.load_model(os.path.join(FIXTURES, "keras_sequential.keras"))
     assert isinstance(model.optimizer, fl.optimizers.Adam)
@@ -105,7 +124,8 @@ def _need_keras():
 
 def _run_keras(code, cwd):
     _need_keras()
-    env = dict(os.environ, KERAS_BACKEND="numpy")
+    # jax: Keras's numpy backend cannot train, and the resumed step is part of the check.
+    env = dict(os.environ, KERAS_BACKEND="jax")
     res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -117,7 +137,7 @@ def _models():
     d = fl.layers.Dense(3, activation="relu", name="d")
     h = fl.layers.Add(name="sum")([d(x), d(fl.layers.Dense(4, name="pre")(x))])
     h = fl.layers.BatchNormalization(name="bn")(h)
-    h = fl.layers.Dropout(0.3, name="drop")(h, training=False)
+    h = fl.layers.Dropout(0.3, name="drop")(h)
     sub = fl.Sequential([fl.layers.Dense(2, input_shape=(3,), name="sd"),
                          fl.layers.Activation("tanh", name="st")], name="sub")
     ci = fl.Input((3,))
@@ -132,30 +152,48 @@ def _models():
     seq.compile("sgd", "categorical_crossentropy")
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(6, 4)).astype(np.float32)
-    for m, y in ((func, rng.normal(size=(6, 8))), (seq, np.eye(2)[rng.integers(0, 2, 6)])):
+    ys = {"func": rng.normal(size=(6, 8)).astype(np.float32),
+          "seq": np.eye(2, dtype=np.float32)[rng.integers(0, 2, 6)]}
+    for m, y in ((func, ys["func"]), (seq, ys["seq"])):
         for _ in range(3):
-            m.train_on_batch(xs, y)  # moving statistics away from their initial values
-    return {"func": func, "seq": seq}, xs
+            # The two libraries draw different dropout masks: the training steps compared
+            # run without dropping (predictions compared use the real rate).
+            func.get_layer("drop").rate = 0.0
+            m.train_on_batch(xs, y)  # moving statistics and optimizer moments under way
+    return {"func": func, "seq": seq}, xs, ys
 
 
 def test_keras_both_ways_outside_in(tmp_path):
     """One Keras subprocess (its import is slow): it loads the files written here and
     writes its own, which are then loaded here."""
     _need_keras()
-    models, x = _models()
+    models, x, ys = _models()
     np.save(tmp_path / "x.npy", x)
+    mine = {}
+    models["func"].get_layer("drop").rate = 0.3
     for name, m in models.items():
         m.save(tmp_path / f"{name}.keras", format="keras")
+        models["func"].get_layer("drop").rate = 0.0
         np.save(tmp_path / f"{name}_y.npy", m.predict(x, verbose=0))
+        np.save(tmp_path / f"{name}_t.npy", ys[name])
+        loss = m.train_on_batch(x, ys[name], return_dict=True)["loss"]  # Keras's next step
+        mine[name] = (loss, m.predict(x, verbose=0))
     out = _run_keras("""
         import json, numpy as np, keras
         x = np.load("x.npy")
         res = {}
         for name in ("func", "seq"):
             m = keras.models.load_model(name + ".keras")
+            if name == "func":
+                assert m.get_layer("drop").rate == 0.3
+                m.get_layer("drop").rate = 0.0
             res[name] = {"err": float(np.abs(m.predict(x, verbose=0) - np.load(name + "_y.npy")).max()),
                          "trainable": {l.name: l.trainable for l in m.layers},
-                         "optimizer": type(m.optimizer).__name__}
+                         "optimizer": type(m.optimizer).__name__,
+                         "iterations": int(m.optimizer.iterations),
+                         "next_loss": float(m.train_on_batch(x, np.load(name + "_t.npy"),
+                                                             return_dict=True)["loss"]),
+                         "after": m.predict(x, verbose=0).tolist()}
 
         inp = keras.Input((5,))
         d = keras.layers.Dense(4, activation="sigmoid")
@@ -181,6 +219,10 @@ def test_keras_both_ways_outside_in(tmp_path):
     # fastlayers -> Keras
     for name in models:
         assert res[name]["err"] < 1e-5, res
+        # Keras resumes training where fastlayers stopped (optimizer state included).
+        assert res[name]["iterations"] == 3
+        assert res[name]["next_loss"] == pytest.approx(mine[name][0], rel=1e-5)
+        np.testing.assert_allclose(res[name]["after"], mine[name][1], rtol=1e-4, atol=1e-5)
     assert res["func"]["trainable"]["pre"] is False and res["func"]["trainable"]["d"] is True
     assert res["func"]["optimizer"] == "Adam" and res["seq"]["optimizer"] == "SGD"
     # Keras -> fastlayers

@@ -335,3 +335,13 @@ def test_uncompiled_and_unbuilt_models_round_trip(tmp_path):
     model._compiled = None
     model.save(tmp_path / "u.keras")
     assert fl.models.load_model(tmp_path / "u.keras").optimizer is None
+
+
+def test_new_layers_after_load_get_fresh_names(tmp_path):
+    model = fl.Sequential([fl.layers.Dense(3, input_shape=(4,)), fl.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    fl.backend.clear_session()  # as in a fresh process
+    base = fl.models.load_model(tmp_path / "m.keras")
+    head = fl.layers.Dense(5)
+    assert head.name not in {l.name for l in base.layers}
+    fl.Model(base.inputs[0], head(base.outputs[0]))  # no duplicate-name error
