@@ -9,7 +9,12 @@ functional models list their input layers, Sequential ones do not).
 Writing (``model.save(path, format="keras")``): the same translation backwards and
 an HDF5 weights file in Keras's layout.  The optimizer state goes both ways too
 (Keras's ``optimizer/vars``: iterations, learning rate, then each trainable
-variable's slots in Keras's ``trainable_variables`` order).  Needs h5py (``pip install fastlayers[h5]``).
+variable's slots in Keras's ``trainable_variables`` order).
+
+One difference in meaning survives the trip: a ``training=`` pinned on a call is
+recorded in both libraries' configs, and fastlayers replays it on every run (R5),
+but Keras 3 lets an outer ``training`` value (which its ``fit`` always passes)
+override it.  Needs h5py (``pip install fastlayers[h5]``).
 """
 from __future__ import annotations
 

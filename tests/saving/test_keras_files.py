@@ -173,6 +173,7 @@ def test_keras_both_ways_outside_in(tmp_path):
     models["func"].get_layer("drop").rate = 0.3
     for name, m in models.items():
         m.save(tmp_path / f"{name}.keras", format="keras")
+        m.save_weights(tmp_path / f"{name}.weights.h5")
         models["func"].get_layer("drop").rate = 0.0
         np.save(tmp_path / f"{name}_y.npy", m.predict(x, verbose=0))
         np.save(tmp_path / f"{name}_t.npy", ys[name])
@@ -184,6 +185,10 @@ def test_keras_both_ways_outside_in(tmp_path):
         res = {}
         for name in ("func", "seq"):
             m = keras.models.load_model(name + ".keras")
+            w = keras.models.load_model(name + ".keras", compile=False)
+            w.load_weights(name + ".weights.h5")
+            res[name + "_weights_err"] = float(np.abs(w.predict(x, verbose=0)
+                                                     - np.load(name + "_y.npy")).max())
             if name == "func":
                 assert m.get_layer("drop").rate == 0.3
                 m.get_layer("drop").rate = 0.0
@@ -219,6 +224,7 @@ def test_keras_both_ways_outside_in(tmp_path):
     # fastlayers -> Keras
     for name in models:
         assert res[name]["err"] < 1e-5, res
+        assert res[name + "_weights_err"] < 1e-5, res
         # Keras resumes training where fastlayers stopped (optimizer state included).
         assert res[name]["iterations"] == 3
         assert res[name]["next_loss"] == pytest.approx(mine[name][0], rel=1e-5)

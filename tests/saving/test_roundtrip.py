@@ -345,3 +345,15 @@ def test_new_layers_after_load_get_fresh_names(tmp_path):
     head = fl.layers.Dense(5)
     assert head.name not in {l.name for l in base.layers}
     fl.Model(base.inputs[0], head(base.outputs[0]))  # no duplicate-name error
+
+
+def test_load_weights_into_a_compiled_fused_model_updates_in_place(tmp_path):
+    # The compiled fused step keeps pointers to the weight arrays: loading must copy into them.
+    a, x, y = build("sequential")
+    a.save_weights(tmp_path / "a.weights.npz")
+    b = fl.models.clone_model(a)
+    b.compile(fl.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    assert b._compiled.plan is not None
+    b.predict(x, verbose=0)
+    b.load_weights(tmp_path / "a.weights.npz")
+    np.testing.assert_array_equal(b.predict(x, verbose=0), a.predict(x, verbose=0))
