@@ -166,10 +166,21 @@ _BY_NAME = {
 }
 
 
+def serialize(loss: Loss) -> dict:
+    """Keras's layout: ``{"module", "class_name", "config", "registered_name"}``."""
+    from .saving.compile_config import _loss_dict
+
+    return _loss_dict(loss)
+
+
 def get(identifier: Any) -> Loss:
-    """Resolve a loss from a name, a class or an instance."""
+    """Resolve a loss from a name, a class, an instance or a serialized dict."""
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        from .saving.compile_config import _loss_from
+
+        return _loss_from(identifier, None, "losses.get")
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:

@@ -64,6 +64,9 @@ def _loss_from(entry, custom_objects, where: str):
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: a loss must be a name or a dict, got {entry!r}")
     name = entry.get("class_name")
+    if name == "function":  # Keras's form for a loss given as a function
+        fn = resolve(entry.get("config"), custom_objects)
+        return fn if fn is not None else _losses.get(entry.get("config"))
     cls = resolve(entry.get("registered_name"), custom_objects) or resolve(name, custom_objects)
     if cls is None:
         cls = getattr(_losses, str(name), None)

@@ -208,6 +208,17 @@ def test_initializer_and_optimizer_configs():
         again = type(opt).from_config(opt.get_config())
         assert again.get_config() == opt.get_config()
         assert fl.optimizers.get(fl.optimizers.serialize(opt)).get_config() == opt.get_config()
+    for loss in (fl.losses.MeanSquaredError(), fl.losses.MeanAbsoluteError(),
+                 fl.losses.BinaryCrossentropy(from_logits=True),
+                 fl.losses.CategoricalCrossentropy(from_logits=True),
+                 fl.losses.SparseCategoricalCrossentropy(from_logits=False)):
+        again = fl.losses.get(json.loads(json.dumps(fl.losses.serialize(loss))))
+        assert type(again) is type(loss) and again.get_config() == loss.get_config()
+    assert isinstance(fl.losses.get({"class_name": "function", "config": "mse"}),
+                      fl.losses.MeanSquaredError)
+    for name in ("accuracy", "mae", "sparse_categorical_accuracy"):
+        m = fl.metrics.get(name)
+        assert fl.metrics.Metric.from_config(m.get_config()).fn is m.fn
 
 
 def test_optimizer_state_is_all_or_nothing(f64):
