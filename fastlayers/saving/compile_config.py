@@ -41,7 +41,7 @@ def get_compile_config(model) -> Optional[dict]:
 
     c = getattr(model, "_compiled", None)
     if c is None:
-        return None
+        return _pending_compile_config(model)
     single = len(c.losses) == 1
     losses = [_loss_dict(l) for l in c.losses]
     metric_ids = [[_metric_id(m) for m in ids] for ids in c.metric_ids]
@@ -54,6 +54,24 @@ def get_compile_config(model) -> Optional[dict]:
     lw = None if all(w == 1.0 for w in c.loss_weights) else list(c.loss_weights)
     return {"optimizer": _optimizers.serialize(c.optimizer),
             "loss": losses[0] if single else losses, "loss_weights": lw, "metrics": metrics}
+
+
+def _pending_compile_config(model) -> Optional[dict]:
+    """A Sequential compiled before its input shape was known keeps the call's arguments."""
+    from .. import losses as _losses
+    from .. import optimizers as _optimizers
+
+    pending = getattr(model, "_pending_compile", None)
+    if not pending:
+        return None
+    args, kwargs = pending
+    bound = dict(zip(("optimizer", "loss", "metrics", "loss_weights"), args))
+    bound.update(kwargs)
+    lw = bound.get("loss_weights")
+    return {"optimizer": _optimizers.serialize(_optimizers.get(bound.get("optimizer", "sgd"))),
+            "loss": _loss_dict(_losses.get(bound.get("loss"))),
+            "loss_weights": list(lw) if isinstance(lw, (list, tuple)) else lw,
+            "metrics": [_metric_id(m) for m in bound.get("metrics") or []] or None}
 
 
 def _loss_from(entry, custom_objects, where: str):

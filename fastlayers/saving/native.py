@@ -42,6 +42,7 @@ def archive_entries(model, include_optimizer: bool = True) -> list:
     compile_cfg = get_compile_config(model) if include_optimizer else None
     if compile_cfg is not None:
         entry["compile_config"] = compile_cfg
+    if compile_cfg is not None and model._compiled is not None:
         table, _ = _weights.tables(model)
         key_of = {id(w): k for k, w in table}
         c = model._compiled

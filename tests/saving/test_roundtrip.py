@@ -368,3 +368,15 @@ def test_load_weights_into_a_compiled_fused_model_updates_in_place(tmp_path):
     b.predict(x, verbose=0)
     b.load_weights(tmp_path / "a.weights.npz")
     np.testing.assert_array_equal(b.predict(x, verbose=0), a.predict(x, verbose=0))
+
+
+def test_sequential_compiled_before_it_was_built(tmp_path):
+    seq = fl.Sequential([fl.layers.Dense(3), fl.layers.Dense(1)])
+    seq.compile(fl.optimizers.SGD(0.3), "mae", metrics=["mse"])
+    seq.save(tmp_path / "s.keras")
+    again = fl.models.load_model(tmp_path / "s.keras")
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    loss, mse = again.train_on_batch(x, y)  # compiles when the data gives the shape
+    assert np.isfinite(loss) and np.isfinite(mse)
+    assert isinstance(again.optimizer, fl.optimizers.SGD) and again.optimizer.learning_rate == 0.3
+    assert isinstance(again.loss, fl.losses.MeanAbsoluteError)
