@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from . import files, native
 from . import weights as _weights
-from .serialization import ConfigError, deserialize_layer, serialize_layer
+from .serialization import deserialize_layer, serialize_layer
 
 _FORMATS = ("fastlayers", "keras")
 

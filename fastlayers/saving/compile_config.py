@@ -35,10 +35,31 @@ def _metric_id(m) -> Any:
     return reg
 
 
-def get_compile_config(model) -> Optional[dict]:
-    """Keras 3's ``compile_config`` of a compiled model, or ``None``."""
+def optimizer_dict(optimizer) -> dict:
+    """Keras's layout for an optimizer, through ``get_config()`` only."""
+    cls = type(optimizer)
+    reg = registered_name_of(cls)
+    return {"module": cls.__module__ if reg else "fastlayers.optimizers",
+            "class_name": cls.__name__, "config": optimizer.get_config(), "registered_name": reg}
+
+
+def optimizer_from(entry, custom_objects=None):
+    """An optimizer from a name or :func:`optimizer_dict`'s output (``from_config``)."""
     from .. import optimizers as _optimizers
 
+    if not isinstance(entry, dict):
+        return _optimizers.get(entry)
+    name = entry.get("class_name")
+    cls = resolve(entry.get("registered_name"), custom_objects) or resolve(name, custom_objects)
+    if cls is None:
+        cls = getattr(_optimizers, str(name), None)
+        if not (isinstance(cls, type) and issubclass(cls, _optimizers.Optimizer)):
+            cls = type(_optimizers.get(str(name)))  # Keras's lower-case names too
+    return cls.from_config(dict(entry.get("config") or {}))
+
+
+def get_compile_config(model) -> Optional[dict]:
+    """Keras 3's ``compile_config`` of a compiled model, or ``None``."""
     c = getattr(model, "_compiled", None)
     if c is None:
         return _pending_compile_config(model)
@@ -52,7 +73,7 @@ def get_compile_config(model) -> Optional[dict]:
     else:
         metrics = {n: ids for n, ids in zip(model.output_names, metric_ids) if ids}
     lw = None if all(w == 1.0 for w in c.loss_weights) else list(c.loss_weights)
-    return {"optimizer": _optimizers.serialize(c.optimizer),
+    return {"optimizer": optimizer_dict(c.optimizer),
             "loss": losses[0] if single else losses, "loss_weights": lw, "metrics": metrics}
 
 
@@ -68,7 +89,7 @@ def _pending_compile_config(model) -> Optional[dict]:
     bound = dict(zip(("optimizer", "loss", "metrics", "loss_weights"), args))
     bound.update(kwargs)
     lw = bound.get("loss_weights")
-    return {"optimizer": _optimizers.serialize(_optimizers.get(bound.get("optimizer", "sgd"))),
+    return {"optimizer": optimizer_dict(_optimizers.get(bound.get("optimizer", "sgd"))),
             "loss": _loss_dict(_losses.get(bound.get("loss"))),
             "loss_weights": list(lw) if isinstance(lw, (list, tuple)) else lw,
             "metrics": [_metric_id(m) for m in bound.get("metrics") or []] or None}
@@ -105,13 +126,10 @@ def _metric_from(m, custom_objects):
 
 def compile_from_config(model, config: dict, custom_objects=None, where: str = "compile_config"):
     """Call ``model.compile`` with a saved compile configuration."""
-    from .. import optimizers as _optimizers
-
     if not isinstance(config, dict):
         raise ValueError(f"{where}: must be a dict")
     try:
-        opt = config.get("optimizer", "sgd")
-        optimizer = _optimizers.get(opt)
+        optimizer = optimizer_from(config.get("optimizer", "sgd"), custom_objects)
         loss = config.get("loss")
         if isinstance(loss, list):
             loss = [_loss_from(l, custom_objects, where) for l in loss]

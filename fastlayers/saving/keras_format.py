@@ -292,8 +292,12 @@ def keras_trainable_order(model) -> list:
     return out
 
 
-def _optimizer_slots(opt) -> int:
-    return opt._slots_per_weight()
+def _state_layout(opt, weights) -> Tuple[List[np.ndarray], int]:
+    """``(head, slots per weight)`` of ``opt.get_state(weights)``, through that contract only:
+    the head is ``[iterations, optimizer-level state...]``."""
+    head = opt.get_state([])
+    body = len(opt.get_state(weights)) - len(head)
+    return head, (body // len(weights) if weights else 0)
 
 
 def optimizer_state_from_h5(model, data: bytes, where: str):
@@ -304,7 +308,7 @@ def optimizer_state_from_h5(model, data: bytes, where: str):
     order = keras_trainable_order(model)
     if {id(w) for w in order} != set(c.train_ids) or len(order) != len(c.weights):
         return None
-    n = _optimizer_slots(c.optimizer)
+    head, n = _state_layout(c.optimizer, c.weights)
     with h5py.File(io.BytesIO(data), "r") as f:
         if "optimizer/vars" not in f:
             return None
@@ -316,7 +320,7 @@ def optimizer_state_from_h5(model, data: bytes, where: str):
     slots = {}
     for i, w in enumerate(order):
         slots[id(w)] = [a.astype(w.dtype) for a in arrays[2 + n * i: 2 + n * (i + 1)]]
-    state = [np.array(int(arrays[0]), dtype=np.int64)]
+    state = [np.array(int(arrays[0]), dtype=np.int64)] + head[1:]
     for w in c.weights:
         state += slots[id(w)]
     return state
@@ -329,7 +333,9 @@ def _optimizer_state_to_h5(f, model) -> None:
     order = keras_trainable_order(model)
     if {id(w) for w in order} != set(c.train_ids):
         return  # a stale compile has no Keras equivalent; Keras starts its optimizer afresh
-    n = _optimizer_slots(c.optimizer)
+    head, n = _state_layout(c.optimizer, c.weights)
+    if len(head) != 1:
+        return  # optimizer-level state Keras has no place for
     state = c.optimizer.get_state(c.weights)
     slots = {id(w): state[1 + n * i: 1 + n * (i + 1)] for i, w in enumerate(c.weights)}
     g = f.require_group("optimizer/vars")

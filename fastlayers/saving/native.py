@@ -17,12 +17,11 @@ import json
 import warnings
 from typing import Optional
 
-import numpy as np
 
 from . import files
 from . import weights as _weights
 from .compile_config import compile_from_config, get_compile_config
-from .serialization import ConfigError, deserialize_layer, serialize_layer
+from .serialization import deserialize_layer, serialize_layer
 
 WEIGHTS_NPZ = "model.weights.npz"
 WEIGHTS_H5 = "model.weights.h5"
@@ -93,10 +92,7 @@ def load_archive(source, custom_objects: Optional[dict] = None, compile: bool = 
     if not isinstance(config, dict):
         raise ValueError(f"{name}: entry 'config.json' must hold a JSON object")
     arrays = _weights.read_npz(entries[WEIGHTS_NPZ], f"{name}: entry {WEIGHTS_NPZ!r}")
-    try:
-        model = deserialize_layer(config, custom_objects, f"{name}: entry 'config.json'")
-    except ConfigError:
-        raise
+    model = deserialize_layer(config, custom_objects, f"{name}: entry 'config.json'")
     plan = _weights.plan_assignment(model, arrays, f"{name}: entry {WEIGHTS_NPZ!r}")
     _weights.apply_assignment(plan)
     cc = config.get("compile_config")
