@@ -48,7 +48,7 @@ def load_model(filepath, custom_objects: Optional[dict] = None, compile: bool = 
 
 def model_to_json(model, **kwargs) -> str:
     """The model's architecture (no weights) as a JSON string."""
-    return json.dumps(serialize_layer(model), **kwargs)
+    return files.to_json(serialize_layer(model), **kwargs)
 
 
 def model_from_json(json_string: str, custom_objects: Optional[dict] = None):

@@ -7,6 +7,7 @@ either the old file or the complete new one, never a partial write.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import zipfile
@@ -17,6 +18,21 @@ from typing import Callable, Dict, Iterable, Tuple
 # before decompression (zip bombs).
 MAX_ENTRY_BYTES = 8 << 30
 CHUNK_BYTES = 1 << 16
+
+
+def to_json(obj, **kwargs) -> str:
+    """``json.dumps`` that writes NumPy scalars and arrays as plain numbers and lists."""
+    def default(o):
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray) and o.dtype.kind in "biuf":
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} {o!r} cannot be written to a config: give plain "
+                        f"numbers, strings, lists or dicts")
+
+    return json.dumps(obj, default=default, **kwargs)
 
 
 def write_bytes(f, data: bytes) -> None:

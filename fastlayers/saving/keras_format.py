@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import re
 from typing import Dict, List, Tuple
 
@@ -473,8 +472,8 @@ def keras_archive_bytes(model, include_optimizer: bool = True) -> bytes:
         entry["compile_config"] = _compile_to_keras(cc)
     meta = {"keras_version": KERAS_VERSION,
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
-    return files.zip_bytes([("metadata.json", json.dumps(meta).encode()),
-                            ("config.json", json.dumps(entry).encode()),
+    return files.zip_bytes([("metadata.json", files.to_json(meta).encode()),
+                            ("config.json", files.to_json(entry).encode()),
                             ("model.weights.h5", h5_weights_bytes(model, cc is not None))])
 
 

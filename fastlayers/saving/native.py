@@ -51,8 +51,8 @@ def archive_entries(model, include_optimizer: bool = True) -> list:
     meta = {"fastlayers_version": _version(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
             "weights_format": "npz"}
-    return [("metadata.json", json.dumps(meta).encode()),
-            ("config.json", json.dumps(entry, indent=1).encode()),
+    return [("metadata.json", files.to_json(meta).encode()),
+            ("config.json", files.to_json(entry, indent=1).encode()),
             (WEIGHTS_NPZ, _weights.npz_bytes(arrays))]
 
 

@@ -150,7 +150,7 @@ def _tensor_config(t, index_of) -> dict:
 
 def functional_config(container) -> dict:
     """Keras 3's functional config: ``layers`` with ``inbound_nodes``, input/output layers."""
-    import json
+    from . import files
 
     nodes = _nodes_by_layer(container)
     index_of: Dict[int, Tuple[str, int]] = {}
@@ -170,7 +170,7 @@ def functional_config(container) -> dict:
             if n.training is not None:
                 kwargs["training"] = bool(n.training)
             try:
-                json.dumps(kwargs)
+                files.to_json(kwargs)
             except TypeError:
                 raise ConfigError(f"Layer {layer.name!r}: call arguments {sorted(n.kwargs)} "
                                   f"cannot be written to JSON") from None
