@@ -58,6 +58,17 @@ def optimizer_from(entry, custom_objects=None):
     return cls.from_config(dict(entry.get("config") or {}))
 
 
+def compiled_state(model):
+    """``(optimizer, compiled trainable weights)`` of a compiled model, else ``None``.
+
+    Public properties only: the engine's compiled object is its own business.
+    """
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    return opt, list(model.compiled_trainable_weights)
+
+
 def get_compile_config(model) -> Optional[dict]:
     """Keras 3's ``compile_config`` of a compiled model, or ``None``."""
     c = getattr(model, "_compiled", None)

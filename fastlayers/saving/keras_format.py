@@ -27,7 +27,7 @@ import numpy as np
 
 from . import files
 from . import weights as _weights
-from .compile_config import compile_from_config, get_compile_config
+from .compile_config import compile_from_config, compiled_state, get_compile_config
 from .serialization import ConfigError, deserialize_layer, serialize_layer
 
 KERAS_VERSION = "3.15.1"  # the Keras the written layout was checked against
@@ -303,11 +303,11 @@ def optimizer_state_from_h5(model, data: bytes, where: str):
     """Keras's optimizer variables as fastlayers ``get_state`` arrays for the compiled
     weights, or ``None`` when the file has none (never stepped) or they do not fit."""
     h5py = _require_h5py()
-    c = model._compiled
+    opt, compiled = compiled_state(model)
     order = keras_trainable_order(model)
-    if {id(w) for w in order} != set(c.train_ids) or len(order) != len(c.weights):
+    if {id(w) for w in order} != {id(w) for w in compiled} or len(order) != len(compiled):
         return None
-    head, n = _state_layout(c.optimizer, c.weights)
+    head, n = _state_layout(opt, compiled)
     with h5py.File(io.BytesIO(data), "r") as f:
         if "optimizer/vars" not in f:
             return None
@@ -320,27 +320,28 @@ def optimizer_state_from_h5(model, data: bytes, where: str):
     for i, w in enumerate(order):
         slots[id(w)] = [a.astype(w.dtype) for a in arrays[2 + n * i: 2 + n * (i + 1)]]
     state = [np.array(int(arrays[0]), dtype=np.int64)] + head[1:]
-    for w in c.weights:
+    for w in compiled:
         state += slots[id(w)]
     return state
 
 
 def _optimizer_state_to_h5(f, model) -> None:
-    c = getattr(model, "_compiled", None)
-    if c is None:
+    cs = compiled_state(model)
+    if cs is None:
         return
+    opt, compiled = cs
     order = keras_trainable_order(model)
-    if {id(w) for w in order} != set(c.train_ids):
+    if {id(w) for w in order} != {id(w) for w in compiled}:
         return  # a stale compile has no Keras equivalent; Keras starts its optimizer afresh
-    head, n = _state_layout(c.optimizer, c.weights)
+    head, n = _state_layout(opt, compiled)
     if len(head) != 1:
         return  # optimizer-level state Keras has no place for
-    state = c.optimizer.get_state(c.weights)
-    slots = {id(w): state[1 + n * i: 1 + n * (i + 1)] for i, w in enumerate(c.weights)}
+    state = opt.get_state(compiled)
+    slots = {id(w): state[1 + n * i: 1 + n * (i + 1)] for i, w in enumerate(compiled)}
     g = f.require_group("optimizer/vars")
-    g.attrs["name"] = type(c.optimizer).__name__.lower()
+    g.attrs["name"] = type(opt).__name__.lower()
     values = [np.array(int(state[0]), dtype=np.int64),
-              np.array(c.optimizer.learning_rate, dtype=np.float32)]
+              np.array(opt.learning_rate, dtype=np.float32)]
     for w in order:
         values += slots[id(w)]
     for i, v in enumerate(values):
@@ -498,7 +499,8 @@ def load_keras_archive(entries: dict, config, name: str, custom_objects, compile
         try:
             state = optimizer_state_from_h5(model, entries["model.weights.h5"], wwhere)
             if state is not None:
-                model._compiled.optimizer.set_state(model._compiled.weights, state)
+                opt, compiled = compiled_state(model)
+                opt.set_state(compiled, state)
         except (ValueError, KeyError, OSError) as exc:
             raise ValueError(f"{wwhere}: optimizer state does not fit the model: {exc}") from None
     return model

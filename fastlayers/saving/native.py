@@ -20,7 +20,7 @@ from typing import Optional
 
 from . import files
 from . import weights as _weights
-from .compile_config import compile_from_config, get_compile_config
+from .compile_config import compile_from_config, compiled_state, get_compile_config
 from .serialization import deserialize_layer, serialize_layer
 
 WEIGHTS_NPZ = "model.weights.npz"
@@ -41,12 +41,13 @@ def archive_entries(model, include_optimizer: bool = True) -> list:
     compile_cfg = get_compile_config(model) if include_optimizer else None
     if compile_cfg is not None:
         entry["compile_config"] = compile_cfg
-    if compile_cfg is not None and model._compiled is not None:
+    state = compiled_state(model) if compile_cfg is not None else None
+    if state is not None:
+        opt, compiled = state
         table, _ = _weights.tables(model)
         key_of = {id(w): k for k, w in table}
-        c = model._compiled
-        entry["optimizer_state"] = [key_of[id(w)] for w in c.weights]
-        for i, a in enumerate(c.optimizer.get_state(c.weights)):
+        entry["optimizer_state"] = [key_of[id(w)] for w in compiled]
+        for i, a in enumerate(opt.get_state(compiled)):
             arrays[f"optimizer/vars/{i}"] = a
     meta = {"fastlayers_version": _version(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
@@ -105,12 +106,13 @@ def load_archive(source, custom_objects: Optional[dict] = None, compile: bool = 
 
 
 def _restore_optimizer(model, keys, arrays, where: str) -> None:
-    c = getattr(model, "_compiled", None)
-    if c is None or keys is None:
+    state = compiled_state(model)
+    if state is None or keys is None:
         return
+    opt, compiled = state
     table, _ = _weights.tables(model)
     key_of = {id(w): k for k, w in table}
-    now = [key_of.get(id(w)) for w in c.weights]
+    now = [key_of.get(id(w)) for w in compiled]
     opt_arrays = []
     i = 0
     while f"optimizer/vars/{i}" in arrays:
@@ -122,6 +124,6 @@ def _restore_optimizer(model, keys, arrays, where: str) -> None:
                       f"state is not restored", UserWarning, stacklevel=3)
         return
     try:
-        c.optimizer.set_state(c.weights, opt_arrays)
+        opt.set_state(compiled, opt_arrays)
     except ValueError as exc:
         raise ValueError(f"{where}: optimizer state does not fit the model: {exc}") from None
