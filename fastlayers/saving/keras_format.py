@@ -354,13 +354,9 @@ def h5_to_arrays(model, data: bytes, where: str, skip_mismatch: bool = False) ->
     out: Dict[str, np.ndarray] = {}
     paths: List[Tuple] = []
     _paths(model, "", "", paths, [])
-    seen = set()
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
             for kpath, nprefix, layer in paths:
-                if id(layer) in seen:
-                    continue
-                seen.add(id(layer))
                 n = len(layer.weights)
                 if kpath not in f:
                     if n == 0:

@@ -45,7 +45,9 @@ def archive_entries(model, include_optimizer: bool = True) -> list:
     if state is not None:
         opt, compiled = state
         table, _ = _weights.tables(model)
-        key_of = {id(w): k for k, w in table}
+        key_of = {}
+        for k, w in table:
+            key_of.setdefault(id(w), k)
         entry["optimizer_state"] = [key_of[id(w)] for w in compiled]
         for i, a in enumerate(opt.get_state(compiled)):
             arrays[f"optimizer/vars/{i}"] = a
@@ -111,7 +113,9 @@ def _restore_optimizer(model, keys, arrays, where: str) -> None:
         return
     opt, compiled = state
     table, _ = _weights.tables(model)
-    key_of = {id(w): k for k, w in table}
+    key_of = {}
+    for k, w in table:
+        key_of.setdefault(id(w), k)
     now = [key_of.get(id(w)) for w in compiled]
     opt_arrays = []
     i = 0

@@ -3,8 +3,10 @@
 Entry names follow the model's structure: ``layers/<layer>/vars/<i>`` for the
 ``i``-th weight of a layer (``layers/<outer>/layers/<inner>/vars/<i>`` inside nested
 containers), ``layers/<layer>/state/<key>`` for non-weight state (a Dropout's mask
-counter), ``optimizer/vars/<i>`` for the optimizer state.  A layer reached twice
-(shared between nested containers) is written once, under its first path.
+counter), ``optimizer/vars/<i>`` for the optimizer state.  A layer reached along two
+paths (used directly and inside a nested container) is written under both: a
+reloaded model holds two copies of it (configs describe each container on its own,
+as Keras's do), and both get its values.
 """
 from __future__ import annotations
 
@@ -17,16 +19,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 
-def _walk(container, prefix: str, seen: set, weights: list, states: list) -> None:
+def _walk(container, prefix: str, weights: list, states: list) -> None:
     from ..engine.container import Container
 
     for layer in container.layers:
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
         p = f"{prefix}layers/{layer.name}/"
         if isinstance(layer, Container):
-            _walk(layer, p, seen, weights, states)
+            _walk(layer, p, weights, states)
             continue
         for i, w in enumerate(layer.weights):
             weights.append((f"{p}vars/{i}", w))
@@ -40,7 +39,7 @@ def tables(model) -> Tuple[List[tuple], List[tuple]]:
     """``([(entry, Weight)], [(entry, state array)])`` in a fixed order."""
     weights: list = []
     states: list = []
-    _walk(model, "", set(), weights, states)
+    _walk(model, "", weights, states)
     return weights, states
 
 

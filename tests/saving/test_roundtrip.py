@@ -380,3 +380,22 @@ def test_sequential_compiled_before_it_was_built(tmp_path):
     assert np.isfinite(loss) and np.isfinite(mse)
     assert isinstance(again.optimizer, fl.optimizers.SGD) and again.optimizer.learning_rate == 0.3
     assert isinstance(again.loss, fl.losses.MeanAbsoluteError)
+
+
+def test_layer_shared_with_a_nested_container_loads(f64, tmp_path):
+    d = fl.layers.Dense(3, name="both")
+    ci = fl.Input((3,))
+    inner = fl.Container(ci, d(ci), name="inner")
+    x = fl.Input((3,), name="x")
+    m = fl.Model(x, inner(d(x)), name="outer")
+    xs = np.random.default_rng(0).normal(size=(4, 3))
+    m.save(tmp_path / "m.keras")
+    loaded = fl.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(xs, verbose=0), m.predict(xs, verbose=0), atol=0)
+    m.load_weights(tmp_path / "m.keras")  # and back into the model with the shared layer
+    np.testing.assert_allclose(loaded.predict(xs, verbose=0), m.predict(xs, verbose=0), atol=0)
+    pytest.importorskip("h5py")
+    m.save(tmp_path / "k.keras", format="keras")
+    np.testing.assert_allclose(fl.models.load_model(tmp_path / "k.keras").predict(xs, verbose=0),
+                               m.predict(xs, verbose=0), atol=0)
+    m.load_weights(tmp_path / "k.keras")
