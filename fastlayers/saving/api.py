@@ -6,6 +6,7 @@ import os
 from typing import Callable, Optional
 
 from . import files, native
+from .optimizer_state import optimizer_arrays, plan_restore
 from . import weights as _weights
 from .serialization import deserialize_layer, serialize_layer
 
@@ -61,16 +62,25 @@ def model_from_json(json_string: str, custom_objects: Optional[dict] = None):
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:
-    """Write the weights to ``*.weights.npz`` (fastlayers) or ``*.weights.h5`` (Keras 3)."""
+    """Write the weights to ``*.weights.npz`` (fastlayers) or ``*.weights.h5`` (Keras 3).
+
+    As in Keras, a compiled model's optimizer state is written too, and
+    :func:`load_weights` restores it into a model compiled for the same weights.
+    """
     path = os.fspath(filepath)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"save_weights: {path!r} exists and overwrite=False")
     if path.endswith(".weights.npz"):
-        files.atomic_write(path, lambda: _weights.npz_bytes(_weights.weight_arrays(model)))
+        def produce():
+            arrays = _weights.weight_arrays(model)
+            arrays.update(optimizer_arrays(model))
+            return _weights.npz_bytes(arrays)
+
+        files.atomic_write(path, produce)
     elif path.endswith(".weights.h5"):
         from . import keras_format
 
-        files.atomic_write(path, lambda: keras_format.h5_weights_bytes(model))
+        files.atomic_write(path, lambda: keras_format.h5_weights_bytes(model, True))
     else:
         raise ValueError(f"save_weights: the file name must end in '.weights.npz' or "
                          f"'.weights.h5', got {path!r}")
@@ -80,39 +90,42 @@ def load_weights(model, filepath, skip_mismatch: bool = False) -> None:
     """Load weights saved by :func:`save_weights` (or a ``.keras`` file's) into ``model``.
 
     Every entry is checked before any is assigned: on an error the model is unchanged.
+    A saved optimizer state is restored when ``model`` is compiled for the same weights.
     """
     path = os.fspath(filepath)
     name = files.describe(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_weights: no such file {path!r}")
+    h5 = None
     if path.endswith(".keras"):
         entries = native.read_archive(path)
         if native.WEIGHTS_NPZ in entries:
-            arrays = _weights.read_npz(entries[native.WEIGHTS_NPZ],
-                                       f"{name}: entry {native.WEIGHTS_NPZ!r}")
             where = f"{name}: entry {native.WEIGHTS_NPZ!r}"
+            arrays = _weights.read_npz(entries[native.WEIGHTS_NPZ], where)
         else:
-            from . import keras_format
-
-            where = f"{name}: entry {native.WEIGHTS_H5!r}"
-            arrays = keras_format.h5_to_arrays(model, entries[native.WEIGHTS_H5], where,
-                                               skip_mismatch)
+            where, h5 = f"{name}: entry {native.WEIGHTS_H5!r}", entries[native.WEIGHTS_H5]
     elif path.endswith(".weights.npz"):
         with open(path, "rb") as f:
             arrays = _weights.read_npz(f.read(), name)
         where = name
     elif path.endswith(".weights.h5"):
-        from . import keras_format
-
         with open(path, "rb") as f:
-            data = f.read()
-        where = name
-        arrays = keras_format.h5_to_arrays(model, data, where, skip_mismatch)
+            where, h5 = name, f.read()
     else:
         raise ValueError(f"load_weights: the file name must end in '.weights.npz', "
                          f"'.weights.h5' or '.keras', got {path!r}")
-    plan = _weights.plan_assignment(model, arrays, where, skip_mismatch)
+    if h5 is not None:
+        from . import keras_format
+
+        arrays = keras_format.h5_to_arrays(model, h5, where, skip_mismatch)
+        plan = _weights.plan_assignment(model, arrays, where, skip_mismatch)
+        restore = None if skip_mismatch else keras_format.plan_restore_h5(model, h5, where)
+    else:
+        plan = _weights.plan_assignment(model, arrays, where, skip_mismatch)
+        restore = None if skip_mismatch else plan_restore(model, arrays, where)
     _weights.apply_assignment(plan)
+    if restore is not None:
+        restore()
 
 
 def clone_model(model, input_tensors=None, clone_function: Optional[Callable] = None):

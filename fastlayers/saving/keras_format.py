@@ -325,6 +325,26 @@ def optimizer_state_from_h5(model, data: bytes, where: str):
     return state
 
 
+def plan_restore_h5(model, data: bytes, where: str):
+    """Check a Keras optimizer state against the compiled ``model``; the step that sets it,
+    or ``None`` (not compiled, never stepped, or for other weights)."""
+    if compiled_state(model) is None:
+        return None
+    try:
+        state = optimizer_state_from_h5(model, data, where)
+    except (KeyError, OSError, TypeError) as exc:
+        raise ValueError(f"{where}: unreadable optimizer state ({exc})") from None
+    if state is None:
+        return None
+    opt, compiled = compiled_state(model)
+    current = opt.get_state(compiled)
+    for i, (a, b) in enumerate(zip(state, current)):
+        if a.shape != np.shape(b):
+            raise ValueError(f"{where}: optimizer variable {i} has shape {a.shape}, expected "
+                             f"{np.shape(b)}")
+    return lambda: opt.set_state(compiled, state)
+
+
 def _optimizer_state_to_h5(f, model) -> None:
     cs = compiled_state(model)
     if cs is None:
@@ -492,11 +512,7 @@ def load_keras_archive(entries: dict, config, name: str, custom_objects, compile
     if compile and cc:
         compile_from_config(model, _compile_from_keras(cc, f"{where} (compile_config)"),
                             custom_objects, f"{where} (compile_config)")
-        try:
-            state = optimizer_state_from_h5(model, entries["model.weights.h5"], wwhere)
-            if state is not None:
-                opt, compiled = compiled_state(model)
-                opt.set_state(compiled, state)
-        except (ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"{wwhere}: optimizer state does not fit the model: {exc}") from None
+        restore = plan_restore_h5(model, entries["model.weights.h5"], wwhere)
+        if restore is not None:
+            restore()
     return model

@@ -5,22 +5,22 @@ Entries (zip, deflated):
 - ``metadata.json``: ``{"fastlayers_version", "date_saved", "weights_format": "npz"}``
 - ``config.json``: the serialized model (Keras 3's layout, see ``serialization``) with
   ``compile_config`` (optimizer, loss, loss_weights, metrics) beside ``config`` when
-  the model was compiled and saved with ``include_optimizer=True``, and
-  ``optimizer_state``: the entry names of the weights whose slots follow, in order.
-- ``model.weights.npz``: ``layers/.../vars/<i>``, ``layers/.../state/<key>``,
-  ``optimizer/vars/<i>`` (``iterations`` first, then each weight's slots).
+  the model was compiled and saved with ``include_optimizer=True``.
+- ``model.weights.npz``: ``layers/.../vars/<i>``, ``layers/.../state/<key>``, and with
+  the compile config ``optimizer/keys`` (the updated weights' entry names, in order)
+  and ``optimizer/vars/<i>`` (``optimizer.get_state``: iterations, then slots).
 """
 from __future__ import annotations
 
 import datetime
 import json
-import warnings
 from typing import Optional
 
 
 from . import files
 from . import weights as _weights
-from .compile_config import compile_from_config, compiled_state, get_compile_config
+from .compile_config import compile_from_config, get_compile_config
+from .optimizer_state import optimizer_arrays, plan_restore
 from .serialization import deserialize_layer, serialize_layer
 
 WEIGHTS_NPZ = "model.weights.npz"
@@ -41,16 +41,7 @@ def archive_entries(model, include_optimizer: bool = True) -> list:
     compile_cfg = get_compile_config(model) if include_optimizer else None
     if compile_cfg is not None:
         entry["compile_config"] = compile_cfg
-    state = compiled_state(model) if compile_cfg is not None else None
-    if state is not None:
-        opt, compiled = state
-        table, _ = _weights.tables(model)
-        key_of = {}
-        for k, w in table:
-            key_of.setdefault(id(w), k)
-        entry["optimizer_state"] = [key_of[id(w)] for w in compiled]
-        for i, a in enumerate(opt.get_state(compiled)):
-            arrays[f"optimizer/vars/{i}"] = a
+        arrays.update(optimizer_arrays(model))
     meta = {"fastlayers_version": _version(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
             "weights_format": "npz"}
@@ -102,32 +93,7 @@ def load_archive(source, custom_objects: Optional[dict] = None, compile: bool = 
     if compile and cc:
         compile_from_config(model, cc, custom_objects,
                             f"{name}: entry 'config.json' (compile_config)")
-        _restore_optimizer(model, config.get("optimizer_state"), arrays,
-                           f"{name}: entry {WEIGHTS_NPZ!r}")
+        restore = plan_restore(model, arrays, f"{name}: entry {WEIGHTS_NPZ!r}")
+        if restore is not None:
+            restore()
     return model
-
-
-def _restore_optimizer(model, keys, arrays, where: str) -> None:
-    state = compiled_state(model)
-    if state is None or keys is None:
-        return
-    opt, compiled = state
-    table, _ = _weights.tables(model)
-    key_of = {}
-    for k, w in table:
-        key_of.setdefault(id(w), k)
-    now = [key_of.get(id(w)) for w in compiled]
-    opt_arrays = []
-    i = 0
-    while f"optimizer/vars/{i}" in arrays:
-        opt_arrays.append(arrays[f"optimizer/vars/{i}"])
-        i += 1
-    if now != list(keys):
-        warnings.warn(f"{where}: the loaded model compiles a different set of trainable weights "
-                      f"than the saved one (its compile was stale when saved); the optimizer "
-                      f"state is not restored", UserWarning, stacklevel=3)
-        return
-    try:
-        opt.set_state(compiled, opt_arrays)
-    except ValueError as exc:
-        raise ValueError(f"{where}: optimizer state does not fit the model: {exc}") from None

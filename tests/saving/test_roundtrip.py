@@ -399,3 +399,43 @@ def test_layer_shared_with_a_nested_container_loads(f64, tmp_path):
     np.testing.assert_allclose(fl.models.load_model(tmp_path / "k.keras").predict(xs, verbose=0),
                                m.predict(xs, verbose=0), atol=0)
     m.load_weights(tmp_path / "k.keras")
+
+
+@pytest.mark.parametrize("suffix", [".weights.npz", ".weights.h5"])
+def test_weights_files_carry_the_optimizer_state(suffix, f64, tmp_path):
+    """As Keras: resume by building and compiling the model, then load_weights."""
+    if suffix.endswith("h5"):
+        pytest.importorskip("h5py")
+    model, x, y = build("gan")
+    model.save_weights(tmp_path / f"w{suffix}")
+    again = fl.models.model_from_json(model.to_json())
+    again.compile(fl.optimizers.Adam(0.01), "binary_crossentropy")
+    again.load_weights(tmp_path / f"w{suffix}")
+    assert again.optimizer.iterations == 2
+    assert_same_model(model, again, x, y)
+    plain = fl.models.model_from_json(model.to_json())
+    plain.load_weights(tmp_path / f"w{suffix}")  # not compiled: weights only
+    assert plain.optimizer is None
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=0)
+
+
+def test_bad_optimizer_state_in_weights_file_changes_nothing(f64, tmp_path):
+    import io
+
+    model, x, y = build("sequential")
+    model.save_weights(tmp_path / "w.weights.npz")
+    with np.load(tmp_path / "w.weights.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["optimizer/vars/3"] = np.zeros((1, 2, 3))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (tmp_path / "bad.weights.npz").write_bytes(buf.getvalue())
+    model.train_on_batch(x, y)
+    before = [w.numpy() for w in model.weights]
+    state = model.optimizer.get_state(model.compiled_trainable_weights)
+    with pytest.raises(ValueError, match="optimizer/vars/3"):
+        model.load_weights(tmp_path / "bad.weights.npz")
+    for a, w in zip(before, model.weights):
+        np.testing.assert_array_equal(a, w.value)
+    for a, b in zip(state, model.optimizer.get_state(model.compiled_trainable_weights)):
+        np.testing.assert_array_equal(a, b)
