@@ -18,6 +18,11 @@ def _fans(shape: Tuple[int, ...]) -> Tuple[float, float]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _seed_config(seed):
+    # A Generator cannot be written to JSON; an unseeded initializer draws afresh anyway.
+    return int(seed) if isinstance(seed, (int, np.integer)) else None
+
+
 class Initializer:
     """Base class: ``init(shape, dtype)`` returns a new array."""
 
@@ -25,7 +30,13 @@ class Initializer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
+        """The constructor arguments, JSON-ready (Keras's names)."""
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Initializer":
+        """Rebuild an initializer from :meth:`get_config`'s output."""
+        return cls(**config)
 
 
 class Zeros(Initializer):
@@ -51,6 +62,9 @@ class Constant(Initializer):
     def __call__(self, shape, dtype="float32"):
         return np.full(shape, self.value, dtype=dtype)
 
+    def get_config(self):
+        return {"value": float(self.value)}
+
 
 class RandomNormal(Initializer):
     """Normal with ``mean`` and ``stddev``."""
@@ -62,6 +76,9 @@ class RandomNormal(Initializer):
         rng = _random.generator(self.seed)
         return rng.normal(self.mean, self.stddev, size=shape).astype(dtype)
 
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": _seed_config(self.seed)}
+
 
 class RandomUniform(Initializer):
     """Uniform on [minval, maxval)."""
@@ -72,6 +89,9 @@ class RandomUniform(Initializer):
     def __call__(self, shape, dtype="float32"):
         rng = _random.generator(self.seed)
         return rng.uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": _seed_config(self.seed)}
 
 
 class TruncatedNormal(Initializer):
@@ -88,6 +108,9 @@ class TruncatedNormal(Initializer):
             out[bad] = rng.normal(size=int(bad.sum()))
             bad = np.abs(out) > 2
         return (self.mean + self.stddev * out).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": _seed_config(self.seed)}
 
 
 class VarianceScaling(Initializer):
@@ -114,12 +137,19 @@ class VarianceScaling(Initializer):
             return TruncatedNormal(0.0, std, seed=rng)(shape, dtype)
         return rng.normal(0.0, math.sqrt(scale), size=shape).astype(dtype)
 
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": _seed_config(self.seed)}
+
 
 class GlorotUniform(VarianceScaling):
     """Uniform in ±sqrt(6 / (fan_in + fan_out)) (Keras's default kernel initializer)."""
 
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
 
 
 class GlorotNormal(VarianceScaling):
@@ -128,12 +158,18 @@ class GlorotNormal(VarianceScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_avg", "truncated_normal", seed)
 
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
+
 
 class HeNormal(VarianceScaling):
     """Truncated normal with stddev sqrt(2 / fan_in)."""
 
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
 
 
 class HeUniform(VarianceScaling):
@@ -142,6 +178,9 @@ class HeUniform(VarianceScaling):
     def __init__(self, seed=None):
         super().__init__(2.0, "fan_in", "uniform", seed)
 
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
+
 
 class LecunNormal(VarianceScaling):
     """Truncated normal with stddev sqrt(1 / fan_in)."""
@@ -149,12 +188,18 @@ class LecunNormal(VarianceScaling):
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_in", "truncated_normal", seed)
 
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
+
 
 class LecunUniform(VarianceScaling):
     """Uniform in ±sqrt(3 / fan_in)."""
 
     def __init__(self, seed=None):
         super().__init__(1.0, "fan_in", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": _seed_config(self.seed)}
 
 
 _BY_NAME = {
@@ -167,8 +212,66 @@ _BY_NAME = {
 }
 
 
+_BY_CLASS = {c.__name__: c for c in set(_BY_NAME.values()) | {VarianceScaling}}
+
+
+def serialize(initializer: Any) -> Any:
+    """Keras's layout ``{"module", "class_name", "config", "registered_name"}``.
+
+    A name (``"zeros"``) is written as given; a plain function only when registered
+    with :func:`fastlayers.utils.register_serializable`.
+    """
+    if initializer is None or isinstance(initializer, str):
+        return initializer
+    if isinstance(initializer, dict):
+        return dict(initializer)
+    if isinstance(initializer, type) and issubclass(initializer, Initializer):
+        initializer = initializer()
+    from .saving.registry import registered_name_of
+
+    registered = registered_name_of(initializer if isinstance(initializer, Initializer)
+                                    else initializer)
+    if isinstance(initializer, Initializer):
+        cls = type(initializer)
+        if cls.__name__ in _BY_CLASS and _BY_CLASS[cls.__name__] is cls:
+            return {"module": "fastlayers.initializers", "class_name": cls.__name__,
+                    "config": initializer.get_config(), "registered_name": None}
+        if registered is None:
+            raise ValueError(f"Cannot serialize initializer {initializer!r}: register its class "
+                             f"with fastlayers.utils.register_serializable()")
+        return {"module": cls.__module__, "class_name": cls.__name__,
+                "config": initializer.get_config(), "registered_name": registered}
+    if registered is None:
+        raise ValueError(f"Cannot serialize initializer {initializer!r}: a plain function must be "
+                         f"registered with fastlayers.utils.register_serializable()")
+    return {"module": getattr(initializer, "__module__", None), "class_name": "function",
+            "config": registered, "registered_name": "function"}
+
+
+def _from_dict(identifier: dict, custom_objects=None) -> Callable:
+    from .saving.registry import resolve
+
+    name = identifier.get("class_name")
+    config = identifier.get("config") or {}
+    if name == "function":
+        fn = resolve(config, custom_objects)
+        if fn is None:
+            raise ValueError(f"Unknown initializer function {config!r}: register it or pass it "
+                             f"in custom_objects")
+        return fn
+    cls = resolve(identifier.get("registered_name") or name, custom_objects) or _BY_CLASS.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown initializer class {name!r}; expected one of "
+                         f"{sorted(_BY_CLASS)}")
+    if not isinstance(config, dict):
+        raise ValueError(f"Initializer {name!r}: config must be a dict, got {config!r}")
+    return cls.from_config(dict(config)) if hasattr(cls, "from_config") else cls(**config)
+
+
 def get(identifier: Any) -> Callable:
-    """Resolve an initializer from a name, an instance or a callable ``(shape, dtype)``."""
+    """Resolve an initializer from a name, an instance, a serialized dict or a callable."""
+    if isinstance(identifier, dict):
+        return _from_dict(identifier)
     if isinstance(identifier, str):
         key = identifier.lower()
         if key not in _BY_NAME:

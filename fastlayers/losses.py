@@ -51,7 +51,16 @@ class Loss:
         return np.ascontiguousarray(y)
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        """The constructor arguments, JSON-ready (Keras's names)."""
+        cfg = {"name": self.name}
+        if hasattr(self, "from_logits"):
+            cfg["from_logits"] = self.from_logits
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Loss":
+        """Rebuild a loss from :meth:`get_config`'s output."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
@@ -157,10 +166,21 @@ _BY_NAME = {
 }
 
 
+def serialize(loss: Loss) -> dict:
+    """Keras's layout: ``{"module", "class_name", "config", "registered_name"}``."""
+    from .saving.compile_config import _loss_dict
+
+    return _loss_dict(loss)
+
+
 def get(identifier: Any) -> Loss:
-    """Resolve a loss from a name, a class or an instance."""
+    """Resolve a loss from a name, a class, an instance or a serialized dict."""
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        from .saving.compile_config import _loss_from
+
+        return _loss_from(identifier, None, "losses.get")
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:

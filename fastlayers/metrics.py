@@ -63,6 +63,19 @@ class Metric:
     def result(self) -> float:
         return self._total / self._count if self._count else 0.0
 
+    def get_config(self) -> dict:
+        """``{"name": ...}``: metrics are saved by name (Keras's ``compile_config`` form)."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Metric":
+        """The metric called ``config["name"]`` (a built-in name or a registered function)."""
+        from .saving.registry import resolve
+
+        name = config["name"]
+        fn = resolve(name)
+        return Metric(name, fn) if callable(fn) else get(name)
+
 
 def get(identifier: Any, loss=None, output_shape=None) -> Metric:
     """Resolve a metric; ``"accuracy"`` picks the variant that fits the loss, as Keras does."""

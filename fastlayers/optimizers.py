@@ -111,7 +111,77 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
+        """The constructor arguments, JSON-ready (Keras's names)."""
         return {"name": self.name, "learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Optimizer":
+        """Rebuild an optimizer (without its state) from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    # ------------------------------------------------------------------ state (saving)
+    def _slots_per_weight(self) -> int:
+        """How many slot arrays each weight has (velocities, moments)."""
+        return 0
+
+    def _state_extra(self) -> List[np.ndarray]:
+        """Optimizer-level state after ``iterations`` (none for SGD and Adam)."""
+        return []
+
+    def get_state(self, weights: Sequence) -> List[np.ndarray]:
+        """``[iterations (int64 0-d), optimizer-level state..., each weight's slots...]``.
+
+        Copies, in the order of ``weights``; a weight never stepped yet has zero slots,
+        which is the state it would start from.
+        """
+        n = self._slots_per_weight()
+        out = [np.array(self.iterations, dtype=np.int64)]
+        out += [np.array(a) for a in self._state_extra()]
+        for w in weights:
+            s = self._slots.get(id(w))
+            if s is None or s[0].shape != w.shape or s[0].dtype != w.dtype:
+                out += [np.zeros(w.shape, dtype=w.dtype) for _ in range(n)]
+            else:
+                out += [a.copy() for a in s[:n]]
+        return out
+
+    def set_state(self, weights: Sequence, arrays: Sequence) -> None:
+        """Restore :meth:`get_state`'s output for ``weights``: all or nothing.
+
+        Values are copied into the existing slot arrays (a compiled fused step keeps
+        pointers to them), so the state must be set after ``compile()``.
+        """
+        n = self._slots_per_weight()
+        arrays = [np.asarray(a) for a in arrays]
+        n_extra = len(self._state_extra())
+        want = 1 + n_extra + n * len(weights)
+        if len(arrays) != want:
+            raise ValueError(f"{type(self).__name__}.set_state: expected {want} arrays for "
+                             f"{len(weights)} weights, got {len(arrays)}")
+        it = arrays[0]
+        if it.shape != () or it.dtype.kind not in "iu" or int(it) < 0:
+            raise ValueError(f"{type(self).__name__}.set_state: iterations must be a "
+                             f"non-negative integer scalar, got {it.dtype} {it.shape}")
+        pos = 1 + n_extra
+        for w in weights:
+            for k in range(n):
+                a = arrays[pos + k]
+                if a.shape != w.shape or a.dtype != w.dtype:
+                    raise ValueError(
+                        f"{type(self).__name__}.set_state: slot {k} of {w.path} has "
+                        f"{a.dtype} {a.shape}, expected {w.dtype} {w.shape}")
+            pos += n
+        self._set_state_extra(arrays[1:1 + n_extra])
+        self.iterations = int(it)
+        pos = 1 + n_extra
+        for w in weights:
+            if n:
+                for slot, a in zip(self._slot(w, n), arrays[pos:pos + n]):
+                    np.copyto(slot, a)
+            pos += n
+
+    def _set_state_extra(self, arrays: List[np.ndarray]) -> None:
+        pass
 
 
 class SGD(Optimizer):
@@ -122,6 +192,9 @@ class SGD(Optimizer):
         super().__init__(learning_rate, name)
         self.momentum = _check_rate("SGD: momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
+
+    def _slots_per_weight(self) -> int:
+        return 0 if self.momentum == 0.0 else 1
 
     def _update(self, weights, grads):
         params = [w.value for w in weights]
@@ -147,6 +220,9 @@ class Adam(Optimizer):
         self.beta_2 = _check_rate("Adam: beta_2", beta_2, 0.0, 1.0, high_open=True)
         self.epsilon = _check_rate("Adam: epsilon", epsilon)
 
+    def _slots_per_weight(self) -> int:
+        return 2
+
     def _update(self, weights, grads):
         # One step count per optimizer, like Keras's `iterations`.
         t = self.iterations
@@ -164,10 +240,22 @@ class Adam(Optimizer):
 _BY_NAME = {"sgd": SGD, "adam": Adam}
 
 
+def serialize(optimizer: Optimizer) -> dict:
+    """Keras's layout: ``{"module", "class_name", "config", "registered_name"}``."""
+    return {"module": "fastlayers.optimizers", "class_name": type(optimizer).__name__,
+            "config": optimizer.get_config(), "registered_name": None}
+
+
 def get(identifier: Any) -> Optimizer:
     """Resolve an optimizer from ``"sgd"``, ``"adam"``, a class or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        cls = _BY_NAME.get(str(identifier["class_name"]).lower())
+        if cls is None:
+            raise ValueError(f"Unknown optimizer {identifier['class_name']!r}; expected one of "
+                             f"{sorted(_BY_NAME)}")
+        return cls.from_config(dict(identifier.get("config") or {}))
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:

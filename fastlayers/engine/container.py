@@ -207,6 +207,62 @@ class Container(Layer):
 
         return print_summary(self, *args, **kwargs)
 
+    # ------------------------------------------------------------------ saving (fastlayers.saving)
+    def get_config(self) -> dict:
+        """Keras 3's functional config: layers with their calls, input and output layers."""
+        from ..saving.serialization import functional_config
+
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        """A new graph (fresh weights) from :meth:`get_config`'s output."""
+        from ..saving.registry import custom_object_scope
+        from ..saving.serialization import functional_from_config
+
+        with custom_object_scope(custom_objects):
+            return functional_from_config(cls, config, custom_objects, f"{cls.__name__} config")
+
+    def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True,
+             format: str = "fastlayers") -> None:
+        """Write the model to one ``.keras`` file (see :func:`fastlayers.saving.save_model`)."""
+        import os
+
+        from ..saving import save_model
+
+        if not overwrite and os.path.exists(os.fspath(filepath)):
+            raise FileExistsError(f"save: {os.fspath(filepath)!r} exists and overwrite=False")
+        save_model(self, filepath, include_optimizer=include_optimizer, format=format)
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Write the weights to ``*.weights.npz`` (or ``*.weights.h5`` for Keras 3)."""
+        from ..saving import save_weights
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
+        """Load weights; every entry is checked first, so an error changes nothing."""
+        from ..saving import load_weights
+
+        load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as JSON; :func:`fastlayers.models.model_from_json` rebuilds it."""
+        from ..saving import model_to_json
+
+        return model_to_json(self, **kwargs)
+
+    def __reduce__(self):
+        # Through the saved archive: a compiled model's engine state is rebuilt by compile().
+        from ..saving.api import reduce_model
+
+        return reduce_model(self)
+
+    def __deepcopy__(self, memo):
+        from ..saving.api import deepcopy_model
+
+        return deepcopy_model(self, memo)
+
 
 def _check_shape(layer, index: int, got, expected) -> None:
     got, expected = tuple(got), tuple(expected)

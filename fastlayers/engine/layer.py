@@ -349,10 +349,17 @@ class Layer:
         raise AttributeError(f"Layer {self.name!r} has not been called yet; it has no output_shape")
 
     def get_config(self) -> dict:
+        """The constructor arguments, JSON-ready; ``type(layer).from_config(cfg)`` rebuilds it."""
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} trainable={self.trainable}>"
+
+    # ------------------------------------------------------------------ saving (fastlayers.saving)
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        """A new, unbuilt layer from :meth:`get_config`'s output."""
+        return cls(**config)
 
 
 class InputLayer(Layer):
@@ -379,6 +386,20 @@ class InputLayer(Layer):
 
     def _lower(self, ctx):
         return ctx.alias()
+
+    def get_config(self) -> dict:
+        """Keras 3's InputLayer config: ``batch_shape``, ``dtype``, ``name``."""
+        return {"batch_shape": list(self._batch_input_shape), "dtype": self.dtype,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "InputLayer":
+        config = dict(config)
+        batch_shape = config.pop("batch_shape", None)
+        if batch_shape is not None:
+            config["shape"] = tuple(batch_shape[1:])
+            config["batch_size"] = batch_shape[0]
+        return cls(**config)
 
 
 def Input(shape=None, dtype=None, name=None, batch_size=None) -> SymbolicTensor:

@@ -145,3 +145,18 @@ class Sequential(Model):
             t = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
             self.build(t.shape)
         return super()._symbolic_call(inputs, training, kwargs)
+
+    # ------------------------------------------------------------------ saving (fastlayers.saving)
+    def get_config(self) -> dict:
+        """Keras 3's Sequential config: ``name``, ``trainable``, ``layers`` (input layer first)."""
+        from ..saving.serialization import sequential_config
+
+        return sequential_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        from ..saving.registry import custom_object_scope
+        from ..saving.serialization import sequential_from_config
+
+        with custom_object_scope(custom_objects):
+            return sequential_from_config(cls, config, custom_objects, f"{cls.__name__} config")

@@ -65,7 +65,11 @@ class Dense(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias)
+        from .. import initializers
+
+        cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
+                   kernel_initializer=initializers.serialize(self.kernel_initializer),
+                   bias_initializer=initializers.serialize(self.bias_initializer))
         return cfg
 
 
@@ -83,6 +87,11 @@ class Activation(Layer):
         if self.activation == "linear":
             return ctx.alias()
         return ctx.emit(OpKind.ACTIVATION, act=ACTIVATION_CODES[self.activation])
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(activation=self.activation)
+        return cfg
 
 
 class Flatten(Layer):

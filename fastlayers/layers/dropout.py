@@ -45,3 +45,7 @@ class Dropout(Layer):
         cfg = super().get_config()
         cfg.update(rate=self.rate, seed=self.seed)
         return cfg
+
+    def _saveable_state(self):
+        """State saved with the weights: the mask counter, so a resumed run draws the same masks."""
+        return {"counter": self._counter}

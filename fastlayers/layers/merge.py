@@ -47,6 +47,11 @@ class Concatenate(_Merge):
         nd = len(ctx.slot(0).shape) + 1
         return ctx.emit(OpKind.CONCAT, axis=self.axis % nd - 1)
 
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=self.axis)
+        return cfg
+
 
 class _Elementwise(_Merge):
     """Inputs of one shape combined elementwise (one MERGE op of the step program)."""
@@ -125,6 +130,11 @@ class Dot(_Merge):
             raise ValueError(f"Dot {self.name!r}: axes must be an int or a pair, got {axes!r}")
         self.axes = axes
         self.normalize = bool(normalize)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axes=list(self.axes), normalize=self.normalize)
+        return cfg
 
     def _axes(self, shapes):
         out = []

@@ -92,6 +92,11 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         cfg = super().get_config()
+        from .. import initializers
+
+        g, b, mm, mv = (initializers.serialize(i) for i in self._inits)
         cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
-                   center=self.center, scale=self.scale)
+                   center=self.center, scale=self.scale, beta_initializer=b,
+                   gamma_initializer=g, moving_mean_initializer=mm,
+                   moving_variance_initializer=mv)
         return cfg
