@@ -364,7 +364,7 @@ def test_load_weights_into_a_compiled_fused_model_updates_in_place(tmp_path):
     a.save_weights(tmp_path / "a.weights.npz")
     b = fl.models.clone_model(a)
     b.compile(fl.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    assert b._compiled.plan is not None
+    assert b.step_program is not None
     b.predict(x, verbose=0)
     b.load_weights(tmp_path / "a.weights.npz")
     np.testing.assert_array_equal(b.predict(x, verbose=0), a.predict(x, verbose=0))
