@@ -122,10 +122,14 @@ class Runner:
         flags = dict(zip((id(w) for w in op.weights), zip(op.train, op.acc_grad)))
         tg, ag = flags.get(id(gamma), (False, False)) if gamma is not None else (False, False)
         tb, ab = flags.get(id(beta), (False, False)) if beta is not None else (False, False)
+        # The batch-norm kernels take one accumulate flag (acc_gW) for both parameter
+        # gradients: equal when both train (same uses), else the trained one's -- a
+        # beta-only (scale=False) layer used twice must add its second use's gradient.
+        acc = ag if tg else ab
         ex.set_params(i, gamma.value if gamma is not None else ones,
                       beta.value if beta is not None else zeros,
                       self.grads[gindex[id(gamma)]] if tg else None,
-                      self.grads[gindex[id(beta)]] if tb else None, ag, ab, False, False)
+                      self.grads[gindex[id(beta)]] if tb else None, acc, acc, False, False)
         stats = [np.empty(c, self.dtype) for _ in range(3)]
         self._keep += stats
         ex.set_batchnorm(i, layer.moving_mean.value, layer.moving_variance.value, *stats,
