@@ -67,6 +67,7 @@ class Runner:
                 s = tuple(optimizer.slots_for(w)) + (None, None, None)
                 ex.set_weight(j, w.value, self.grads[j], s[0], s[1], s[2], fused)
             ex.set_optimizer(optimizer.kind, optimizer.global_clipnorm is not None)
+        self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
         ex.callback_forward = self._callback_forward
         ex.callback_backward = self._callback_backward
         ex.callback_loss = self._callback_loss
@@ -199,6 +200,8 @@ class Runner:
         (data-parallel averaging); it may change the arrays in place.
         """
         with self._lock:
+            if _optimizer_setup(self.optimizer) != self._opt_setup:
+                self._optimizer_changed()
             self._set_data(xs, ys, sws)
             ex = self._ex
             bad = ex.check_labels()
@@ -219,6 +222,20 @@ class Runner:
                 ex.commit()
             opt.end_step()
             return total, self._loss_values(), self._outputs()
+
+    def _optimizer_changed(self) -> None:
+        """The optimizer's kind or clipping changed after compile(): set the executor up again.
+
+        The executor was given the kind, the slots and the fused updates once; a
+        switch such as ``opt.nesterov = True`` or momentum turned on after compile()
+        takes effect from the next step (as the settings read per step do), with no
+        update fused into the backward pass any more.
+        """
+        from .program import for_optimizer
+
+        lock = self._lock
+        self.__init__(for_optimizer(self.program, self.optimizer), self.optimizer)
+        self._lock = lock
 
     def gradients_ready(self, hyper, gradient_hook=None) -> None:
         """The point between gradients and updates: every gradient summed, no weight moved.
@@ -367,6 +384,11 @@ class Runner:
             else:
                 np.copyto(dst, g, casting="same_kind")
         return float(value)
+
+
+def _optimizer_setup(opt) -> tuple:
+    """What the executor is given once about an optimizer (the rest is read per step)."""
+    return (opt.kind, opt.global_clipnorm is not None)
 
 
 def _base_forward():
