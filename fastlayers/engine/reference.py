@@ -26,7 +26,7 @@ import numpy as np
 from .. import _codes
 from .. import _reference as ref
 from .executor import _base_forward, _call_inference
-from .program import OpKind, StepProgram
+from .program import OpKind, StepProgram, for_optimizer
 
 __all__ = ["ReferenceRunner", "update"]
 
@@ -154,9 +154,11 @@ class ReferenceRunner:
     # ------------------------------------------------------------ running
     def train_step(self, xs, ys, sws=None, gradient_hook=None):
         """One training step; returns ``(total, per_output_losses, outputs)``."""
+        opt = self.optimizer
+        # The compiled runner's rule for an optimizer changed after compile().
+        self.program = for_optimizer(self.program, opt)
         self._set_data(xs, ys, sws)
         self._check_labels("train_step")
-        opt = self.optimizer
         hyper = opt.begin_step()
         self.forward()
         total = self.losses(backward=True)

@@ -194,7 +194,7 @@ def _nested():
     inner = fl.Sequential([Dense(6, activation="relu", input_shape=(5,)), Dropout(0.2)],
                           name="inner")
     i1 = fl.Input((5,))
-    mid = fl.Model(i1, Dense(4, activation="tanh")(inner(i1)), name="mid")
+    mid = fl.Model(i1, Dense(4, activation="tanh", use_bias=False)(inner(i1)), name="mid")
     inp = fl.Input((5,))
     return fl.Model(inp, Dense(2)(mid(inp)))
 
@@ -236,6 +236,20 @@ def _bn_axis1():
     return fl.Model(inp, Dense(2)(Flatten()(h)))
 
 
+def _bn_pinned_off_and_shared_input():
+    inp = fl.Input((3, 4))
+    h = Dense(4, activation="tanh")(inp)
+    bn = BatchNormalization(axis=1, name="bn")(h, training=False)   # inference mode, trained
+    cat = Concatenate(axis=1)([bn, h, h])      # h feeds the transpose and the concat twice
+    return fl.Model(inp, Dense(2)(Flatten()(cat)))
+
+
+def _hidden_output_also_feeds():
+    inp = fl.Input((5,))
+    h = Dense(4, activation="sigmoid", name="h")(inp)
+    return fl.Model(inp, [h, Dense(2, name="o")(h)])
+
+
 GRAPHS = {
     "shared": (_shared, (5,)),
     "pinned_dropout": (_pinned_dropout, (6,)),
@@ -244,6 +258,7 @@ GRAPHS = {
     "merges": (_merges, (5,)),
     "frozen_merge": (_frozen_container_merge, (6,)),
     "bn_axis1": (_bn_axis1, (3, 4)),
+    "bn_pinned_off_shared_input": (_bn_pinned_off_and_shared_input, (3, 4)),
 }
 
 
@@ -691,3 +706,98 @@ def test_evaluation_programs_and_pinned_modes_at_inference(dtype):
     for m in (a, b):
         assert np.all(m.get_layer("bn").moving_mean.numpy() == 0)
     _train_both(a, b, x, y, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_an_output_that_also_feeds_another_output(opt, dtype):
+    # The loss writes h's gradient first; the consumer's input gradient adds to it.
+    a, b = _pair(_hidden_output_also_feeds, opt, ["mse", "mae"], dtype, loss_weights=[0.7, 1.0])
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(6, 5)).astype(dtype)
+    y = [rng.random((6, 4)).astype(dtype), rng.normal(size=(6, 2)).astype(dtype)]
+    _train_both(a, b, x, y, sw=[rng.random(6), None], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_batch_of_one_row_through_batch_norm(dtype):
+    # One row: the batch variance is 0 and fed to the moving average unchanged (no n/(n-1)).
+    def build():
+        return fl.Sequential([Dense(4, activation="tanh", input_shape=(3,)),
+                              BatchNormalization(momentum=0.5, name="bn"), Dense(2)])
+    a, b = _pair(build, "momentum", "mse", dtype)
+    rng = np.random.default_rng(16)
+    x, y = rng.normal(size=(1, 3)).astype(dtype), rng.normal(size=(1, 2)).astype(dtype)
+    _train_both(a, b, x, y, steps=2, dtype=dtype)
+    np.testing.assert_allclose(b.get_layer("bn").moving_variance.numpy(), 0.25, **_tol(dtype))
+
+
+class _ClippedSGD(fl.optimizers.SGD):
+    """SGD with a global-norm clip, through the engine's contract (hyper[H_CLIPNORM])."""
+
+    global_clipnorm = 0.05
+
+    def begin_step(self):
+        from fastlayers import _codes
+        h = super().begin_step()
+        h[_codes.H_CLIPNORM] = self.global_clipnorm
+        return h
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_norm_clipping_between_gradients_and_updates(dtype):
+    OPTIMIZERS["clipped"] = lambda: _ClippedSGD(0.1, momentum=0.5)
+    try:
+        a, b = _pair(_shared, "clipped", "mse", dtype)
+    finally:
+        del OPTIMIZERS["clipped"]
+    assert not any(b.step_program.fused)
+    rng = np.random.default_rng(17)
+    x, y = rng.normal(size=(6, 5)).astype(dtype), 10 * rng.normal(size=(6, 2)).astype(dtype)
+    _train_both(a, b, x, y, steps=3, dtype=dtype)
+    # The clip was active (the twin saw a scale below one) and both agreed on it.
+    from fastlayers import _codes
+    twin, seen = ReferenceRunner(b.step_program, b.optimizer), []
+    real = twin.update
+    twin.update = lambda hyper: (seen.append(hyper[_codes.H_GSCALE]), real(hyper))
+    twin.train_step(*_standardize(b, x, y))
+    assert 0 < seen[0] < 1
+
+
+# ---------------------------------------------------------------- optimizer changed after compile
+@pytest.mark.parametrize("change", [(0.5, 0.9, True), (0.0, 0.9, False), (0.9, 0.0, False)])
+def test_optimizer_settings_changed_after_compile_apply_from_the_next_step(change):
+    """Learning rate, momentum and Nesterov set after compile() act like a fresh optimizer
+    with the same slots; the twin (which reads the optimizer every step) agrees."""
+    m0, m1, nesterov = change
+
+    def build():
+        return fl.Sequential([Dense(4, activation="tanh", input_shape=(3,)), Dense(2)])
+    OPTIMIZERS["start"] = lambda: fl.optimizers.SGD(0.1, momentum=m0)
+    try:
+        a, b = _pair(build, "start", "mse", "float64")
+    finally:
+        del OPTIMIZERS["start"]
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 3)), rng.random((8, 2))
+    _train_both(a, b, x, y, steps=1, dtype="float64")
+    for m in (a, b):
+        m.optimizer.momentum, m.optimizer.nesterov, m.optimizer.learning_rate = m1, nesterov, 0.05
+    twin = _train_both(a, b, x, y, steps=3, dtype="float64")
+    assert twin.program.fused == a.step_program.fused
+    if m1:
+        assert not any(a.step_program.fused)    # momentum: no SGD inside backward any more
+    # Against a model recompiled with those settings (same start, same slots).
+    fl.backend.clear_session()
+    fl.utils.set_random_seed(7)
+    c = build()
+    opt = fl.optimizers.SGD(0.1, momentum=m0)
+    c.compile(opt, "mse")
+    c.train_on_batch(x, y)
+    fresh = fl.optimizers.SGD(0.05, momentum=m1, nesterov=nesterov)
+    fresh._slots, fresh.iterations = opt._slots, opt.iterations
+    c.compile(fresh, "mse")
+    for _ in range(3):
+        c.train_on_batch(x, y)
+    for u, v in zip(a.get_weights(), c.get_weights()):
+        np.testing.assert_allclose(u, v, **_tol("float64"))
