@@ -95,9 +95,9 @@ def _assert_same_state(a, b, tol):
     assert _dropout_counters(a) == _dropout_counters(b)
 
 
-def _train_both(a, b, x, y, sw=None, steps=3, dtype="float32"):
+def _train_both(a, b, x, y, sw=None, steps=3, dtype="float32", tol=None):
     """``steps`` train_on_batch on ``a``, the twin on ``b``; compare everything."""
-    tol = _tol(dtype)
+    tol = tol or _tol(dtype)
     twin = ReferenceRunner(b.step_program, b.optimizer)
     for _ in range(steps):
         with warnings.catch_warnings():
@@ -379,7 +379,7 @@ def test_multi_output_loss_weights_and_sample_weights(with_sw, opt, dtype):
     x = [rng.normal(size=(n, 4)).astype(dtype), rng.normal(size=(n, 3)).astype(dtype)]
     y = [rng.normal(size=(n, 2)).astype(dtype), rng.integers(0, 3, n),
          (rng.random((n, 1)) > 0.5).astype(dtype)]
-    sw = [rng.random(n), rng.random(n) * 2, None] if with_sw else None
+    sw = [rng.random(n), rng.random(n) * 2, rng.random(n)] if with_sw else None
     _train_both(a, b, x, y, sw=sw, steps=3, dtype=dtype)
 
 
@@ -801,3 +801,30 @@ def test_optimizer_settings_changed_after_compile_apply_from_the_next_step(chang
         c.train_on_batch(x, y)
     for u, v in zip(a.get_weights(), c.get_weights()):
         np.testing.assert_allclose(u, v, **_tol("float64"))
+
+
+# ---------------------------------------------------------------- products split over threads
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_products_large_enough_to_split_over_threads(opt, dtype):
+    """Batch 64 through 128 -> 256 -> 256: every product splits (gemm_split's sliced
+    branches for Y, dX, dW and the fused SGD update), a shared layer accumulates."""
+    def build():
+        inp = fl.Input((128,))
+        h = Dense(256, activation="relu", name="wide")(inp)
+        shared = Dense(256, activation="tanh", name="shared")
+        h = shared(Dropout(0.25)(shared(h)))
+        return fl.Model(inp, Dense(10, name="head")(h))
+    old = fl.backend.get_num_threads()
+    fl.backend.set_num_threads(2)
+    try:
+        a, b = _pair(build, opt, _loss("sparse_logits"), dtype)
+        rng = np.random.default_rng(18)
+        x, y = rng.normal(size=(64, 128)).astype(dtype), rng.integers(0, 10, 64)
+        # float32 Adam: a gradient that is rounding noise (BLAS blocks its 64-row sums
+        # differently from NumPy) still moves its weight by about lr; float64 shows the
+        # products agree to 1e-10.
+        tol = dict(rtol=1e-5, atol=2e-5) if (opt, dtype) == ("adam", "float32") else None
+        _train_both(a, b, x, y, steps=3, dtype=dtype, tol=tol)
+    finally:
+        fl.backend.set_num_threads(old)
