@@ -825,6 +825,6 @@ def test_products_large_enough_to_split_over_threads(opt, dtype):
         # differently from NumPy) still moves its weight by about lr; float64 shows the
         # products agree to 1e-10.
         tol = dict(rtol=1e-5, atol=2e-5) if (opt, dtype) == ("adam", "float32") else None
-        _train_both(a, b, x, y, steps=3, dtype=dtype, tol=tol)
+        _train_both(a, b, x, y, steps=2, dtype=dtype, tol=tol)
     finally:
         fl.backend.set_num_threads(old)
