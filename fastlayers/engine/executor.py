@@ -57,9 +57,11 @@ class Runner:
         for i, op in enumerate(program.ops):
             self._set_op(ex, i, op, slots, gindex)
         seen_loss_slots = set()
+        self._loss_acc: List[bool] = []   # another loss wrote this buffer's gradient first
         for j, term in enumerate(program.losses):
             root = self._root(term.slot)
-            ex.set_loss(j, term.kind, term.slot, term.from_logits, root in seen_loss_slots,
+            self._loss_acc.append(root in seen_loss_slots)
+            ex.set_loss(j, term.kind, term.slot, term.from_logits, self._loss_acc[j],
                         term.weight, _last_dim(slots[term.slot].shape))
             seen_loss_slots.add(root)
         if program.backprop and optimizer is not None:
@@ -379,7 +381,7 @@ class Runner:
         if backward:
             dst = self._bound[1][term.slot]
             g = np.asarray(g) * term.weight
-            if j > 0 and any(t.slot == term.slot for t in self.program.losses[:j]):
+            if self._loss_acc[j]:
                 dst += g
             else:
                 np.copyto(dst, g, casting="same_kind")
