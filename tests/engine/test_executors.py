@@ -828,3 +828,21 @@ def test_products_large_enough_to_split_over_threads(opt, dtype):
         _train_both(a, b, x, y, steps=2, dtype=dtype, tol=tol)
     finally:
         fl.backend.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("losses", [("cubed", "cubed"), ("mse", "cubed"), ("cubed", "mse")])
+def test_losses_on_two_views_of_one_buffer_add_their_gradients(losses, dtype):
+    # h and Flatten(h) are one buffer (an alias slot): the second loss adds to the first.
+    def build():
+        inp = fl.Input((2, 3))
+        h = Dense(3, activation="tanh", name="h")(inp)
+        return fl.Model(inp, [h, Flatten(name="flat")(h)])
+    loss = [Cubed() if l == "cubed" else l for l in losses]
+    a, b = _pair(build, "sgd", loss, dtype, loss_weights=[0.5, 2.0])
+    prog = b.step_program
+    assert prog.slots[prog.outputs[1]].alias_of == prog.outputs[0]
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(5, 2, 3)).astype(dtype)
+    y = [rng.normal(size=(5, 2, 3)).astype(dtype), rng.normal(size=(5, 6)).astype(dtype)]
+    _train_both(a, b, x, y, dtype=dtype)
