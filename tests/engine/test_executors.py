@@ -250,6 +250,13 @@ def _hidden_output_also_feeds():
     return fl.Model(inp, [h, Dense(2, name="o")(h)])
 
 
+def _fan_out_elementwise():
+    inp = fl.Input((5,))
+    h = Dense(6, name="h")(inp)
+    parts = [Dropout(0.4)(h, training=True), Activation("sigmoid")(h), Activation("softmax")(h)]
+    return fl.Model(inp, Dense(2)(Add()(parts)))
+
+
 GRAPHS = {
     "shared": (_shared, (5,)),
     "pinned_dropout": (_pinned_dropout, (6,)),
@@ -259,6 +266,7 @@ GRAPHS = {
     "frozen_merge": (_frozen_container_merge, (6,)),
     "bn_axis1": (_bn_axis1, (3, 4)),
     "bn_pinned_off_shared_input": (_bn_pinned_off_and_shared_input, (3, 4)),
+    "fan_out_elementwise": (_fan_out_elementwise, (5,)),
 }
 
 
