@@ -179,6 +179,25 @@ class ReferenceRunner:
         self.commit()
         return total, self._loss_list(), self._outputs()
 
+    def vjp(self, xs, gs):
+        """A ``vjp`` program (the public ``forward``/``backprop`` contract) in one call.
+
+        Forward (state committed, as an eager call does), then the backward pass
+        from output gradients ``gs``; returns ``(outputs, input_grads, weight_grads)``
+        with ``weight_grads`` keyed by ``id(weight)`` as ``VJPRunner.backward`` gives.
+        """
+        if not self.program.vjp:
+            raise ValueError("ReferenceRunner.vjp: the program was not lowered with vjp=True")
+        self._set_data(xs, None, None)
+        self.forward()
+        self.commit()
+        outs = [o.copy() for o in self._outputs()]
+        for s, g in zip(self.program.outputs, gs):
+            self._put_grad(s, np.asarray(g), False)
+        self.backward()
+        dxs = [self._grad(s).copy() for s in self.program.inputs]
+        return outs, dxs, {id(w): g.copy() for w, g in zip(self.program.weights, self.grads)}
+
     def _outputs(self) -> List[np.ndarray]:
         return [self._val(s) for s in self.program.outputs]
 

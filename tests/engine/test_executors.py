@@ -854,3 +854,46 @@ def test_losses_on_two_views_of_one_buffer_add_their_gradients(losses, dtype):
     x = rng.normal(size=(5, 2, 3)).astype(dtype)
     y = [rng.normal(size=(5, 2, 3)).astype(dtype), rng.normal(size=(5, 6)).astype(dtype)]
     _train_both(a, b, x, y, dtype=dtype)
+
+
+# ---------------------------------------------------------------- the public contract
+VJP_GRAPHS = ["shared", "nested", "custom", "merges", "frozen_merge", "bn_axis1",
+              "bn_pinned_off_shared_input"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("graph", VJP_GRAPHS)
+def test_container_forward_contract_matches_the_twin(graph, dtype):
+    """``model.forward(x, training=True)`` runs a vjp program on the executor: its outputs,
+    input and weight gradients, and the state it commits equal the twin's."""
+    build, shape = GRAPHS[graph]
+    tol = _tol(dtype)
+    models = []
+    for _ in range(2):
+        fl.backend.clear_session()
+        fl.backend.set_floatx(dtype)
+        fl.utils.set_random_seed(3)
+        models.append(build())
+    a, b = models
+    twin = ReferenceRunner(lower(b, training=True, vjp=True, updates_state=True))
+    rng = np.random.default_rng(20)
+    for _ in range(2):   # twice: dropout counters and moving statistics move in between
+        x = rng.normal(1, 2, size=(7,) + shape).astype(dtype)
+        g = rng.normal(size=(7, 2)).astype(dtype)
+        y, backprop = a.forward(x, training=True)
+        dx, dws = backprop(g)
+        outs, dxs, twin_dws = twin.vjp([x], [g])
+        np.testing.assert_allclose(y, outs[0], **tol)
+        np.testing.assert_allclose(dx, dxs[0], **tol)
+        for w, wb, dw in zip(a.weights, b.weights, dws):
+            if dw is None:
+                assert id(wb) not in twin_dws
+            else:
+                np.testing.assert_allclose(dw, twin_dws[id(wb)], err_msg=w.path, **tol)
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_allclose(wa.numpy(), wb.numpy(), err_msg=wa.path, **tol)
+    from fastlayers.engine.paths import walk
+
+    def counters(m):
+        return [int(u.layer._counter[0]) for u in walk(m) if isinstance(u.layer, Dropout)]
+    assert counters(a) == counters(b)
