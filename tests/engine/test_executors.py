@@ -897,3 +897,33 @@ def test_container_forward_contract_matches_the_twin(graph, dtype):
     def counters(m):
         return [int(u.layer._counter[0]) for u in walk(m) if isinstance(u.layer, Dropout)]
     assert counters(a) == counters(b)
+
+
+class _Fails(fl.layers.Layer):
+    """Identity forward; its backprop raises (a user's bug in the middle of a step)."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, training=False):
+        def backprop(dy):
+            raise ArithmeticError("user backprop failed")
+        return x, backprop
+
+
+@pytest.mark.parametrize("runner", ["compiled", "twin"])
+def test_a_step_failing_in_a_callback_changes_nothing(runner):
+    def build():
+        inp = fl.Input((4,))
+        h = Dropout(0.3)(BatchNormalization(name="bn")(Dense(5, activation="relu")(inp)))
+        return fl.Model(inp, Dense(2)(_Fails(name="fails")(Dense(3)(h))))
+    m, _ = _pair(build, "adam", "mse", "float32")
+    assert not any(m.step_program.fused)     # a callback: no update inside backward
+    x, y = np.ones((4, 4), "float32"), np.zeros((4, 2), "float32")
+    snap = _snapshot(m)
+    r = m._compiled.train if runner == "compiled" else ReferenceRunner(m.step_program,
+                                                                       m.optimizer)
+    with pytest.raises(ArithmeticError, match="user backprop"):
+        r.train_step(*_standardize(m, x, y))
+    _assert_untouched(m, snap)
+    assert np.all(m.get_layer("bn").moving_mean.numpy() == 0)
