@@ -130,8 +130,8 @@ class ReferenceRunner:
                 raise ValueError(f"ReferenceRunner: input for slot {s} must be {self.dtype} of "
                                  f"shape {self._shape(s)}, got {x.dtype} {x.shape}")
             self.values[s] = x
-        # Zeros, not garbage: the compiled executor's buffers start at zero too, and
-        # its acc flags decide who writes first.
+        # Fresh zeros every step (the compiled buffers live across steps): a compiled
+        # gradient read before this step's first writer wrote it shows as a difference.
         self.slot_grads = [np.zeros(self._shape(s.index), self.dtype)
                            if prog.backprop and (prog.vjp or s.index not in self._inputs)
                            and s.alias_of is None else None for s in prog.slots]
