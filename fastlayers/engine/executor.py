@@ -57,9 +57,11 @@ class Runner:
         for i, op in enumerate(program.ops):
             self._set_op(ex, i, op, slots, gindex)
         seen_loss_slots = set()
+        self._loss_acc: List[bool] = []   # another loss wrote this buffer's gradient first
         for j, term in enumerate(program.losses):
             root = self._root(term.slot)
-            ex.set_loss(j, term.kind, term.slot, term.from_logits, root in seen_loss_slots,
+            self._loss_acc.append(root in seen_loss_slots)
+            ex.set_loss(j, term.kind, term.slot, term.from_logits, self._loss_acc[j],
                         term.weight, _last_dim(slots[term.slot].shape))
             seen_loss_slots.add(root)
         if program.backprop and optimizer is not None:
@@ -67,6 +69,7 @@ class Runner:
                 s = tuple(optimizer.slots_for(w)) + (None, None, None)
                 ex.set_weight(j, w.value, self.grads[j], s[0], s[1], s[2], fused)
             ex.set_optimizer(optimizer.kind, optimizer.global_clipnorm is not None)
+        self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
         ex.callback_forward = self._callback_forward
         ex.callback_backward = self._callback_backward
         ex.callback_loss = self._callback_loss
@@ -122,10 +125,14 @@ class Runner:
         flags = dict(zip((id(w) for w in op.weights), zip(op.train, op.acc_grad)))
         tg, ag = flags.get(id(gamma), (False, False)) if gamma is not None else (False, False)
         tb, ab = flags.get(id(beta), (False, False)) if beta is not None else (False, False)
+        # The batch-norm kernels take one accumulate flag (acc_gW) for both parameter
+        # gradients: equal when both train (same uses), else the trained one's -- a
+        # beta-only (scale=False) layer used twice must add its second use's gradient.
+        acc = ag if tg else ab
         ex.set_params(i, gamma.value if gamma is not None else ones,
                       beta.value if beta is not None else zeros,
                       self.grads[gindex[id(gamma)]] if tg else None,
-                      self.grads[gindex[id(beta)]] if tb else None, ag, ab, False, False)
+                      self.grads[gindex[id(beta)]] if tb else None, acc, acc, False, False)
         stats = [np.empty(c, self.dtype) for _ in range(3)]
         self._keep += stats
         ex.set_batchnorm(i, layer.moving_mean.value, layer.moving_variance.value, *stats,
@@ -245,6 +252,8 @@ class Runner:
         (data-parallel averaging); it may change the arrays in place.
         """
         with self._lock:
+            if _optimizer_setup(self.optimizer) != self._opt_setup:
+                self._optimizer_changed()
             self._set_data(xs, ys, sws)
             ex = self._ex
             bad = ex.check_labels()
@@ -262,6 +271,20 @@ class Runner:
                 ex.commit()
             opt.end_step()
             return total, self._loss_values(), self._outputs()
+
+    def _optimizer_changed(self) -> None:
+        """The optimizer's kind or clipping changed after compile(): set the executor up again.
+
+        The executor was given the kind, the slots and the fused updates once; a
+        switch such as ``opt.nesterov = True`` or momentum turned on after compile()
+        takes effect from the next step (as the settings read per step do), with no
+        update fused into the backward pass any more.
+        """
+        from .program import for_optimizer
+
+        lock = self._lock
+        self.__init__(for_optimizer(self.program, self.optimizer), self.optimizer)
+        self._lock = lock
 
     def gradients_ready(self, hyper, gradient_hook=None) -> None:
         """The point between gradients and updates: every gradient summed, no weight moved.
@@ -403,11 +426,16 @@ class Runner:
         if backward:
             dst = self._bound[1][term.slot]
             g = np.asarray(g) * term.weight
-            if j > 0 and any(t.slot == term.slot for t in self.program.losses[:j]):
+            if self._loss_acc[j]:
                 dst += g
             else:
                 np.copyto(dst, g, casting="same_kind")
         return float(value)
+
+
+def _optimizer_setup(opt) -> tuple:
+    """What the executor is given once about an optimizer (the rest is read per step)."""
+    return (opt.kind, opt.global_clipnorm is not None)
 
 
 def _base_forward():

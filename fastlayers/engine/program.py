@@ -23,7 +23,7 @@ The compiled executor (:mod:`fastlayers.engine.executor`) and the NumPy twin
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -404,6 +404,21 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
     fused = [id(w) in really for w in weights]
     return StepProgram(low.slots, low.ops, in_slots, out_slots, terms, weights, backprop or vjp,
                        dtype, fused, vjp)
+
+
+def for_optimizer(program: StepProgram, optimizer) -> StepProgram:
+    """``program``, or a copy with no SGD update fused into backward if ``optimizer``
+    can no longer take one (momentum, Nesterov or global clipping set after compile()).
+
+    Both executors call this, so the fused updates a step runs are decided here.
+    """
+    from .. import _codes
+
+    if not any(program.fused) or (optimizer.kind == _codes.OPT_SGD
+                                  and optimizer.global_clipnorm is None):
+        return program
+    ops = [replace(op, fused_sgd=tuple(False for _ in op.fused_sgd)) for op in program.ops]
+    return replace(program, ops=ops, fused=[False] * len(program.weights))
 
 
 def _mixed_dtype_error(model, low) -> None:

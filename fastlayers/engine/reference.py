@@ -1,0 +1,541 @@
+"""The NumPy twin of the compiled executor: the same step program, in plain NumPy.
+
+:class:`ReferenceRunner` runs a :class:`~fastlayers.engine.program.StepProgram` --
+forward, losses, backward, the point where gradients are complete, the optimizer
+update and the commit of state -- with the kernel twins of
+:mod:`fastlayers._reference`.  Like the compiled executor it decides nothing: every
+choice (which weights train, which ops run backward, which inputs want a gradient,
+who adds into a gradient buffer, batch or moving statistics, fused SGD updates,
+dropout seeds and counters) is read from the program's fields.  It exists so tests
+can run one program on both executors and compare weights and state; it is slow
+and allocates freely.
+
+It works on the real state the program points at (weights, optimizer slots, moving
+statistics, dropout counters), like :class:`~fastlayers.engine.executor.Runner`,
+and has the same ``train_step``/``run`` signatures, so it can stand in for a
+model's compiled runner (``model._compiled.train = ReferenceRunner(...)``) and run
+``fit`` too.  Each step works on fresh buffers: a compiled buffer that is read
+before the step wrote it would show up as a difference between the two.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _codes
+from .. import _reference as ref
+from .executor import _base_forward, _call_inference
+from .program import OpKind, StepProgram, for_optimizer
+
+__all__ = ["ReferenceRunner", "update"]
+
+
+def update(kind: int, hyper: np.ndarray, w: np.ndarray, g: np.ndarray,
+           slots: Sequence[np.ndarray]) -> None:
+    """One optimizer update of one weight in place, from its complete gradient ``g``.
+
+    The twin of ``update_one`` in ``csrc/_optim.pxd``: ``g`` is first scaled by
+    ``hyper[H_GSCALE]`` (global-norm clipping), then the rule of ``kind`` runs with
+    the per-step scalars of ``hyper`` (layout in :mod:`fastlayers._codes`).  This is
+    the one dispatch on the optimizer kind; it is meant to be replaced by
+    ``fastlayers._reference.update_reference`` once the optimizers carry their own
+    NumPy twins.
+    """
+    dt = w.dtype.type
+    sc = dt(hyper[_codes.H_GSCALE])
+    if sc != 1:
+        g *= sc
+    if kind == _codes.OPT_ADAM:
+        # hyper[H_A] is the bias-corrected rate lr_t the optimizer computed once.
+        m, v = slots[0], slots[1]
+        b1, b2 = hyper[_codes.H_B], hyper[_codes.H_C]
+        m[...] = dt(b1) * m + dt(1 - b1) * g
+        v[...] = dt(b2) * v + dt(1 - b2) * g * g
+        w -= dt(hyper[_codes.H_A]) * m / (np.sqrt(v) + dt(hyper[_codes.H_D]))
+    elif kind in (_codes.OPT_SGD, _codes.OPT_MOMENTUM, _codes.OPT_NESTEROV):
+        vel = None if kind == _codes.OPT_SGD else [slots[0].reshape(-1)]
+        ref.sgd_update([w.reshape(-1)], [g.reshape(-1)], vel, hyper[_codes.H_LR],
+                       hyper[_codes.H_A] if vel is not None else 0.0,
+                       kind == _codes.OPT_NESTEROV)
+    else:
+        raise ValueError(f"ReferenceRunner: no twin for optimizer kind {kind}")
+
+
+_update = update  # the name the engine's brief uses for the one dispatch
+
+
+def _last_dim(shape) -> int:
+    return int(shape[-1]) if shape else 1
+
+
+class ReferenceRunner:
+    """A step program run in NumPy; ``optimizer`` only for training programs.
+
+    ``train_step(xs, ys, sws=None)`` returns ``(total, per_output_losses, outputs)``
+    as :meth:`Runner.train_step <fastlayers.engine.executor.Runner.train_step>` does;
+    ``run(xs, ys=None)`` is the forward-only call (losses when targets are given).
+    Inputs are standardized arrays (what ``Model._standardize_x``/``_y``/``_sw`` make).
+    """
+
+    def __init__(self, program: StepProgram, optimizer=None):
+        self.program = program
+        self.optimizer = optimizer
+        self.dtype = np.dtype(program.dtype)
+        self.grads: List[np.ndarray] = [np.zeros(w.shape, self.dtype) for w in program.weights]
+        self._gindex = {id(w): i for i, w in enumerate(program.weights)}
+        self._inputs = set(program.inputs)
+        self._bp: List[Optional[Callable]] = [None] * len(program.ops)
+        self._stats: Dict[int, tuple] = {}   # op index -> (mean, var, inv_std) of this step
+        self._masks: Dict[int, np.ndarray] = {}
+        self.values: List[Optional[np.ndarray]] = []
+        self.slot_grads: List[Optional[np.ndarray]] = []
+        self.loss_values: List[float] = [0.0] * len(program.losses)
+        self._targets: list = []
+        self.n = 0
+
+    # ------------------------------------------------------------ buffers
+    def _root(self, s: int) -> int:
+        a = self.program.slots[s].alias_of
+        return s if a is None else a
+
+    def _shape(self, s: int) -> tuple:
+        return (self.n,) + self.program.slots[s].shape
+
+    def _val(self, s: int) -> np.ndarray:
+        """The value of slot ``s`` (an alias is its root's buffer reshaped)."""
+        return self.values[self._root(s)].reshape(self._shape(s))
+
+    def _grad(self, s: int) -> Optional[np.ndarray]:
+        g = self.slot_grads[self._root(s)]
+        return None if g is None else g.reshape(self._shape(s))
+
+    def _put_grad(self, s: int, value: np.ndarray, add: bool) -> None:
+        """Write (or add) the gradient of slot ``s``, as the op's acc_dx flag says."""
+        dst = self._grad(s)
+        value = np.asarray(value).reshape(dst.shape)
+        if add:
+            dst += value.astype(self.dtype, copy=False)
+        else:
+            dst[...] = value
+
+    def _set_data(self, xs, ys, sws) -> None:
+        prog = self.program
+        n = len(xs[0])
+        self.n = n
+        self.values = [None] * len(prog.slots)
+        for s, x in zip(prog.inputs, xs):
+            x = np.asarray(x)
+            if x.dtype != self.dtype or x.shape != self._shape(s):
+                raise ValueError(f"ReferenceRunner: input for slot {s} must be {self.dtype} of "
+                                 f"shape {self._shape(s)}, got {x.dtype} {x.shape}")
+            self.values[s] = x
+        # Fresh zeros every step (the compiled buffers live across steps): a compiled
+        # gradient read before this step's first writer wrote it shows as a difference.
+        self.slot_grads = [np.zeros(self._shape(s.index), self.dtype)
+                           if prog.backprop and (prog.vjp or s.index not in self._inputs)
+                           and s.alias_of is None else None for s in prog.slots]
+        self._targets = []
+        if ys is not None:
+            for term in prog.losses:
+                self._targets.append((ys[term.output],
+                                      sws[term.output] if sws is not None else None))
+
+    def _check_labels(self, what: str) -> None:
+        for j, term in enumerate(self.program.losses):
+            if term.kind != _codes.LOSS_SPARSE_CE:
+                continue
+            k = _last_dim(self.program.slots[term.slot].shape)
+            lab = np.asarray(self._targets[j][0])
+            if lab.size and (lab.min() < 0 or lab.max() >= k):
+                raise ValueError(f"{term.loss.name}: labels must be in [0, {k}); output "
+                                 f"{term.output} got a label out of range ({what})")
+
+    # ------------------------------------------------------------ running
+    def train_step(self, xs, ys, sws=None, gradient_hook=None):
+        """One training step; returns ``(total, per_output_losses, outputs)``."""
+        opt = self.optimizer
+        # The compiled runner's rule for an optimizer changed after compile().
+        self.program = for_optimizer(self.program, opt)
+        self._set_data(xs, ys, sws)
+        self._check_labels("train_step")
+        hyper = opt.begin_step()
+        self.forward()
+        total = self.losses(backward=True)
+        self.backward(hyper)
+        self.gradients_ready(hyper, gradient_hook)
+        self.update(hyper)
+        self.commit()
+        opt.end_step()
+        return total, self._loss_list(), self._outputs()
+
+    def run(self, xs, ys=None, sws=None, commit: bool = False):
+        """Forward only (losses when targets are given); ``(total, per_output, outs)``."""
+        self._set_data(xs, ys, sws)
+        if ys is not None:
+            self._check_labels("run")
+        self.forward()
+        total = self.losses(backward=False) if ys is not None else None
+        self.commit()
+        return total, self._loss_list(), self._outputs()
+
+    def vjp(self, xs, gs):
+        """A ``vjp`` program (the public ``forward``/``backprop`` contract) in one call.
+
+        Forward (state committed, as an eager call does), then the backward pass
+        from output gradients ``gs``; returns ``(outputs, input_grads, weight_grads)``
+        with ``weight_grads`` keyed by ``id(weight)`` as ``VJPRunner.backward`` gives.
+        """
+        if not self.program.vjp:
+            raise ValueError("ReferenceRunner.vjp: the program was not lowered with vjp=True")
+        self._set_data(xs, None, None)
+        self.forward()
+        self.commit()
+        outs = [o.copy() for o in self._outputs()]
+        for s, g in zip(self.program.outputs, gs):
+            self._put_grad(s, np.asarray(g), False)
+        self.backward()
+        dxs = [self._grad(s).copy() for s in self.program.inputs]
+        return outs, dxs, {id(w): g.copy() for w, g in zip(self.program.weights, self.grads)}
+
+    def _outputs(self) -> List[np.ndarray]:
+        return [self._val(s) for s in self.program.outputs]
+
+    def _loss_list(self) -> List[float]:
+        vals = [0.0] * (max([t.output for t in self.program.losses] + [-1]) + 1)
+        for j, t in enumerate(self.program.losses):
+            vals[t.output] = self.loss_values[j]
+        return vals
+
+    # ------------------------------------------------------------ forward
+    def forward(self) -> None:
+        """Every op of the program in order."""
+        for i, op in enumerate(self.program.ops):
+            if op.kind == OpKind.CALLBACK:
+                self._callback_forward(i, op)
+                continue
+            x = self._val(op.inputs[0])
+            out_shape = self._shape(op.outputs[0])
+            if op.kind == OpKind.DENSE:
+                W = op.weights[0].value
+                b = op.weights[1].value if len(op.weights) > 1 else None
+                X = x.reshape(-1, W.shape[0])
+                Y = np.empty((X.shape[0], W.shape[1]), self.dtype)
+                ref.dense_forward(X, W, b, Y, op.act)
+            elif op.kind == OpKind.ACTIVATION:
+                X = x.reshape(-1, _last_dim(out_shape))
+                Y = np.empty_like(X)
+                ref.activation_forward(X, Y, op.act)
+            elif op.kind == OpKind.DROPOUT:
+                # Counter-based mask: u(seed, counter + i) over the flat batch.
+                Y = np.empty_like(x)
+                mask = np.empty(x.shape, np.uint8)
+                ref.dropout_forward(x, Y, mask, op.rate, op.seed, int(op.counter[0]))
+                self._masks[i] = mask
+            elif op.kind == OpKind.BATCHNORM:
+                Y = self._bn_forward(i, op, x, out_shape)
+            elif op.kind == OpKind.CONCAT:
+                Y = np.concatenate([self._val(s) for s in op.inputs], axis=op.axis + 1)
+            elif op.kind == OpKind.TRANSPOSE:
+                t1, t2 = op.kwargs["dims"]
+                Y = x.reshape(-1, t1, t2).transpose(0, 2, 1)
+            elif op.kind == OpKind.ADD:
+                Y = x.copy()
+                for s in op.inputs[1:]:
+                    Y += self._val(s)
+            else:
+                raise ValueError(f"ReferenceRunner: unknown op kind {op.kind!r}")
+            self.values[op.outputs[0]] = np.ascontiguousarray(Y, self.dtype).reshape(out_shape)
+
+    def _bn_params(self, op):
+        layer = op.layer
+        gamma = layer.gamma.value if layer.gamma is not None else None
+        beta = layer.beta.value if layer.beta is not None else None
+        return gamma, beta
+
+    def _bn_forward(self, i, op, x, out_shape):
+        c = _last_dim(out_shape)
+        X = x.reshape(-1, c)
+        Y = np.empty_like(X)
+        gamma, beta = self._bn_params(op)
+        layer = op.layer
+        if op.batch_stats:
+            stats = tuple(np.empty(c, self.dtype) for _ in range(3))
+            ref.batchnorm_forward_train(X, gamma, beta, op.epsilon, Y, *stats)
+            self._stats[i] = stats
+        else:
+            ref.batchnorm_forward_infer(X, gamma, beta, layer.moving_mean.value,
+                                        layer.moving_variance.value, op.epsilon, Y)
+        return Y
+
+    def _callback_forward(self, i, op) -> None:
+        layer = op.layer
+        xs = [self._val(s) for s in op.inputs]
+        x = xs if op.list_input else xs[0]
+        if op.backward:
+            if type(layer).forward is _base_forward():
+                raise NotImplementedError(f"Layer {layer.name!r} defines call() but no forward()")
+            targs = {"training": op.training} if layer._takes_training("forward") else {}
+            y, self._bp[i] = layer.forward(x, **targs, **op.kwargs)
+        else:
+            y = _call_inference(layer, x, op.training, op.kwargs)
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        if len(ys) != len(op.outputs):
+            raise ValueError(f"Layer {layer.name!r} returned {len(ys)} outputs, expected "
+                             f"{len(op.outputs)}")
+        for s, v in zip(op.outputs, ys):
+            v = np.asarray(v)
+            if v.shape != self._shape(s):
+                raise ValueError(f"Layer {layer.name!r} returned an output of shape {v.shape}, "
+                                 f"expected {self._shape(s)}")
+            self.values[s] = np.ascontiguousarray(v, self.dtype)
+
+    # ------------------------------------------------------------ losses
+    def losses(self, backward: bool) -> float:
+        """Each loss term's value (mean over the batch, as Keras) and weighted gradient."""
+        total = 0.0
+        written = set()
+        for j, term in enumerate(self.program.losses):
+            y, sw = self._targets[j]
+            pred = self._val(term.slot)
+            g_dst = self._grad(term.slot) if backward else None
+            want = g_dst is not None
+            if term.kind == _codes.LOSS_CALLBACK:
+                if sw is not None:
+                    raise ValueError(f"{term.loss.name}: sample weights need a built-in loss")
+                value, g = term.loss.loss_and_grad(y, pred, want_grad=want)
+                g = None if g is None else np.asarray(g) * term.weight
+            else:
+                value, g = _builtin_loss(term, pred, y, sw, want)
+            if want:
+                root = self._root(term.slot)
+                self._put_grad(term.slot, g, root in written)
+                written.add(root)
+            self.loss_values[j] = float(value)
+            total += term.weight * float(value)
+        return total
+
+    # ------------------------------------------------------------ backward
+    def backward(self, hyper: Optional[np.ndarray] = None) -> None:
+        """Ops in reverse order, those the program marks ``backward`` only."""
+        lr = float(hyper[_codes.H_LR]) if hyper is not None else 0.0
+        for i in range(len(self.program.ops) - 1, -1, -1):
+            op = self.program.ops[i]
+            if not op.backward:
+                continue
+            if op.kind == OpKind.CALLBACK:
+                self._callback_backward(i, op)
+                continue
+            G = self._grad(op.outputs[0])
+            x = self._val(op.inputs[0])
+            if op.kind == OpKind.DENSE:
+                self._dense_backward(op, x, G, lr)
+            elif op.kind == OpKind.ACTIVATION:
+                if op.want_dx[0]:
+                    c = _last_dim(self.program.slots[op.outputs[0]].shape)
+                    Y = self._val(op.outputs[0]).reshape(-1, c)
+                    dX = np.empty_like(Y)
+                    ref.activation_backward(Y, G.reshape(-1, c), dX, op.act)
+                    self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+            elif op.kind == OpKind.DROPOUT:
+                if op.want_dx[0]:
+                    dX = np.empty_like(G)
+                    ref.dropout_backward(G, self._masks[i], op.rate, dX)
+                    self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+            elif op.kind == OpKind.BATCHNORM:
+                self._bn_backward(i, op, x, G)
+            elif op.kind == OpKind.CONCAT:
+                off = 0
+                ax = op.axis + 1
+                for s, want, acc in zip(op.inputs, op.want_dx, op.acc_dx):
+                    width = self._shape(s)[ax]
+                    if want:
+                        idx = [slice(None)] * G.ndim
+                        idx[ax] = slice(off, off + width)
+                        self._put_grad(s, G[tuple(idx)], acc)
+                    off += width
+            elif op.kind == OpKind.TRANSPOSE:
+                if op.want_dx[0]:
+                    t1, t2 = op.kwargs["dims"]
+                    dX = G.reshape(-1, t2, t1).transpose(0, 2, 1)
+                    self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+            elif op.kind == OpKind.ADD:
+                for s, want, acc in zip(op.inputs, op.want_dx, op.acc_dx):
+                    if want:
+                        self._put_grad(s, G, acc)
+
+    def _weight_grad(self, op, k: int, value) -> None:
+        """Weight ``k`` of ``op``'s gradient into its one buffer (R8: add if acc_grad)."""
+        if not op.train[k]:
+            return
+        buf = self.grads[self._gindex[id(op.weights[k])]]
+        value = np.asarray(value).reshape(buf.shape)
+        if op.acc_grad[k]:
+            buf += value.astype(self.dtype)
+        else:
+            buf[...] = value
+
+    def _dense_backward(self, op, x, G, lr: float) -> None:
+        W = op.weights[0].value
+        d_in, d_out = W.shape
+        Y = self._val(op.outputs[0]).reshape(-1, d_out)
+        G = G.reshape(-1, d_out)
+        X = x.reshape(-1, d_in)
+        dZ = np.empty_like(G)
+        ref.activation_backward(Y, G, dZ, op.act)
+        if op.want_dx[0]:
+            self._put_grad(op.inputs[0], dZ @ W.T, op.acc_dx[0])
+        has_b = len(op.weights) > 1
+        fused = op.fused_sgd
+        if fused and fused[0]:
+            W += self.dtype.type(-lr) * (X.T @ dZ)
+        elif op.train[0]:
+            self._weight_grad(op, 0, X.T @ dZ)
+        if has_b:
+            col = dZ.sum(axis=0, dtype=np.float64)
+            if fused[1]:
+                b = op.weights[1].value
+                b += (-lr * col).astype(self.dtype)
+            elif op.train[1]:
+                self._weight_grad(op, 1, col.astype(self.dtype))
+
+    def _bn_backward(self, i, op, x, G) -> None:
+        layer = op.layer
+        c = _last_dim(self.program.slots[op.outputs[0]].shape)
+        X, dY = x.reshape(-1, c), G.reshape(-1, c)
+        gamma, _ = self._bn_params(op)
+        dX = np.empty_like(X) if op.want_dx[0] else None
+        # Parameter gradients into fresh arrays; the program's flags place them.
+        dgamma, dbeta = np.empty(c, self.dtype), np.empty(c, self.dtype)
+        if op.batch_stats:
+            mean, _, inv = self._stats[i]
+            ref.batchnorm_backward_train(X, dY, gamma, mean, inv, dX, dgamma, dbeta, False)
+        else:
+            ref.batchnorm_backward_infer(X, dY, gamma, layer.moving_mean.value,
+                                         layer.moving_variance.value, op.epsilon, dX, dgamma,
+                                         dbeta, False)
+        for k, w in enumerate(op.weights):
+            self._weight_grad(op, k, dgamma if w is layer.gamma else dbeta)
+        if dX is not None:
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _callback_backward(self, i, op) -> None:
+        layer = op.layer
+        bp, self._bp[i] = self._bp[i], None
+        gs = [self._grad(s) for s in op.outputs]
+        res = bp(gs[0] if len(gs) == 1 else gs)
+        own = list(layer.weights)
+        if isinstance(res, tuple) and len(res) == 2 and (own or isinstance(res[1], (list, tuple))):
+            dx, dws = res
+        else:
+            dx, dws = res, []
+        dws = list(dws or [])
+        if not dws and any(op.train):
+            raise ValueError(f"Layer {layer.name!r}: backprop returned no weight gradients")
+        for k, g in enumerate(dws):
+            if k < len(op.weights) and op.train[k]:
+                self._weight_grad(op, k, np.zeros(op.weights[k].shape) if g is None else g)
+        dxs = list(dx) if op.list_input else [dx]
+        for s, d, want, acc in zip(op.inputs, dxs, op.want_dx, op.acc_dx):
+            if want:
+                self._put_grad(s, np.zeros(self._shape(s)) if d is None else d, acc)
+
+    # ------------------------------------------------------------ gradients, update, commit
+    def gradients_ready(self, hyper: np.ndarray, gradient_hook=None) -> None:
+        """Every gradient summed, no weight moved: the hook, then global-norm clipping."""
+        unfused = [g for g, f in zip(self.grads, self.program.fused) if not f]
+        if gradient_hook is not None:
+            gradient_hook(unfused)
+        if getattr(self.optimizer, "global_clipnorm", None) is not None:
+            gn = float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in unfused)))
+            clip = hyper[_codes.H_CLIPNORM]
+            hyper[_codes.H_GSCALE] = clip / gn if gn > clip else 1.0
+
+    def update(self, hyper: np.ndarray) -> None:
+        """The optimizer's update of every trained weight not already updated in backward."""
+        kind = self.optimizer.kind
+        for w, g, fused in zip(self.program.weights, self.grads, self.program.fused):
+            if not fused:
+                _update(kind, hyper, w.value, g, self.optimizer.slots_for(w))
+
+    def commit(self) -> None:
+        """Dropout counters advance by the batch's size; moving statistics where updated."""
+        for i, op in enumerate(self.program.ops):
+            if op.kind == OpKind.DROPOUT:
+                op.counter[0] += np.uint64(self.n * self.program.slots[op.inputs[0]].size)
+            elif op.kind == OpKind.BATCHNORM and op.batch_stats and op.update_stats:
+                mean, var, _ = self._stats[i]
+                c = _last_dim(self.program.slots[op.outputs[0]].shape)
+                rows = self.n * self.program.slots[op.outputs[0]].size // c
+                # The unbiased batch variance (n / (n - 1)); a batch of one row stays biased.
+                unbias = rows / (rows - 1) if rows > 1 else 1.0
+                layer = op.layer
+                ref.batchnorm_update_moving(layer.moving_mean.value, layer.moving_variance.value,
+                                            mean, var.astype(np.float64) * unbias, op.momentum)
+
+
+def _builtin_loss(term, pred, y, sw, want_grad: bool) -> Tuple[float, Optional[np.ndarray]]:
+    """A built-in loss term: (unweighted mean value, gradient times the loss weight).
+
+    Per-sample weights multiply each sample's loss and gradient; the mean still
+    divides by the batch size (Keras's ``sum_over_batch_size``).
+    """
+    dt = pred.dtype
+    n = pred.shape[0]
+    k = _last_dim(pred.shape[1:])
+    w = term.weight
+    swv = np.ones(n) if sw is None else np.asarray(sw, np.float64)
+    if term.kind in (_codes.LOSS_MSE, _codes.LOSS_MAE, _codes.LOSS_BCE):
+        P, T = pred.reshape(n, -1), np.asarray(y).reshape(n, -1)
+        G = np.empty_like(P) if want_grad else None
+        if term.kind == _codes.LOSS_MSE:
+            per = (P.astype(np.float64) - T) ** 2
+            ref.mse(P, T, G)
+        elif term.kind == _codes.LOSS_MAE:
+            per = np.abs(P.astype(np.float64) - T)
+            ref.mae(P, T, G)
+        else:
+            if term.from_logits:
+                z, t = P.astype(np.float64), T.astype(np.float64)
+                per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+            else:
+                lo, hi = dt.type(_codes.EPSILON), dt.type(1) - dt.type(_codes.EPSILON)
+                c, t = np.clip(P, lo, hi).astype(np.float64), T.astype(np.float64)
+                per = -(t * np.log(c) + (1 - t) * np.log(1 - c))
+            ref.binary_crossentropy(P, T, G, term.from_logits)
+        value = float((swv[:, None] * per).sum() / per.size) if per.size else float("nan")
+    else:
+        rows = pred.size // k
+        Z = pred.reshape(rows, k)
+        if term.kind == _codes.LOSS_SPARSE_CE:
+            Y = np.zeros((rows, k))
+            Y[np.arange(rows), np.asarray(y).reshape(-1)] = 1.0
+        else:
+            Y = np.asarray(y).reshape(rows, k).astype(np.float64)
+        G = np.empty(Z.shape, np.float64) if want_grad else None
+        rsw = np.repeat(swv, rows // n) if n else swv
+        per = _ce_rows(Z, Y, term.from_logits)
+        ref.softmax_crossentropy(Z, Y, G, term.from_logits)
+        value = float((rsw * per).sum() / rows) if rows else float("nan")
+        if G is not None:
+            G = (G * rsw[:, None]).astype(dt)
+            G = G.reshape(pred.shape)
+    if G is None:
+        return value, None
+    if term.kind != _codes.LOSS_CE and term.kind != _codes.LOSS_SPARSE_CE:
+        G = (G.astype(np.float64) * swv.reshape((n,) + (1,) * (G.ndim - 1))).astype(dt)
+    return value, (G.astype(np.float64) * w).astype(dt).reshape(pred.shape)
+
+
+def _ce_rows(Z, Y, from_logits: bool) -> np.ndarray:
+    """Per-row categorical cross-entropy (the value ``softmax_crossentropy`` averages)."""
+    z = Z.astype(np.float64)
+    if from_logits:
+        m = z.max(axis=1, keepdims=True)
+        lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+        return lse * Y.sum(axis=1) - (Y * z).sum(axis=1)
+    dt = Z.dtype.type
+    lo, hi = dt(_codes.EPSILON), dt(1) - dt(_codes.EPSILON)
+    s = Z.sum(axis=1, keepdims=True, dtype=np.float64).astype(Z.dtype)
+    r = np.clip(Z / s, lo, hi)
+    return -(Y * np.log(r.astype(np.float64))).sum(axis=1)
