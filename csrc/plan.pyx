@@ -432,6 +432,8 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
             return None
         t = &targets[0, 0]
     # The optimizer's settings are read every step, as the layer path reads them.
+    if not optimizer._fits_old_plan():
+        return None  # weight decay, clipping, amsgrad: the layer path runs them
     if p.opt_kind == OPT_ADAM:
         p.beta_1 = optimizer.beta_1
         p.beta_2 = optimizer.beta_2

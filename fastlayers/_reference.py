@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "EPSILON",
-    "dense_forward", "dense_backward", "dense_sgd_update",
+    "dense_forward", "dense_backward",
     "activation_forward", "activation_backward",
     "dropout_uniform", "dropout_forward", "dropout_backward",
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_update_moving",
@@ -104,13 +104,6 @@ def dense_backward(X, W, Y, dY, dZ, dX, dW, db, activation, accumulate):
             db += col
         else:
             db[...] = col
-
-
-def dense_sgd_update(X, dZ, W, b, lr):
-    """W -= lr * X.T @ dZ; b -= lr * dZ.sum(0)."""
-    W += W.dtype.type(-lr) * (X.T @ dZ)
-    if b is not None:
-        b += (-lr * dZ.sum(axis=0, dtype=np.float64)).astype(b.dtype)
 
 
 # ---------------------------------------------------------------------------
