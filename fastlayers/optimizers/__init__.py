@@ -136,8 +136,11 @@ class Adam(Optimizer):
 
     def _scalars(self, lr, t):
         b1, b2 = self._beta_1, self._beta_2
-        alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        return (alpha, 1.0 - b1, 1.0 - b2, self._epsilon)
+        return (lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t), 1.0 - b1, 1.0 - b2,
+                self._epsilon)
+
+    def _fill_step(self, buf, lr, t):
+        buf[C.H_A] = lr * math.sqrt(1.0 - self._beta_2 ** t) / (1.0 - self._beta_1 ** t)
 
     def _fits_old_plan(self) -> bool:
         return type(self) is Adam and not self._amsgrad and super()._fits_old_plan()
@@ -280,6 +283,9 @@ class Adamax(Optimizer):
         b1 = self._beta_1
         return (lr / (1.0 - b1 ** t), 1.0 - b1, self._beta_2, self._epsilon)
 
+    def _fill_step(self, buf, lr, t):
+        buf[C.H_A] = lr / (1.0 - self._beta_1 ** t)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(beta_1=self._beta_1, beta_2=self._beta_2, epsilon=self._epsilon)
@@ -322,15 +328,24 @@ class Nadam(Optimizer):
     def kind(self) -> int:
         return C.OPT_NADAM
 
-    def _scalars(self, lr, t):
-        b1, b2 = self._beta_1, self._beta_2
+    def _corrections(self, t):
+        b1 = self._beta_1
         u_t, u_next = _nadam_u(b1, t), _nadam_u(b1, t + 1)
         p_t = self._u_product * u_t
-        return ((u_next / (1.0 - p_t * u_next)), (1.0 - u_t) / (1.0 - p_t),
-                1.0 / (1.0 - b2 ** t), 1.0 - b1, 1.0 - b2, self._epsilon)
+        return (u_next / (1.0 - p_t * u_next), (1.0 - u_t) / (1.0 - p_t),
+                1.0 / (1.0 - self._beta_2 ** t))
 
-    def _advance(self, t):
-        self.__dict__["_u_product"] = self._u_product * _nadam_u(self._beta_1, t)
+    def _scalars(self, lr, t):
+        b1, b2 = self._beta_1, self._beta_2
+        return self._corrections(t) + (1.0 - b1, 1.0 - b2, self._epsilon)
+
+    def _fill_step(self, buf, lr, t):
+        buf[C.H_A], buf[C.H_B], buf[C.H_C] = self._corrections(t)
+
+    def end_step(self):
+        d = self.__dict__
+        d["_u_product"] = self._u_product * _nadam_u(self._beta_1, d["_iterations"] + 1)
+        d["_iterations"] += 1
 
     def _get_opt_state(self):
         return [np.array(self._u_product, dtype=np.float64)]

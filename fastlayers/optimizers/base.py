@@ -190,7 +190,7 @@ class Optimizer:
         d["_slots"] = {}            # id(weight) -> [weight, {slot name: array}, kind, tuple]
         d["_buf"] = array.array("d", [0.0] * HYPER_LEN)
         d["_hyper"] = np.frombuffer(d["_buf"], dtype=np.float64)
-        d["_cache_key"] = None
+        d["_cache_version"], d["_cache_lr"], d["_cache_step"] = -1, None, -1
         if name is None:
             from ..engine.layer import _snake, unique_name
             name = unique_name(_snake(type(self).__name__))
@@ -308,32 +308,42 @@ class Optimizer:
         """The kind-specific slots ``H_A``.. of ``hyper`` for step ``t`` (from 1)."""
         return ()
 
+    def _fill_step(self, buf: array.array, lr: float, t: int) -> None:
+        """Rewrite the ``H_A``.. slots that depend on the learning rate or the step ``t``
+        (bias corrections); the others change only with the hyperparameters."""
+
     def begin_step(self) -> np.ndarray:
         """Fill and return this step's float64 scalars (``HYPER_LEN``; layout in
         ``fastlayers._codes``).  The same array every call; changes no state, so a step
         that fails after it leaves the optimizer as it was."""
-        buf = self._buf
-        key = (self._version, self._iterations) if self._step_dependent else self._version
-        if key == self._cache_key and self._lr_fn is None:
-            buf[H_GSCALE] = 1.0  # the engine may have written last step's factor
-            return self._hyper
-        step = self._iterations
-        lr = self._lr_at(step)
-        wd, cv, cn = self._weight_decay, self._clipvalue, self._clipnorm
-        buf[H_LR] = lr
-        buf[H_WD] = lr * wd if wd else 0.0
-        buf[H_CLIPVALUE] = _INF if cv is None else cv
-        buf[H_CLIPNORM] = _INF if cn is None else cn
-        buf[H_GSCALE] = 1.0
-        i = H_GSCALE + 1
-        for v in self._scalars(lr, step + 1):
-            buf[i] = v
-            i += 1
-        while i < HYPER_LEN:
-            buf[i] = 0.0
-            i += 1
-        self.__dict__["_cache_key"] = key
-        return self._hyper
+        d = self.__dict__
+        buf = d["_buf"]
+        step = d["_iterations"]
+        lr = d["_lr"] if d["_lr_fn"] is None else self._lr_at(step)
+        # The scalars are a function of (hyperparameters, lr, step): refill only what
+        # changed.  A schedule is called every step (a user's callable need not be pure).
+        if d["_version"] != d["_cache_version"]:
+            wd, cv, cn = d["_weight_decay"], d["_clipvalue"], d["_clipnorm"]
+            buf[H_LR] = lr
+            buf[H_WD] = lr * wd if wd else 0.0
+            buf[H_CLIPVALUE] = _INF if cv is None else cv
+            buf[H_CLIPNORM] = _INF if cn is None else cn
+            i = H_GSCALE + 1
+            for v in self._scalars(lr, step + 1):
+                buf[i] = v
+                i += 1
+            while i < HYPER_LEN:
+                buf[i] = 0.0
+                i += 1
+            d["_cache_version"], d["_cache_lr"], d["_cache_step"] = d["_version"], lr, step
+        elif lr != d["_cache_lr"] or (self._step_dependent and step != d["_cache_step"]):
+            wd = d["_weight_decay"]
+            buf[H_LR] = lr
+            buf[H_WD] = lr * wd if wd else 0.0
+            self._fill_step(buf, lr, step + 1)
+            d["_cache_lr"], d["_cache_step"] = lr, step
+        buf[H_GSCALE] = 1.0  # the engine may have written last step's factor
+        return d["_hyper"]
 
     def global_norm_scale(self, sq_norm: float) -> float:
         """The factor ``H_GSCALE`` for gradients whose squares sum to ``sq_norm``
@@ -347,12 +357,9 @@ class Optimizer:
         return 1.0 if norm <= c else c / norm
 
     def end_step(self) -> None:
-        """The step happened: ``iterations += 1`` and any optimizer-level state advances."""
-        self._advance(self._iterations + 1)
+        """The step happened: ``iterations += 1`` (subclasses with optimizer-level
+        state, Nadam's momentum product, advance it too)."""
         self.__dict__["_iterations"] += 1
-
-    def _advance(self, t: int) -> None:
-        """Optimizer-level state after step ``t`` (Nadam's momentum product)."""
 
     def slots_for(self, weight: Any) -> Tuple[np.ndarray, ...]:
         """The weight's state arrays for the current ``kind``: created once (zeros, or
