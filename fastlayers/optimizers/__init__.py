@@ -171,7 +171,7 @@ class AdamW(Adam):
     def _check_together(self) -> None:
         super()._check_together()
         if self.__dict__.get("_weight_decay", 0.0) is None:
-            raise ValueError(f"{self._label()}: Argument `weight_decay` must be a float. "
+            raise ValueError(f"{self._label()}: weight_decay must be a float. "
                              "Received: weight_decay=None")
 
 
