@@ -178,7 +178,9 @@ cdef inline void update_one(int kind, const double* hyper, floating* w, floating
     Order (Keras 3): g * hyper[H_GSCALE], clipnorm (this weight's norm), clipvalue,
     decoupled weight decay, then the update of `kind`.  g is read only (the scaling
     is folded into the element loop), so it may also be a read-only buffer.  The
-    slots the kind reads (n_slots(kind) of s0, s1, s2) must be non-NULL.
+    slots the kind reads (n_slots(kind) of s0, s1, s2) must be non-NULL.  A weight of
+    PARALLEL_MIN_ELEMENTS or more is split over its own OpenMP team (_chunks), so call
+    it from serial code, not from inside a prange.
     """
     cdef _Pre p
     cdef double norm, cn = hyper[H_CLIPNORM]

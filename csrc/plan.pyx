@@ -432,7 +432,7 @@ cdef object _try_step(TrainPlan p, floating tag, object X, object T, object opti
             return None
         t = &targets[0, 0]
     # The optimizer's settings are read every step, as the layer path reads them.
-    if not optimizer._fits_old_plan():
+    if not optimizer._fits_old_plan:
         return None  # weight decay, clipping, amsgrad: the layer path runs them
     if p.opt_kind == OPT_ADAM:
         p.beta_1 = optimizer.beta_1

@@ -52,8 +52,8 @@ class SGD(Optimizer):
     def _scalars(self, lr, t):
         return (self._momentum,)
 
-    def _fits_old_plan(self) -> bool:
-        return type(self) is SGD and super()._fits_old_plan()
+    def _old_plan_ok(self) -> bool:
+        return type(self) is SGD and super()._old_plan_ok()
 
     def get_config(self):
         cfg = super().get_config()
@@ -142,8 +142,9 @@ class Adam(Optimizer):
     def _fill_step(self, buf, lr, t):
         buf[C.H_A] = lr * math.sqrt(1.0 - self._beta_2 ** t) / (1.0 - self._beta_1 ** t)
 
-    def _fits_old_plan(self) -> bool:
-        return type(self) is Adam and not self._amsgrad and super()._fits_old_plan()
+    def _old_plan_ok(self) -> bool:
+        return (type(self) is Adam and not self.__dict__.get("_amsgrad", False)
+                and super()._old_plan_ok())
 
     def get_config(self):
         cfg = super().get_config()

@@ -129,6 +129,7 @@ class _Param:
                 obj.__dict__[self.attr] = old
             raise
         obj._version += 1
+        obj.__dict__["_fits_old_plan"] = obj._old_plan_ok()
 
 
 def _weight_array(w: Any, where: str) -> np.ndarray:
@@ -388,10 +389,12 @@ class Optimizer:
     def _new_slot(self, name: str, like: np.ndarray) -> np.ndarray:
         return np.zeros(like.shape, dtype=like.dtype)
 
-    def _fits_old_plan(self) -> bool:
-        """Whether the old fused chain (engine/plan.py) implements these settings."""
-        return (self._weight_decay is None and self._clipnorm is None
-                and self._clipvalue is None and self._global_clipnorm is None)
+    def _old_plan_ok(self) -> bool:
+        """Whether the old fused chain (engine/plan.py) implements these settings; kept
+        in the attribute ``_fits_old_plan``, which plan.pyx reads every step."""
+        d = self.__dict__
+        return all(d.get(k) is None for k in
+                   ("_weight_decay", "_clipnorm", "_clipvalue", "_global_clipnorm"))
 
     # ------------------------------------------------------------------ the eager step
 
