@@ -66,7 +66,7 @@ N_SLOTS = tuple(len(SLOT_NAMES[k]) for k in range(OPT_COUNT))
 
 # Per kind: what H_A .. H_F hold (documentation, and the NumPy twin's reading).
 HYPER_SLOTS = {
-    OPT_SGD: (),
+    OPT_SGD: ("momentum (0: unused)",),
     OPT_MOMENTUM: ("momentum",),
     OPT_NESTEROV: ("momentum",),
     OPT_RMSPROP: ("rho", "1 - rho", "epsilon", "momentum"),

@@ -212,9 +212,12 @@ class Optimizer:
         if kwargs.pop("decay", None) is not None:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.",
                           stacklevel=3)
+        use_ema = bool(kwargs.get("use_ema", False))
         for key, default in _KERAS_DEFAULTS.items():
             if key in kwargs:
                 value = kwargs.pop(key)
+                if key.startswith("ema_") and not use_ema:
+                    continue  # Keras reads these only with use_ema
                 if value != default and not (key == "use_ema" and not value):
                     raise ValueError(f"{self._label()}: {key}={value!r} is not supported "
                                      f"(only the default, {default!r})")

@@ -86,6 +86,12 @@ def test_slot_counts_agree_between_python_and_the_kernel():
 def test_every_kind_is_reached_by_an_optimizer(name):
     opt = KINDS[name]()
     assert _codes.OPT_NAMES[opt.kind] == "OPT_" + name.upper()
+    # The documented per-kind slots of hyper are the ones begin_step fills.
+    n = len(_codes.HYPER_SLOTS[opt.kind])
+    assert len(opt._scalars(0.1, 1)) == n <= _codes.HYPER_LEN - _codes.H_A
+    hyper = opt.begin_step()
+    assert hyper.dtype == np.float64 and hyper.shape == (_codes.HYPER_LEN,)
+    assert (hyper[_codes.H_A + n:] == 0).all()
 
 
 def _grads(rng, dtype, layout):
