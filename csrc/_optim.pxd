@@ -53,31 +53,36 @@ cdef struct _Pre:
     double wd
 
 
-cdef inline floating _grad(const _Pre* p, floating g) noexcept nogil:
-    """g after global-norm scaling, clipnorm and clipvalue, in that order."""
-    if p.scaled:
-        g = g * <floating>p.scale
-    if p.clip:
-        if g > <floating>p.clipvalue:
-            g = <floating>p.clipvalue
-        elif g < <floating>(-p.clipvalue):
-            g = <floating>(-p.clipvalue)
+cdef inline floating _grad(floating g, bint scaled, floating scale, bint clip,
+                           floating cv) noexcept nogil:
+    """g after global-norm scaling, clipnorm (both folded into scale) and clipvalue."""
+    if scaled:
+        g = g * scale
+    if clip:
+        if g > cv:
+            g = cv
+        elif g < -cv:
+            g = -cv
     return g
 
 
-cdef inline floating _decayed(const _Pre* p, floating w) noexcept nogil:
+cdef inline floating _decayed(floating w, bint decay, floating wd) noexcept nogil:
     """Keras's decoupled weight decay: w - w * (weight_decay * lr)."""
-    if p.decay:
-        return w - w * <floating>p.wd
+    if decay:
+        return w - w * wd
     return w
 
 
 cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
                         const floating* g, floating* s0, floating* s1, floating* s2,
                         Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    # Everything the loops read is copied into locals first: a store to w[i] could
+    # otherwise alias h or p, forcing a reload per element and no vectorization.
     cdef Py_ssize_t i
     cdef floating gi, wi, a, b, c, d, e, f, lr = <floating>h[H_LR]
     cdef floating x, y, denom
+    cdef bint scaled = p.scaled, clip = p.clip, decay = p.decay
+    cdef floating scale = <floating>p.scale, cv = <floating>p.clipvalue, wd = <floating>p.wd
     a = <floating>h[H_A]
     b = <floating>h[H_B]
     c = <floating>h[H_C]
@@ -86,13 +91,13 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     f = <floating>h[H_F]
     if kind == OPT_SGD:
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            w[i] = _decayed(p, w[i]) - gi * lr
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            w[i] = _decayed(w[i], decay, wd) - gi * lr
     elif kind == OPT_MOMENTUM or kind == OPT_NESTEROV:
         # a = momentum.  Keras: m = m momentum - g lr; w += m (Nesterov: w += m momentum - g lr)
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = s0[i] * a - gi * lr
             if kind == OPT_NESTEROV:
                 w[i] = wi + (s0[i] * a - gi * lr)
@@ -102,8 +107,8 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
         # a = rho, b = 1 - rho, c = epsilon, d = momentum.  s0 = velocity; s1 = momentum
         # (with momentum); the last slot = average gradient (centered).
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = a * s0[i] + b * (gi * gi)
             if kind == OPT_RMSPROP_CENTERED:
                 s1[i] = a * s1[i] + b * gi
@@ -122,8 +127,8 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     elif kind == OPT_ADAM or kind == OPT_AMSGRAD:
         # a = alpha (both bias corrections), b = 1 - beta_1, c = 1 - beta_2, d = epsilon.
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = s0[i] + (gi - s0[i]) * b
             s1[i] = s1[i] + (gi * gi - s1[i]) * c
             x = s1[i]
@@ -135,15 +140,15 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     elif kind == OPT_ADAGRAD:
         # a = epsilon.  Keras puts epsilon inside the square root.
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = s0[i] + gi * gi
             w[i] = wi - (lr * gi) / _sqrt(s0[i] + a)
     elif kind == OPT_ADADELTA:
         # a = rho, b = 1 - rho, c = epsilon; s0 = accumulated grad, s1 = accumulated delta.
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = a * s0[i] + b * (gi * gi)
             x = -((_sqrt(s1[i] + c) * gi) / _sqrt(s0[i] + c))
             s1[i] = a * s1[i] + b * (x * x)
@@ -151,8 +156,8 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     elif kind == OPT_ADAMAX:
         # a = lr / (1 - beta_1^t), b = 1 - beta_1, c = beta_2, d = epsilon; s1 = norm u.
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = s0[i] + (gi - s0[i]) * b
             x = c * s1[i]
             y = gi if gi >= 0 else -gi
@@ -161,8 +166,8 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     elif kind == OPT_NADAM:
         # a = c_m, b = c_g, c = c_v, d = 1 - beta_1, e = 1 - beta_2, f = epsilon.
         for i in range(lo, hi):
-            gi = _grad(p, g[i])
-            wi = _decayed(p, w[i])
+            gi = _grad(g[i], scaled, scale, clip, cv)
+            wi = _decayed(w[i], decay, wd)
             s0[i] = s0[i] + (gi - s0[i]) * d
             s1[i] = s1[i] + (gi * gi - s1[i]) * e
             x = a * s0[i] + b * gi
