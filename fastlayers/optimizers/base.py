@@ -301,7 +301,10 @@ class Optimizer:
     @property
     def kind(self) -> int:
         """The ``OPT_*`` code of the update, from the current hyperparameters."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{self._label()}: an optimizer subclass must define `kind` (an OPT_* code of "
+            "fastlayers._codes) and `_scalars(lr, t)`; the kernel runs the update, so a "
+            "Python `update_step` is not supported")
 
     @property
     def n_slots(self) -> int:
