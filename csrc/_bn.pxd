@@ -1,5 +1,5 @@
 # Header-only batch-normalization loops, shared by batchnorm.pyx (the standalone
-# kernels) and plan.pyx (the fused training step).  `cdef inline` only: see
+# kernels) and executor.pyx (the compiled step).  `cdef inline` only: see
 # _blas.pxd.  X is (n, c); per-channel statistics are reductions down the columns,
 # done in blocks of COL_BLOCK channels whose sums sit in double accumulators on
 # the stack while the rows stream through.  Blocks are independent, which is

@@ -1,5 +1,5 @@
 # Header-only dropout loops, shared by dropout.pyx (the standalone kernels) and
-# plan.pyx (the fused training step).  `cdef inline` only: see _blas.pxd.
+# executor.pyx (the compiled step).  `cdef inline` only: see _blas.pxd.
 #
 # Element i of the flattened array is kept when u(key, counter + i) >= rate, so
 # the mask depends only on (seed, counter, size): chunks split over threads give

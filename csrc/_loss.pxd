@@ -1,5 +1,5 @@
 # Header-only per-element and per-row loss helpers, shared by losses.pyx (the
-# standalone loss kernels) and plan.pyx (the fused training step), so both compute
+# standalone loss kernels) and executor.pyx (the compiled step), so both compute
 # bit-identical losses and gradients.  `cdef inline` only: see _blas.pxd.
 from cython cimport floating
 from libc.math cimport exp, fabs, log, log1p

@@ -141,30 +141,3 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
                        beta, dwp, u)
         if want_db:
             _colsum(dzp, n, u, 1.0, dbp, accumulate)
-
-
-def dense_sgd_update(const floating[:, ::1] X,   # (n, d_in) IN
-                     const floating[:, ::1] dZ,  # (n, units) IN, gradient after activation
-                     floating[:, ::1] W,         # (d_in, units) IN/OUT
-                     floating[::1] b,            # (units,) IN/OUT or None
-                     double lr):
-    """W -= lr * X.T @ dZ; b -= lr * dZ.sum(0): plain SGD with no dW buffer."""
-    cdef Py_ssize_t n = X.shape[0], d_in = X.shape[1], u = dZ.shape[1]
-    cdef const floating* xp = _cp2(X)
-    cdef const floating* dzp = _cp2(dZ)
-    cdef floating* wp = _p2(W)
-    cdef floating* bp = NULL
-    cdef bint has_b = b is not None
-    if dZ.shape[0] != n or W.shape[0] != d_in or W.shape[1] != u:
-        raise ValueError("dense_sgd_update: shapes of X, dZ, W do not agree")
-    _check_blas_dims("dense_sgd_update", n, d_in, u)
-    if has_b:
-        if b.shape[0] != u:
-            raise ValueError("dense_sgd_update: b does not match units")
-        bp = _p1(b)
-    with nogil:
-        # One GEMM straight into W: alpha = -lr, beta = 1.
-        gemm_split(omp_get_max_threads(), True, True, False, d_in, u, n, <floating>(-lr), xp,
-                   d_in, dzp, u, 1, wp, u)
-        if has_b:
-            _colsum(dzp, n, u, -lr, bp, True)

@@ -72,7 +72,7 @@ cdef struct XOp:
     bint batch_stats
     bint update_stats
     # dropout
-    double rate
+    double* rate        # read every step (Dropout.rate may change after compile)
     uint64_t key
     uint64_t* counter
     uint8_t* mask       # bound per batch size
@@ -129,7 +129,6 @@ cdef class Executor:
     cdef Py_ssize_t global_n   # dropout: rows of the global batch (counter advance)
     cdef public int opt_kind
     cdef double lr             # this step's learning rate, for updates fused into backward
-    cdef bint global_clip
     cdef list _keep            # arrays whose memory the struct points into
     cdef public object callback_forward
     cdef public object callback_backward
@@ -220,9 +219,11 @@ cdef class Executor:
         op.eps, op.momentum = eps, momentum
         op.batch_stats, op.update_stats = batch_stats, update_stats
 
-    def set_dropout(self, int i, double rate, uint64_t seed, uint64_t[::1] counter):
+    def set_dropout(self, int i, double[::1] rate, uint64_t seed, uint64_t[::1] counter):
         cdef XOp* op = &self.ops[i]
-        op.rate = rate
+        if rate.shape[0] != 1 or counter.shape[0] != 1:
+            raise ValueError("set_dropout: rate and counter are one-element arrays")
+        op.rate = <double*>self._ptr(rate.base if rate.base is not None else rate)
         op.key = rng_key(seed)
         op.counter = <uint64_t*>self._ptr(counter.base if counter.base is not None else counter)
 
@@ -248,9 +249,8 @@ cdef class Executor:
         r.size = w.size
         r.fused = fused
 
-    def set_optimizer(self, int kind, bint global_clip):
+    def set_optimizer(self, int kind):
         self.opt_kind = kind
-        self.global_clip = global_clip
 
     # ------------------------------------------------------------ binding
     def bind(self, Py_ssize_t n, list values, list grads, list masks, scratch):
@@ -365,11 +365,11 @@ cdef class Executor:
     def step(self, double[::1] hyper):
         """A whole training step (no Python in between unless callbacks); the total loss.
 
-        The caller has checked labels (``check_labels``).  With global-norm clipping
-        the gradients are scaled between backward and update (hyper[H_GSCALE]).
+        The caller has checked labels (``check_labels``).  Anything between gradients
+        and updates (global-norm clipping, a gradient exchange) runs the phases one
+        by one instead: forward, losses_and_backward, update, commit.
         """
         cdef double loss
-        cdef double gn, clip
         self.lr = hyper[H_LR]
         if self.f32:
             _forward[float](self, <float>0)
@@ -377,10 +377,6 @@ cdef class Executor:
         else:
             _forward[double](self, <double>0)
             loss = _losses_backward[double](self, <double>0, True)
-        if self.global_clip:
-            gn = self.global_norm()
-            clip = hyper[H_CLIPNORM]
-            hyper[H_GSCALE] = clip / gn if gn > clip else 1.0
         self.update(hyper)
         self.commit()
         return loss
@@ -527,7 +523,7 @@ cdef int _forward(Executor ex, floating tag) except -1:
             elif op.kind == OP_DROPOUT:
                 size = n * ex.size[op.ins[0]]
                 start = op.counter[0] + <uint64_t>(ex.row_offset * ex.size[op.ins[0]])
-                _dropout_fwd(x, out, op.mask, size, op.rate, op.key, start)
+                _dropout_fwd(x, out, op.mask, size, op.rate[0], op.key, start)
             elif op.kind == OP_BATCHNORM:
                 rows = _rows(ex, op)
                 if op.batch_stats:
@@ -703,7 +699,7 @@ cdef int _backward(Executor ex, floating tag) except -1:
             elif op.kind == OP_DROPOUT:
                 dst = _dx_dest(ex, op, 0, G)
                 if dst != NULL:
-                    _dropout_bwd(G, op.mask, dst, size, op.rate)
+                    _dropout_bwd(G, op.mask, dst, size, op.rate[0])
                     _dx_finish(ex, op, 0, size, G)
             elif op.kind == OP_BATCHNORM:
                 dst = _dx_dest(ex, op, 0, G)

@@ -21,7 +21,7 @@ from libc.stdint cimport int64_t
 
 from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
 # The per-element and per-row arithmetic lives in _loss.pxd, shared with the
-# fused training step (plan.pyx), so both give bit-identical losses.
+# compiled step (executor.pyx), so both give bit-identical losses.
 from _loss cimport _bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_sum
 
 # Keras's backend.epsilon(), the clip for probabilities.

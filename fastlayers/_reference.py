@@ -13,12 +13,12 @@ import numpy as np
 
 __all__ = [
     "LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX", "EPSILON",
-    "dense_forward", "dense_backward", "dense_sgd_update",
+    "dense_forward", "dense_backward",
     "activation_forward", "activation_backward",
     "dropout_uniform", "dropout_forward", "dropout_backward",
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_update_moving",
     "batchnorm_backward_train", "batchnorm_backward_infer",
-    "sgd_update", "adam_update",
+    "update_reference", "sq_norm",
     "mse", "mae", "binary_crossentropy", "softmax_crossentropy_sparse",
     "softmax_crossentropy",
 ]
@@ -105,13 +105,6 @@ def dense_backward(X, W, Y, dY, dZ, dX, dW, db, activation, accumulate):
             db += col
         else:
             db[...] = col
-
-
-def dense_sgd_update(X, dZ, W, b, lr):
-    """W -= lr * X.T @ dZ; b -= lr * dZ.sum(0)."""
-    W += W.dtype.type(-lr) * (X.T @ dZ)
-    if b is not None:
-        b += (-lr * dZ.sum(axis=0, dtype=np.float64)).astype(b.dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -234,38 +227,6 @@ def batchnorm_backward_infer(X, dY, gamma, moving_mean, moving_var, eps, dX, dga
 
 
 # ---------------------------------------------------------------------------
-# Optimizers, on lists of 1-D arrays updated in place
-
-def sgd_update(params, grads, velocities, lr, momentum, nesterov):
-    """Keras SGD: v = momentum v - lr g; w += v (nesterov: w += momentum v - lr g)."""
-    if velocities is None and momentum != 0:
-        raise ValueError("sgd_update: momentum needs velocities")
-    for i, (w, g) in enumerate(zip(params, grads)):
-        dt = w.dtype.type
-        if velocities is None:
-            w -= dt(lr) * g
-            continue
-        v = velocities[i]
-        v[...] = dt(momentum) * v - dt(lr) * g
-        if nesterov:
-            w += dt(momentum) * v - dt(lr) * g
-        else:
-            w += v
-
-
-def adam_update(params, grads, ms, vs, lr, beta_1, beta_2, epsilon, t):
-    """Keras Adam: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t); w -= lr_t m / (sqrt(v) + eps)."""
-    if t < 1:
-        raise ValueError(f"adam_update: t counts steps from 1, got {t}")
-    lr_t = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-    for w, g, m, v in zip(params, grads, ms, vs):
-        dt = w.dtype.type
-        m[...] = dt(beta_1) * m + dt(1 - beta_1) * g
-        v[...] = dt(beta_2) * v + dt(1 - beta_2) * g * g
-        w -= dt(lr_t) * m / (np.sqrt(v) + dt(epsilon))
-
-
-# ---------------------------------------------------------------------------
 # Losses: mean over the batch; G (if not None) gets d(mean loss)/d(y_pred)
 
 def mse(Yp, Yt, G):
@@ -350,3 +311,87 @@ def softmax_crossentropy_sparse(Z, labels, G, from_logits):
     Y = np.zeros((n, k))
     Y[np.arange(n), labels] = 1.0
     return _ce_from_logits(Z, Y, G) if from_logits else _ce_from_probs(Z, Y, G)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers: the twin of update_one() in csrc/_optim.pxd (codes and the hyper
+# layout: fastlayers/_codes.py).  The arithmetic runs in float64 and the results are
+# stored back into the arrays' own dtype, once per step, as the kernel stores them.
+
+def sq_norm(g):
+    """Sum of squares in float64."""
+    g = np.asarray(g, dtype=np.float64)
+    return float(np.sum(g * g))
+
+
+def update_reference(kind, hyper, w, g, slots):
+    """One step of optimizer ``kind`` on weight ``w`` and its ``slots`` (in place);
+    ``g`` is only read.  Order: global-norm scale, clipnorm, clipvalue, weight decay,
+    then the update."""
+    from . import _codes as C
+
+    h = [float(x) for x in hyper]
+    g = np.asarray(g, dtype=np.float64).copy()
+    s = [np.asarray(x, dtype=np.float64).copy() for x in slots]
+    x = w.astype(np.float64)
+    lr, a, b, c, d, e, f = h[C.H_LR], h[C.H_A], h[C.H_B], h[C.H_C], h[C.H_D], h[C.H_E], h[C.H_F]
+    scale = h[C.H_GSCALE]
+    if np.isfinite(h[C.H_CLIPNORM]):
+        norm = np.sqrt(sq_norm(g)) * abs(scale)
+        if norm > h[C.H_CLIPNORM]:
+            scale *= h[C.H_CLIPNORM] / norm
+        elif np.isnan(norm):
+            scale = np.nan
+    g = g * scale
+    if np.isfinite(h[C.H_CLIPVALUE]):
+        g = np.clip(g, -h[C.H_CLIPVALUE], h[C.H_CLIPVALUE])
+    x = x - x * h[C.H_WD]
+    if kind == C.OPT_SGD:
+        x = x - g * lr
+    elif kind in (C.OPT_MOMENTUM, C.OPT_NESTEROV):
+        s[0] = s[0] * a - g * lr
+        x = x + (s[0] * a - g * lr if kind == C.OPT_NESTEROV else s[0])
+    elif C.OPT_RMSPROP <= kind <= C.OPT_RMSPROP_CENTERED_MOMENTUM:
+        with_momentum = kind in (C.OPT_RMSPROP_MOMENTUM, C.OPT_RMSPROP_CENTERED_MOMENTUM)
+        centered = kind in (C.OPT_RMSPROP_CENTERED, C.OPT_RMSPROP_CENTERED_MOMENTUM)
+        s[0] = a * s[0] + b * g * g
+        denom = s[0] + c
+        if centered:
+            s[-1] = a * s[-1] + b * g
+            denom = s[0] - s[-1] * s[-1] + c
+        inc = lr * g / np.sqrt(denom)
+        if with_momentum:
+            s[1] = d * s[1] + inc
+            x = x - s[1]
+        else:
+            x = x - inc
+    elif kind in (C.OPT_ADAM, C.OPT_AMSGRAD):
+        s[0] = s[0] + (g - s[0]) * b
+        s[1] = s[1] + (g * g - s[1]) * c
+        v = s[1]
+        if kind == C.OPT_AMSGRAD:
+            s[2] = np.maximum(s[2], s[1])
+            v = s[2]
+        x = x - s[0] * a / (np.sqrt(v) + d)
+    elif kind == C.OPT_ADAGRAD:
+        s[0] = s[0] + g * g
+        x = x - lr * g / np.sqrt(s[0] + a)
+    elif kind == C.OPT_ADADELTA:
+        s[0] = a * s[0] + b * g * g
+        delta = -(np.sqrt(s[1] + c) * g) / np.sqrt(s[0] + c)
+        s[1] = a * s[1] + b * delta * delta
+        x = x + lr * delta
+    elif kind == C.OPT_ADAMAX:
+        s[0] = s[0] + (g - s[0]) * b
+        s[1] = np.maximum(c * s[1], np.abs(g))
+        x = x - a * s[0] / (s[1] + d)
+    elif kind == C.OPT_NADAM:
+        s[0] = s[0] + (g - s[0]) * d
+        s[1] = s[1] + (g * g - s[1]) * e
+        m_hat = a * s[0] + b * g
+        x = x - m_hat * lr / (np.sqrt(s[1] * c) + f)
+    else:
+        raise ValueError(f"update_reference: unknown optimizer kind {kind}")
+    w[...] = x
+    for dst, src in zip(slots, s):
+        dst[...] = src

@@ -24,16 +24,17 @@ from ._kernels import batchnorm as _batchnorm
 from ._kernels import dense as _dense
 from ._kernels import dropout as _dropout
 from ._kernels import losses as _losses
+from . import _codes
 from ._kernels import optim as _optim
 
 __all__ = [
     "BACKEND", "ACTIVATIONS", "activation_code",
-    "dense_forward", "dense_backward", "dense_sgd_update",
+    "dense_forward", "dense_backward",
     "activation_forward", "activation_backward",
     "dropout_forward", "dropout_backward",
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_update_moving",
     "batchnorm_backward_train", "batchnorm_backward_infer",
-    "sgd_update", "adam_update",
+    "optimizer_update", "sq_norm",
     "mse", "mae", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy",
 ]
@@ -230,27 +231,6 @@ def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=Tr
                           None if Y is None else _rows(Y), _rows(dY), _rows(dZ),
                           None if dX is None else _rows(dX), dW, db, code, bool(accumulate))
     return dX, dW, db
-
-
-def dense_sgd_update(X, dZ, W, b, learning_rate) -> None:
-    """In place: W -= lr X.T @ dZ and b -= lr dZ.sum(0), with no dW buffer.
-
-    dZ is the gradient after the activation (dense_backward's scratch).  b may
-    be None.
-    """
-    fn = "dense_sgd_update"
-    c = _Call(fn)
-    W = c.inplace("W", W)
-    if W.ndim != 2:
-        raise ValueError(f"{fn}: W must be 2-D, got shape {W.shape}")
-    d_in, units = W.shape
-    X = c.input("X", X, min_ndim=2)
-    dZ = c.input("dZ", dZ, min_ndim=2)
-    if X.shape[-1] != d_in or dZ.shape != X.shape[:-1] + (units,):
-        raise ValueError(f"{fn}: X {X.shape} and dZ {dZ.shape} do not match W {W.shape}")
-    if b is not None:
-        b = c.inplace("b", b, (units,))
-    _dense.dense_sgd_update(_rows(X), _rows(dZ), W, b, float(learning_rate))
 
 
 # ---------------------------------------------------------------------------
@@ -521,37 +501,48 @@ def _state_list(c: _Call, name: str, arrays, params, inplace: bool) -> List[np.n
     return result
 
 
-def sgd_update(params, grads, velocities=None, learning_rate=0.01, momentum=0.0,
-               nesterov=False) -> None:
-    """Keras SGD step, in place on every array of params (and velocities).
+def optimizer_update(kind, hyper, params, grads, slots) -> None:
+    """One optimizer step of ``kind`` (an ``OPT_*`` code of ``fastlayers._codes``) with
+    this step's scalars ``hyper`` (float64, ``HYPER_LEN``), in place on every array of
+    params and slots.
 
-    velocities=None is plain SGD (w -= lr g) and needs momentum == 0.
+    ``slots[j][i]`` is state array j of ``params[i]``; ``len(slots)`` must be
+    ``_codes.N_SLOTS[kind]``.  grads are only read (they may be read-only or strided).
     """
-    c = _Call("sgd_update")
+    c = _Call("optimizer_update")
+    if isinstance(kind, bool) or not isinstance(kind, numbers.Integral) \
+            or not 0 <= kind < _codes.OPT_COUNT:
+        raise ValueError(f"optimizer_update: kind must be an OPT_* code in "
+                         f"[0, {_codes.OPT_COUNT}), got {kind!r}")
+    kind = int(kind)
+    h = np.asarray(hyper)
+    if h.dtype != np.float64 or h.shape != (_codes.HYPER_LEN,):
+        raise ValueError(f"optimizer_update: hyper must be float64 of shape "
+                         f"({_codes.HYPER_LEN},), got {h.dtype} {h.shape}")
     params = _param_list(c, params)
     flat_grads = _state_list(c, "grads", grads, params, inplace=False)
-    if velocities is None:
-        if momentum != 0:
-            raise ValueError("sgd_update: momentum != 0 needs velocities")
-        flat_v = None
-    else:
-        flat_v = _state_list(c, "velocities", velocities, params, inplace=True)
-    _optim.sgd_update([p.reshape(-1) for p in params], flat_grads, flat_v,
-                      float(learning_rate), float(momentum), bool(nesterov))
+    n = _codes.N_SLOTS[kind]
+    if isinstance(slots, np.ndarray) or not isinstance(slots, (list, tuple)) or len(slots) != n:
+        raise ValueError(f"optimizer_update: kind {_codes.OPT_NAMES[kind]} takes {n} slot "
+                         f"lists, got {slots!r:.60}")
+    flat_slots = [_state_list(c, f"slots[{j}]", s, params, inplace=True)
+                  for j, s in enumerate(slots)]
+    seen = {id(p) for p in params}
+    for j, s in enumerate(slots):
+        for i, a in enumerate(s):
+            if id(a) in seen:
+                raise ValueError(f"optimizer_update: slots[{j}][{i}] is also a param "
+                                 "or another slot")
+            seen.add(id(a))
+    _optim.apply_update(kind, np.ascontiguousarray(h), [p.reshape(-1) for p in params],
+                        flat_grads, flat_slots)
 
 
-def adam_update(params, grads, ms, vs, learning_rate, beta_1, beta_2, epsilon, t) -> None:
-    """Keras Adam step number t (counting from 1), in place on params, ms and vs."""
-    c = _Call("adam_update")
-    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
-        raise ValueError(f"adam_update: t counts steps from 1, got {t!r}")
-    params = _param_list(c, params)
-    flat_grads = _state_list(c, "grads", grads, params, inplace=False)
-    flat_m = _state_list(c, "ms", ms, params, inplace=True)
-    flat_v = _state_list(c, "vs", vs, params, inplace=True)
-    _optim.adam_update([p.reshape(-1) for p in params], flat_grads, flat_m, flat_v,
-                       float(learning_rate), float(beta_1), float(beta_2), float(epsilon),
-                       int(t))
+def sq_norm(g) -> float:
+    """Sum of squares of one float array, accumulated in double (for gradient clipping)."""
+    c = _Call("sq_norm")
+    g = c.input("g", g)
+    return float(_optim.sq_norm(g.reshape(-1)))
 
 
 # ---------------------------------------------------------------------------

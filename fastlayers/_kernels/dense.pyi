@@ -31,10 +31,3 @@ def dense_backward(
     activation: int,
     accumulate: bool,
 ) -> None: ...
-def dense_sgd_update(
-    X: np.ndarray,  # const floating[:, ::1] (n, d_in)
-    dZ: np.ndarray,  # const floating[:, ::1] (n, units)
-    W: np.ndarray,  # floating[:, ::1] (d_in, units) IN/OUT
-    b: Optional[np.ndarray],  # floating[::1] (units,) IN/OUT
-    lr: float,
-) -> None: ...

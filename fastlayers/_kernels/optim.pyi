@@ -1,26 +1,17 @@
 # Stubs for fastlayers._kernels.optim (csrc/optim.pyx).  Every list holds 1-D
 # C-contiguous arrays of one float dtype (floating[::1]); params[i], grads[i] and
-# the state arrays at i have the same length.
-from typing import List, Optional
+# slots[j][i] have the same length.  Codes and the hyper layout: fastlayers._codes.
+from typing import Dict, List
 
 import numpy as np
 
-def sgd_update(
+def slot_count(kind: int) -> int: ...  # per-weight state arrays of kind; -1 if unknown
+def codes() -> Dict[str, int]: ...  # the compiled OPT_*/H_* values of csrc/_codes.pxd
+def sq_norm(g: np.ndarray) -> float: ...  # const floating[::1]; sum of squares in double
+def apply_update(
+    kind: int,  # an OPT_* code
+    hyper: np.ndarray,  # const double[::1] (HYPER_LEN,): this step's scalars
     params: List[np.ndarray],  # IN/OUT
-    grads: List[np.ndarray],  # IN (const)
-    velocities: Optional[List[np.ndarray]],  # IN/OUT; None: plain SGD, momentum 0
-    lr: float,
-    momentum: float,
-    nesterov: bool,
-) -> None: ...
-def adam_update(
-    params: List[np.ndarray],  # IN/OUT
-    grads: List[np.ndarray],  # IN (const)
-    ms: List[np.ndarray],  # IN/OUT
-    vs: List[np.ndarray],  # IN/OUT
-    lr: float,
-    beta_1: float,
-    beta_2: float,
-    epsilon: float,
-    t: int,  # step number, from 1
+    grads: List[np.ndarray],  # IN (const; never written)
+    slots: List[List[np.ndarray]],  # slot_count(kind) lists, IN/OUT
 ) -> None: ...

@@ -68,8 +68,9 @@ class Runner:
             for j, (w, fused) in enumerate(zip(program.weights, program.fused)):
                 s = tuple(optimizer.slots_for(w)) + (None, None, None)
                 ex.set_weight(j, w.value, self.grads[j], s[0], s[1], s[2], fused)
-            ex.set_optimizer(optimizer.kind, optimizer.global_clipnorm is not None)
+            ex.set_optimizer(optimizer.kind)
         self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
+        self._opt_version = getattr(optimizer, "_version", None)
         ex.callback_forward = self._callback_forward
         ex.callback_backward = self._callback_backward
         ex.callback_loss = self._callback_loss
@@ -96,7 +97,7 @@ class Runner:
         if op.kind in (OpKind.DENSE, OpKind.BATCHNORM):
             self._set_params(ex, i, op, gindex)
         if op.kind == OpKind.DROPOUT:
-            ex.set_dropout(i, op.rate, op.seed, op.counter)
+            ex.set_dropout(i, op.kwargs["rate"], op.seed, op.counter)
         elif op.kind == OpKind.CONCAT:
             shape = slots[op.outputs[0]].shape
             ax = op.axis
@@ -219,6 +220,8 @@ class Runner:
     def fast_step(self, x, y) -> float:
         """A training step on arrays in the program's form (``fast_form``): the loss."""
         with self._lock:
+            if self._opt_version != self.optimizer._version:
+                self._check_optimizer()  # may set the executor up again: before binding
             n = len(x)
             if n != self.n or self._bound is None:
                 self._bind(n)
@@ -233,10 +236,7 @@ class Runner:
             if self.program.losses[0].kind == _codes.LOSS_SPARSE_CE and ex.check_labels() >= 0:
                 self._targets = [(y, None)]
                 return self._bad_labels(0)
-            opt = self.optimizer
-            total = ex.step(opt.begin_step())
-            opt.end_step()
-            return total
+            return self._run_step(None)
 
     def _bad_labels(self, j: int):
         term = self.program.losses[j]
@@ -252,25 +252,36 @@ class Runner:
         (data-parallel averaging); it may change the arrays in place.
         """
         with self._lock:
-            if _optimizer_setup(self.optimizer) != self._opt_setup:
-                self._optimizer_changed()
+            if self._opt_version != self.optimizer._version:
+                self._check_optimizer()
             self._set_data(xs, ys, sws)
-            ex = self._ex
-            bad = ex.check_labels()
+            bad = self._ex.check_labels()
             if bad >= 0:
                 self._bad_labels(bad)
-            opt = self.optimizer
-            hyper = opt.begin_step()
-            if gradient_hook is None:
-                total = ex.step(hyper)
-            else:
-                ex.forward(True)
-                total = ex.losses_and_backward(hyper)
-                self.gradients_ready(hyper, gradient_hook)
-                ex.update(hyper)
-                ex.commit()
-            opt.end_step()
+            total = self._run_step(gradient_hook)
             return total, self._loss_values(), self._outputs()
+
+    def _run_step(self, gradient_hook) -> float:
+        """Forward, losses, backward, [gradients ready], updates, commit; then end_step."""
+        opt = self.optimizer
+        ex = self._ex
+        hyper = opt.begin_step()
+        if gradient_hook is None and opt.global_clipnorm is None:
+            total = ex.step(hyper)
+        else:
+            ex.forward(True)
+            total = ex.losses_and_backward(hyper)
+            self.gradients_ready(hyper, gradient_hook)
+            ex.update(hyper)
+            ex.commit()
+        opt.end_step()
+        return total
+
+    def _check_optimizer(self) -> None:
+        """A hyperparameter changed: re-set the executor if its kind or fusing changed."""
+        self._opt_version = self.optimizer._version
+        if _optimizer_setup(self.optimizer) != self._opt_setup:
+            self._optimizer_changed()
 
     def _optimizer_changed(self) -> None:
         """The optimizer's kind or clipping changed after compile(): set the executor up again.
@@ -297,8 +308,7 @@ class Runner:
         opt = self.optimizer
         if opt.global_clipnorm is not None:
             gn = self._ex.global_norm()
-            clip = hyper[_codes.H_CLIPNORM]
-            hyper[_codes.H_GSCALE] = clip / gn if gn > clip else 1.0
+            hyper[_codes.H_GSCALE] = opt.global_norm_scale(gn * gn)
 
     def run(self, xs, ys=None, sws=None, commit: bool = False):
         """Forward only (and the losses when targets are given): ``(total, per_output, outs)``.
@@ -435,7 +445,7 @@ class Runner:
 
 def _optimizer_setup(opt) -> tuple:
     """What the executor is given once about an optimizer (the rest is read per step)."""
-    return (opt.kind, opt.global_clipnorm is not None)
+    return (opt.kind, opt.global_clipnorm is not None, opt.fusable)
 
 
 def _base_forward():

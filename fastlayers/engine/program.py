@@ -252,9 +252,11 @@ class LayerContext:
         dtype = self.layer.dtype
         outs = tuple(self._low.new_slot(s, dtype) for s in self.out_shapes)
         weights = tuple(weights)
+        kwargs = dict(self.node.kwargs)
+        kwargs.update(settings.pop("kwargs", {}))
         op = Op(kind, self.layer, self.path, tuple(self.inputs), outs, self.training,
                 weights=weights, train=self._low.weight_flags(weights),
-                kwargs=dict(self.node.kwargs), list_input=self.node.list_input, **settings)
+                kwargs=kwargs, list_input=self.node.list_input, **settings)
         self._low.ops.append(op)
         return list(outs)
 
@@ -414,8 +416,7 @@ def for_optimizer(program: StepProgram, optimizer) -> StepProgram:
     """
     from .. import _codes
 
-    if not any(program.fused) or (optimizer.kind == _codes.OPT_SGD
-                                  and optimizer.global_clipnorm is None):
+    if not any(program.fused) or optimizer.fusable:
         return program
     ops = [replace(op, fused_sgd=tuple(False for _ in op.fused_sgd)) for op in program.ops]
     return replace(program, ops=ops, fused=[False] * len(program.weights))

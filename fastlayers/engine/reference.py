@@ -33,36 +33,55 @@ __all__ = ["ReferenceRunner", "update"]
 
 def update(kind: int, hyper: np.ndarray, w: np.ndarray, g: np.ndarray,
            slots: Sequence[np.ndarray]) -> None:
-    """One optimizer update of one weight in place, from its complete gradient ``g``.
-
-    The twin of ``update_one`` in ``csrc/_optim.pxd``: ``g`` is first scaled by
-    ``hyper[H_GSCALE]`` (global-norm clipping), then the rule of ``kind`` runs with
-    the per-step scalars of ``hyper`` (layout in :mod:`fastlayers._codes`).  This is
-    the one dispatch on the optimizer kind; it is meant to be replaced by
-    ``fastlayers._reference.update_reference`` once the optimizers carry their own
-    NumPy twins.
-    """
-    dt = w.dtype.type
-    sc = dt(hyper[_codes.H_GSCALE])
-    if sc != 1:
-        g *= sc
-    if kind == _codes.OPT_ADAM:
-        # hyper[H_A] is the bias-corrected rate lr_t the optimizer computed once.
-        m, v = slots[0], slots[1]
-        b1, b2 = hyper[_codes.H_B], hyper[_codes.H_C]
-        m[...] = dt(b1) * m + dt(1 - b1) * g
-        v[...] = dt(b2) * v + dt(1 - b2) * g * g
-        w -= dt(hyper[_codes.H_A]) * m / (np.sqrt(v) + dt(hyper[_codes.H_D]))
-    elif kind in (_codes.OPT_SGD, _codes.OPT_MOMENTUM, _codes.OPT_NESTEROV):
-        vel = None if kind == _codes.OPT_SGD else [slots[0].reshape(-1)]
-        ref.sgd_update([w.reshape(-1)], [g.reshape(-1)], vel, hyper[_codes.H_LR],
-                       hyper[_codes.H_A] if vel is not None else 0.0,
-                       kind == _codes.OPT_NESTEROV)
-    else:
-        raise ValueError(f"ReferenceRunner: no twin for optimizer kind {kind}")
+    """One optimizer update of one weight in place, from its complete gradient ``g``:
+    the optimizers' own NumPy twin (``fastlayers._reference.update_reference``)."""
+    ref.update_reference(kind, hyper, w, g, slots)
 
 
-_update = update  # the name the engine's brief uses for the one dispatch
+_update = update
+
+
+def _rate(op) -> float:
+    """A dropout op's rate now (read every step, as the executor does)."""
+    return float(op.kwargs["rate"][0])
+
+
+def _merge(mode: int, xs):
+    """The MERGE op's forward in NumPy, left to right like the kernel."""
+    y = xs[0].copy()
+    for x in xs[1:]:
+        if mode in (_codes.MERGE_ADD, _codes.MERGE_AVERAGE):
+            y = y + x
+        elif mode == _codes.MERGE_SUBTRACT:
+            y = y - x
+        elif mode == _codes.MERGE_MULTIPLY:
+            y = y * x
+        elif mode == _codes.MERGE_MAXIMUM:
+            y = np.maximum(y, x)
+        else:
+            y = np.minimum(y, x)
+    return y / len(xs) if mode == _codes.MERGE_AVERAGE else y
+
+
+def _merge_grad(mode: int, xs, i: int, G):
+    """Input ``i``'s gradient; maximum/minimum go to the first input that attains it."""
+    if mode == _codes.MERGE_ADD or (mode == _codes.MERGE_SUBTRACT and i == 0):
+        return G
+    if mode == _codes.MERGE_SUBTRACT:
+        return -G
+    if mode == _codes.MERGE_AVERAGE:
+        return G / len(xs)
+    if mode == _codes.MERGE_MULTIPLY:
+        out = G
+        for k, x in enumerate(xs):
+            if k != i:
+                out = out * x
+        return out
+    y = _merge(mode, xs)
+    taken = np.zeros(y.shape, bool)
+    for k in range(i):
+        taken |= xs[k] == y
+    return np.where(~taken & (xs[i] == y), G, 0)
 
 
 def _last_dim(shape) -> int:
@@ -230,7 +249,7 @@ class ReferenceRunner:
                 # Counter-based mask: u(seed, counter + i) over the flat batch.
                 Y = np.empty_like(x)
                 mask = np.empty(x.shape, np.uint8)
-                ref.dropout_forward(x, Y, mask, op.rate, op.seed, int(op.counter[0]))
+                ref.dropout_forward(x, Y, mask, _rate(op), op.seed, int(op.counter[0]))
                 self._masks[i] = mask
             elif op.kind == OpKind.BATCHNORM:
                 Y = self._bn_forward(i, op, x, out_shape)
@@ -239,10 +258,8 @@ class ReferenceRunner:
             elif op.kind == OpKind.TRANSPOSE:
                 t1, t2 = op.kwargs["dims"]
                 Y = x.reshape(-1, t1, t2).transpose(0, 2, 1)
-            elif op.kind == OpKind.ADD:
-                Y = x.copy()
-                for s in op.inputs[1:]:
-                    Y += self._val(s)
+            elif op.kind == OpKind.MERGE:
+                Y = _merge(op.act, [self._val(s) for s in op.inputs])
             else:
                 raise ValueError(f"ReferenceRunner: unknown op kind {op.kind!r}")
             self.values[op.outputs[0]] = np.ascontiguousarray(Y, self.dtype).reshape(out_shape)
@@ -340,7 +357,7 @@ class ReferenceRunner:
             elif op.kind == OpKind.DROPOUT:
                 if op.want_dx[0]:
                     dX = np.empty_like(G)
-                    ref.dropout_backward(G, self._masks[i], op.rate, dX)
+                    ref.dropout_backward(G, self._masks[i], _rate(op), dX)
                     self._put_grad(op.inputs[0], dX, op.acc_dx[0])
             elif op.kind == OpKind.BATCHNORM:
                 self._bn_backward(i, op, x, G)
@@ -359,10 +376,11 @@ class ReferenceRunner:
                     t1, t2 = op.kwargs["dims"]
                     dX = G.reshape(-1, t2, t1).transpose(0, 2, 1)
                     self._put_grad(op.inputs[0], dX, op.acc_dx[0])
-            elif op.kind == OpKind.ADD:
-                for s, want, acc in zip(op.inputs, op.want_dx, op.acc_dx):
+            elif op.kind == OpKind.MERGE:
+                xs = [self._val(s) for s in op.inputs]
+                for i, (s, want, acc) in enumerate(zip(op.inputs, op.want_dx, op.acc_dx)):
                     if want:
-                        self._put_grad(s, G, acc)
+                        self._put_grad(s, _merge_grad(op.act, xs, i, G), acc)
 
     def _weight_grad(self, op, k: int, value) -> None:
         """Weight ``k`` of ``op``'s gradient into its one buffer (R8: add if acc_grad)."""
@@ -447,9 +465,8 @@ class ReferenceRunner:
         if gradient_hook is not None:
             gradient_hook(unfused)
         if getattr(self.optimizer, "global_clipnorm", None) is not None:
-            gn = float(np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in unfused)))
-            clip = hyper[_codes.H_CLIPNORM]
-            hyper[_codes.H_GSCALE] = clip / gn if gn > clip else 1.0
+            sq = sum(float((g.astype(np.float64) ** 2).sum()) for g in unfused)
+            hyper[_codes.H_GSCALE] = self.optimizer.global_norm_scale(sq)
 
     def update(self, hyper: np.ndarray) -> None:
         """The optimizer's update of every trained weight not already updated in backward."""

@@ -112,7 +112,7 @@ class Model(Container):
         c.flags_version = _layer_mod.FLAGS_VERSION[0]
         c.train = Runner(lower(self, training=True, picture=picture, backprop=True,
                                losses=loss_list, loss_weights=lw,
-                               fuse_sgd=_fusable(opt)), opt)
+                               fuse_sgd=opt.fusable), opt)
         # The fast path: one input, one built-in loss, no metrics, no callbacks.
         c.fast = (not c.has_metrics and not c.train.program.has_callbacks
                   and len(self.outputs) == 1)
@@ -575,16 +575,6 @@ def _first_array(x):
     if isinstance(x, dict):
         return next(iter(x.values()), None)
     return x
-
-
-def _fusable(opt) -> bool:
-    """Plain SGD with nothing between gradient and update may fuse into the backward pass."""
-    from .. import _codes
-
-    return (opt.kind == _codes.OPT_SGD and opt.global_clipnorm is None
-            and getattr(opt, "clipnorm", None) is None and getattr(opt, "clipvalue", None) is None
-            and not getattr(opt, "weight_decay", None)
-            and not callable(getattr(opt, "_learning_rate", None)))
 
 
 def _as_array(a, owner: str, what: str) -> np.ndarray:

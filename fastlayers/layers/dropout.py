@@ -22,12 +22,9 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise TypeError(f"Dropout {self.name!r}: rate must be a number, got {rate!r}") from None
-        if not (0.0 <= rate < 1.0):
-            raise ValueError(f"Dropout {self.name!r}: rate must be in [0, 1), got {rate}")
+        # A one-element array the compiled step reads every step, so a rate changed
+        # after compile() applies from the next step, as it does in eager Keras.
+        self._rate = np.zeros(1, dtype=np.float64)
         self.rate = rate
         self.seed = _random.draw_seed(seed)
         # A one-element array so the fused training step can advance it in place.
@@ -36,10 +33,26 @@ class Dropout(Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    @property
+    def rate(self) -> float:
+        """The fraction of inputs dropped in training mode, in [0, 1)."""
+        return float(self._rate[0])
+
+    @rate.setter
+    def rate(self, value) -> None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"Dropout {self.name!r}: rate must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not (0.0 <= v < 1.0):
+            raise ValueError(f"Dropout {self.name!r}: rate must be in [0, 1), got {value!r}")
+        self._rate[0] = v
+
     def _lower(self, ctx):
-        if not ctx.training or self.rate == 0.0:
+        if not ctx.training:
             return ctx.alias()  # R6: identity in inference mode
-        return ctx.emit(OpKind.DROPOUT, rate=self.rate, seed=self.seed, counter=self._counter)
+        return ctx.emit(OpKind.DROPOUT, rate=self.rate, seed=self.seed, counter=self._counter,
+                        kwargs={"rate": self._rate})
 
     def get_config(self):
         cfg = super().get_config()

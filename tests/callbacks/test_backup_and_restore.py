@@ -77,7 +77,7 @@ def test_fallback_optimizer_state_checks_shapes():
     model.train_on_batch(x[:8], y[:8])
     ws = model.compiled_trainable_weights
     state = optimizer_state(model.optimizer, ws)
-    with pytest.raises(ValueError, match="optimizer state for|set_state: expected"):
+    with pytest.raises(ValueError, match="optimizer state for|set_state expects"):
         set_optimizer_state(model.optimizer, ws[:-1], state)
 
 

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 
 from fastlayers import ops
+from fastlayers._codes import HYPER_LEN, OPT_ADAM, OPT_MOMENTUM, OPT_SGD
 
 f32, f64 = np.float32, np.float64
+HYPER = np.zeros(HYPER_LEN)
 
 
 def arr(*shape, dtype=f32):
@@ -32,11 +34,12 @@ def test_backend_name():
      "batchnorm_forward_train: gamma has dtype float64 but X has float32"),
     (lambda: ops.mse(arr(2, 3), arr(2, 3, dtype=f64)),
      "mse: y_true has dtype float64 but y_pred has float32"),
-    (lambda: ops.sgd_update([arr(3), arr(2, dtype=f64)], [arr(3), arr(2, dtype=f64)]),
-     r"sgd_update: params\[1\] has dtype float64 but params\[0\] has float32"),
-    (lambda: ops.adam_update([arr(3)], [arr(3, dtype=f64)], [arr(3)], [arr(3)],
-                             0.1, 0.9, 0.999, 1e-7, 1),
-     r"adam_update: grads\[0\] has dtype float64"),
+    (lambda: ops.optimizer_update(OPT_SGD, HYPER, [arr(3), arr(2, dtype=f64)],
+                                  [arr(3), arr(2, dtype=f64)], []),
+     r"optimizer_update: params\[1\] has dtype float64 but params\[0\] has float32"),
+    (lambda: ops.optimizer_update(OPT_ADAM, HYPER, [arr(3)], [arr(3, dtype=f64)],
+                                  [[arr(3)], [arr(3)]]),
+     r"optimizer_update: grads\[0\] has dtype float64"),
     (lambda: ops.dropout_forward(arr(3), 0.5, 0, 0, mask=arr(3)),
      "dropout_forward: mask must be a uint8"),
 ])
@@ -63,8 +66,6 @@ def test_dtype_errors_are_type_errors(call, message):
      "dense_backward: accumulate=True needs"),
     (lambda: ops.dense_backward(arr(2, 3), arr(3, 4), None, arr(2, 4), want_dX=False,
                                 dX=arr(2, 3)), "want_dX is False"),
-    (lambda: ops.dense_sgd_update(arr(2, 3), arr(2, 4), arr(4, 3).T, None, 0.1),
-     "dense_sgd_update: W must be C-contiguous"),
     (lambda: ops.activation_backward(arr(2, 3), arr(2, 4), "relu"),
      "activation_backward: dY has shape"),
     (lambda: ops.dropout_backward(arr(2, 3), np.ones((3, 2), np.uint8), 0.5),
@@ -78,12 +79,15 @@ def test_dtype_errors_are_type_errors(call, message):
     (lambda: ops.mse(arr(2, 3), arr(3, 2)), "mse: y_true has shape"),
     (lambda: ops.categorical_crossentropy(arr(2, 3), arr(2, 4)),
      "categorical_crossentropy: y_true has shape"),
-    (lambda: ops.sgd_update([arr(3)], [arr(4)]), r"sgd_update: grads\[0\] has shape"),
-    (lambda: ops.sgd_update([arr(3)], [arr(3)], [arr(3), arr(3)], momentum=0.9),
-     "sgd_update: 1 params but 2 velocities"),
-    (lambda: ops.sgd_update([arr(3)], [arr(3)], momentum=0.9), "needs velocities"),
-    (lambda: ops.adam_update([arr(3)], [arr(3)], [arr(3)], [arr(3)], 0.1, 0.9, 0.999, 1e-7, 0),
-     "adam_update: t counts steps from 1"),
+    (lambda: ops.optimizer_update(OPT_SGD, HYPER, [arr(3)], [arr(4)], []),
+     r"optimizer_update: grads\[0\] has shape"),
+    (lambda: ops.optimizer_update(OPT_MOMENTUM, HYPER, [arr(3)], [arr(3)], [[arr(3), arr(3)]]),
+     r"optimizer_update: 1 params but 2 slots\[0\]"),
+    (lambda: ops.optimizer_update(OPT_MOMENTUM, HYPER, [arr(3)], [arr(3)], []),
+     "OPT_MOMENTUM takes 1 slot lists"),
+    (lambda: ops.optimizer_update(99, HYPER, [arr(3)], [arr(3)], []), "kind must be an OPT_"),
+    (lambda: ops.optimizer_update(OPT_SGD, np.zeros(3), [arr(3)], [arr(3)], []),
+     "hyper must be float64 of shape"),
 ])
 def test_shape_errors_are_value_errors(call, message):
     with pytest.raises(ValueError, match=message):
@@ -131,23 +135,26 @@ def test_dropout_seed_must_be_uint64(seed):
 def test_in_place_arguments_must_be_usable_as_given():
     # An update of a contiguous copy would silently change nothing.
     w = arr(4, 3).T
-    with pytest.raises(ValueError, match=r"sgd_update: params\[0\] must be C-contiguous"):
-        ops.sgd_update([w], [arr(3, 4)])
+    with pytest.raises(ValueError, match=r"optimizer_update: params\[0\] must be C-contiguous"):
+        ops.optimizer_update(OPT_SGD, HYPER, [w], [arr(3, 4)], [])
     ro = arr(3)
     ro.setflags(write=False)
     with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
-        ops.sgd_update([ro], [arr(3)])
-    with pytest.raises(ValueError, match=r"velocities\[0\] must be C-contiguous"):
-        ops.sgd_update([arr(3)], [arr(3)], [arr(6)[::2]], momentum=0.9)
-    with pytest.raises(ValueError, match=r"ms\[0\] is read-only"):
-        ops.adam_update([arr(3)], [arr(3)], [ro], [arr(3)], 0.1, 0.9, 0.999, 1e-7, 1)
+        ops.optimizer_update(OPT_SGD, HYPER, [ro], [arr(3)], [])
+    with pytest.raises(ValueError, match=r"slots\[0\]\[0\] must be C-contiguous"):
+        ops.optimizer_update(OPT_MOMENTUM, HYPER, [arr(3)], [arr(3)], [[arr(6)[::2]]])
+    with pytest.raises(ValueError, match=r"slots\[0\]\[0\] is read-only"):
+        ops.optimizer_update(OPT_ADAM, HYPER, [arr(3)], [arr(3)], [[ro], [arr(3)]])
     with pytest.raises(TypeError, match=r"params\[0\] must be a numpy array"):
-        ops.sgd_update([[1.0, 2.0]], [arr(2)])
+        ops.optimizer_update(OPT_SGD, HYPER, [[1.0, 2.0]], [arr(2)], [])
     with pytest.raises(TypeError, match="params must be a list"):
-        ops.sgd_update(arr(3), [arr(3)])
+        ops.optimizer_update(OPT_SGD, HYPER, arr(3), [arr(3)], [])
     with pytest.raises(ValueError, match="appears twice"):
         p = arr(3)
-        ops.sgd_update([p, p], [arr(3), arr(3)])
+        ops.optimizer_update(OPT_SGD, HYPER, [p, p], [arr(3), arr(3)], [])
+    with pytest.raises(ValueError, match=r"slots\[1\]\[0\] is also a param"):
+        p = arr(3)
+        ops.optimizer_update(OPT_ADAM, HYPER, [p], [arr(3)], [[arr(3)], [p]])
     with pytest.raises(ValueError, match="moving_var must be C-contiguous"):
         ops.batchnorm_update_moving(arr(3), arr(6)[::2], arr(3), arr(3), 0.9)
 

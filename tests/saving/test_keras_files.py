@@ -40,8 +40,11 @@ def test_training_resumes_from_a_keras_file(name):
     x = np.array(e["x"], dtype=np.float32)
     loss = model.train_on_batch(x, np.array(e["targets"], dtype=np.float32))
     assert loss == pytest.approx(e["next_loss"], rel=1e-5)
-    np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["after"]), rtol=1e-4,
-                               atol=1e-5)
+    # Both fixtures have a BatchNormalization: its moving variance takes the unbiased batch
+    # variance here (DESIGN.md R7, as Keras 2/tf.keras/PyTorch) and the biased one in
+    # Keras 3, so inference after the step agrees to the size of that difference only.
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["after"]), rtol=5e-3,
+                               atol=5e-3)
     fresh = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
     fresh.compile(fresh.optimizer.__class__.from_config(fresh.optimizer.get_config()),
                   fresh.loss)  # same settings, optimizer state dropped: a different step
@@ -228,7 +231,9 @@ def test_keras_both_ways_outside_in(tmp_path):
         # Keras resumes training where fastlayers stopped (optimizer state included).
         assert res[name]["iterations"] == 3
         assert res[name]["next_loss"] == pytest.approx(mine[name][0], rel=1e-5)
-        np.testing.assert_allclose(res[name]["after"], mine[name][1], rtol=1e-4, atol=1e-5)
+        # After the step: BN's moving variance differs by design (R7: unbiased here, biased
+        # in Keras 3), so inference agrees to the size of that difference only.
+        np.testing.assert_allclose(res[name]["after"], mine[name][1], rtol=5e-3, atol=5e-3)
     assert res["func"]["trainable"]["pre"] is False and res["func"]["trainable"]["d"] is True
     assert res["func"]["optimizer"] == "Adam" and res["seq"]["optimizer"] == "SGD"
     # Keras -> fastlayers
