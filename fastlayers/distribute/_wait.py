@@ -21,9 +21,11 @@ from ._world import WORLD
 _PING, _PONG = 7101, 7102
 # How long the silent ranks get to answer once the timeout has passed.
 GRACE_SECONDS = 5.0  # or the timeout itself, when shorter
-# Spin this long before sleeping between polls: short exchanges finish in microseconds,
-# and sleeping on them would cost more than the exchange.
-_SPIN_SECONDS = 50e-6
+# Poll without pausing for this long (what MPI_Wait itself does): exchanges of a
+# training step finish within it, and any sleep would add its latency to every step.
+# Past it, the wait is a rank lagging behind (e.g. rank 0 writing a checkpoint):
+# poll with pauses of up to 1 ms so the waiting rank leaves the cores to others.
+_SPIN_SECONDS = 10e-3
 
 _me = np.zeros(1, dtype=np.int64)
 _pending_answers: List = []
@@ -39,15 +41,17 @@ def wait(requests: list, what: str) -> float:
     if MPI.Request.Testall(requests):
         return time.perf_counter() - start
     deadline = start + WORLD.timeout
-    pause = 0.0
+    spin_until = start + _SPIN_SECONDS
+    while time.perf_counter() < spin_until:
+        if MPI.Request.Testall(requests):
+            return time.perf_counter() - start
+    pause = 20e-6
     while not MPI.Request.Testall(requests):
         answer_probes()
-        now = time.perf_counter()
-        if now > deadline:
-            _give_up(what, now - start)
-        if now - start > _SPIN_SECONDS:
-            pause = min(1e-3, pause * 2 if pause else 20e-6)
-            time.sleep(pause)
+        if time.perf_counter() > deadline:
+            _give_up(what, time.perf_counter() - start)
+        time.sleep(pause)
+        pause = min(1e-3, pause * 2)
     return time.perf_counter() - start
 
 
