@@ -91,8 +91,10 @@ def init(timeout: Optional[float] = None, use_mpi: Optional[bool] = None) -> int
 
     With more than one rank, ``init`` also makes the random state of every rank that
     of rank 0 (so initial weights, dropout seeds and shuffles agree), makes an
-    uncaught exception on any rank abort the whole job, and installs a
-    :class:`DataParallel` as the default strategy ``fit`` uses (:func:`get_strategy`).
+    uncaught exception on any rank abort the whole job, gives each rank its share of
+    the machine's cores (unless ``fl.backend.set_num_threads`` was called), and
+    installs a :class:`DataParallel` as the default strategy ``fit`` uses
+    (:func:`get_strategy`).
     Calling it again only updates ``timeout``.
     """
     w = WORLD
@@ -133,8 +135,28 @@ def _start_mpi(MPI) -> None:
     node.Free()
     if w.size > 1:
         _install_excepthook()
+        _share_cores()
         from .collectives import sync_random_state
         sync_random_state()
+
+
+def _share_cores() -> None:
+    """Give each rank its share of the machine's cores, unless the script chose a count.
+
+    The kernels' OpenMP team defaults to every core; N ranks on one machine would run
+    N teams on the same cores, and spinning teams that share cores slow each other
+    down many times over.  A rank bound to some cores by the launcher (Open MPI binds
+    each of 2 ranks to a core) uses those.
+    """
+    from .. import backend
+    if backend._NUM_THREADS is not None:
+        return
+    total = os.cpu_count() or 1
+    try:
+        mine = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        mine = total
+    backend.set_num_threads(mine if mine < total else max(1, total // WORLD.local_size))
 
 
 def _install_excepthook() -> None:

@@ -50,6 +50,14 @@ def world():
 
 
 @check
+def cores_shared():
+    # Each rank's OpenMP team gets its share of the cores, not all of them.
+    total = os.cpu_count() or 1
+    assert fl.backend.get_num_threads() <= max(1, total // dist.local_size()) or \
+        fl.backend.get_num_threads() <= len(os.sched_getaffinity(0))
+
+
+@check
 def random_state_synced():
     # init() gave every rank rank 0's state: the same draws everywhere.
     draws = np.array([fl.utils.random.generator().random(), np.random.random()])
