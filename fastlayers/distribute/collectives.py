@@ -119,7 +119,7 @@ def weights_in_sync(model) -> bool:
         return True
     crc = 0
     for a in arrays:
-        crc = zlib.crc32(a.view(np.uint8).reshape(-1) if a.size else b"", crc)
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8) if a.size else b"", crc)
     crc = zlib.crc32(repr([(a.shape, a.dtype.str) for a in arrays]).encode(), crc)
     crcs = _gather_int(crc, "fl.distribute.weights_in_sync")
     return bool((crcs == crcs[0]).all())

@@ -5,8 +5,10 @@ each global batch, computes the gradients of that shard, and the gradients of th
 compiled trainable set (frozen weights are never in the list, so never sent) are
 averaged by ring all-reduce before the optimizer moves anything.
 
-The calls the engine makes, per training step::
+The calls ``fit`` and the compiled step make::
 
+    strategy.begin_fit(model)                       # once: rank 0's weights and seed
+    # per training step:
     local = strategy.shard(global_batch_indices)   # fit: this rank's rows
     # ... forward/backward on x[local]; the dropout counter starts at
     #     strategy.row_offset (the shard's position in the global batch) ...
@@ -34,7 +36,7 @@ import numpy as np
 from . import _world
 from ._wait import wait
 from ._world import WORLD
-from .collectives import _check_op, _gather_int, broadcast_weights, mpi_op
+from .collectives import _check_op, _gather_int, broadcast_weights, mpi_op, sync_random_state
 
 DEFAULT_BUCKET_BYTES = 25 * 2 ** 20
 
@@ -81,6 +83,7 @@ class DataParallel:
             _world.init(timeout=timeout)
         self.bucket_bytes = int(bucket_bytes)
         self._signature = None
+        self._plans: Dict[tuple, tuple] = {}
         self._buckets: List[_Bucket] = []
         self._bucket_of: List[int] = []
         self._bucket_indices: List[List[int]] = []
@@ -117,6 +120,11 @@ class DataParallel:
         single-process run on the global batch), ``local_rows``, ``global_rows``, and
         the weight ``local_rows / global_rows`` by which :meth:`reduce_gradients` turns
         every rank's local-mean gradient into the global-batch mean exactly.
+
+        For a counter-based dropout mask (Dropout's counter advances by the elements it
+        draws): the shard's mask starts at the step's counter + ``row_offset`` × the
+        elements per row, and every rank advances the counter by ``global_rows`` × the
+        elements per row, as a single process running the global batch would.
         """
         idx = np.asarray(global_batch_indices)
         if idx.ndim != 1:
@@ -156,15 +164,25 @@ class DataParallel:
                                  f"written into it in place")
         signature = tuple((g.shape, g.dtype.str) for g in grads)
         if signature != self._signature:
-            self._plan(signature, grads)
+            self._use_plan(signature, grads)
         self._grads = grads
         for b in self._buckets:
             b.ready, b.started, b.request = 0, False, None
         self._next_start = 0
         self._in_step = WORLD.size > 1
 
-    def _plan(self, signature, grads) -> None:
-        """Cut the gradients into buckets, from the last one backwards (once per layout)."""
+    def _use_plan(self, signature, grads) -> None:
+        """Switch to the buckets of this gradient layout, planned once per layout: models
+        trained in alternation (a GAN's two) share the default strategy."""
+        plan = self._plans.get(signature)
+        if plan is None:
+            plan = self._plans[signature] = self._plan(signature, grads)
+        self._buckets, self._bucket_indices, self._bucket_of = plan
+        self._signature = signature
+        self._stats["buckets"] = len(self._bucket_indices)
+
+    def _plan(self, signature, grads):
+        """Cut the gradients into buckets, from the last one backwards."""
         if WORLD.size > 1:
             crc = zlib.crc32(repr(signature).encode())
             crcs = _gather_int(crc, "DataParallel (gradient layout check)")
@@ -185,14 +203,12 @@ class DataParallel:
         if current:
             buckets.append(current)
         # A world of size 1 exchanges nothing, so it allocates no buffers either.
-        self._buckets = [_Bucket(ix, grads) for ix in buckets] if WORLD.size > 1 else []
-        self._bucket_indices = buckets
-        self._bucket_of = [0] * len(grads)
+        objects = [_Bucket(ix, grads) for ix in buckets] if WORLD.size > 1 else []
+        bucket_of = [0] * len(grads)
         for b, ix in enumerate(buckets):
             for i in ix:
-                self._bucket_of[i] = b
-        self._signature = signature
-        self._stats["buckets"] = len(buckets)
+                bucket_of[i] = b
+        return objects, buckets, bucket_of
 
     @property
     def buckets(self) -> List[List[int]]:
@@ -283,6 +299,15 @@ class DataParallel:
             if op == "mean":
                 flat /= WORLD.size
         return out
+
+    def begin_fit(self, model) -> None:
+        """What ``fit`` calls once before its first epoch: rank 0's weights into every
+        rank (a model restored from a checkpoint on rank 0 alone, or built before
+        :func:`fl.distribute.init`) and rank 0's random state into every rank, so
+        every epoch's shuffled order and every dropout seed agree."""
+        if WORLD.size > 1:
+            self.broadcast_weights(model, root=0)
+            sync_random_state(root=0)
 
     def broadcast_weights(self, model, root: int = 0) -> None:
         """:func:`fl.distribute.broadcast_weights`, counted in :attr:`stats`."""

@@ -114,6 +114,20 @@ def broadcast_weights():
     assert strategy.stats["broadcast_bytes"] == sum(w.value.nbytes for w in model.weights)
 
 
+@check
+def begin_fit_aligns_weights_and_random_state():
+    model = small_model()
+    for w in model.weights:
+        w.value[...] = dist.rank()
+    fl.utils.random.generator().random(dist.rank() + 1)  # rank-dependent draws
+    s = dist.DataParallel()
+    s.begin_fit(model)
+    assert dist.weights_in_sync(model) and all((w.value == 0).all() for w in model.weights)
+    order = fl.utils.random.generator().permutation(50).astype(float)
+    np.testing.assert_array_equal(dist.allreduce(order, op="max"),
+                                  dist.allreduce(order, op="min"))
+
+
 def gradient_shapes():
     return [(7, 5), (5,), (5, 300), (300,), (), (0, 4), (300, 2), (2,)]
 
@@ -172,6 +186,37 @@ def overlapped_out_of_order():
     s.wait_all()
     for i, g in enumerate(grads):
         np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0), rtol=1e-13, atol=1e-14)
+
+
+@check
+def alternating_layouts():
+    """Two models trained in turn through one strategy (a GAN's two halves): each layout
+    keeps its own buckets, and each reduction is right."""
+    n = dist.size()
+    s = dist.DataParallel(bucket_bytes=2500)
+    layouts = [gradient_shapes(), [(4, 3), (3,)]]
+    for step in range(4):
+        shapes = layouts[step % 2]
+        everyone = [rank_arrays(r + 100 * step, shapes, np.float32) for r in range(n)]
+        grads = [g.copy() for g in everyone[dist.rank()]]
+        s.reduce_gradients(grads)
+        for i, g in enumerate(grads):
+            np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0),
+                                       rtol=1e-6, atol=1e-6)
+    assert len(s._plans) == 2
+
+
+@check
+def weights_in_sync_sees_one_bit():
+    model = small_model()
+    for w in model.weights:
+        w.value[...] = np.arange(w.value.size).reshape(w.shape)
+    assert dist.weights_in_sync(model) is True
+    if dist.rank() == 1:
+        v = model.weights[-1].value
+        v.view(np.uint32)[0] ^= 1  # one bit of one weight on one rank
+    assert dist.weights_in_sync(model) is False
+    assert dist.weights_in_sync([np.zeros((), dtype=np.float32)]) is True  # 0-d weights
 
 
 @check
