@@ -31,7 +31,7 @@ def no_mpi4py(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
 
 
-def test_import_and_init_never_load_mpi_outside_a_launcher():
+def test_import_and_init_never_load_mpi_outside_a_launcher(tmp_path):
     code = ("import sys, fastlayers as fl; assert 'mpi4py' not in sys.modules; "
             "assert fl.distribute.init() == 0 and fl.distribute.size() == 1; "
             "fl.distribute.DataParallel(); "
@@ -40,8 +40,9 @@ def test_import_and_init_never_load_mpi_outside_a_launcher():
     env["PYTHONPATH"] = str(Path(fl.__file__).resolve().parents[1])
     if importlib.util.find_spec("mpi4py") is None:
         code = code.replace("fl.distribute.DataParallel(); ", "")
+    # cwd: not the checkout, whose unbuilt sources `python -c` would import first.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=60)
+                         timeout=60, cwd=tmp_path)
     assert out.returncode == 0 and "clean" in out.stdout, out.stderr
 
 
