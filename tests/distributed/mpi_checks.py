@@ -178,14 +178,16 @@ def overlapped_out_of_order():
         s.grad_ready(int(i))
     s.wait_all()
     for i, g in enumerate(grads):
-        np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0),
+                                   rtol=1e-13, atol=1e-14)
     # start_bucket + wait_all starts the rest
     grads = [g.copy() for g in everyone[dist.rank()]]
     s.begin_step(grads)
     s.start_bucket(len(s.buckets) - 1)  # queued behind the earlier buckets
     s.wait_all()
     for i, g in enumerate(grads):
-        np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(g, np.mean([e[i] for e in everyone], axis=0),
+                                   rtol=1e-13, atol=1e-14)
 
 
 @check

@@ -32,8 +32,9 @@ def test_checks_pass_on_two_ranks(mpirun, mpi_env):
 def test_a_failing_rank_stops_the_others_naming_it(mpirun, mpi_env):
     scenarios = ["fail-killed", "fail-hung", "fail-raised", "fail-exited"]
     # Run side by side: each mostly waits for its timeout.
-    jobs = {s: subprocess.Popen(command(mpirun, s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=mpi_env(timeout=2)) for s in scenarios}
+    jobs = {s: subprocess.Popen(command(mpirun, s), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=mpi_env(timeout=2))
+            for s in scenarios}
     results = {}
     try:
         for s, job in jobs.items():

@@ -112,7 +112,8 @@ class TestWithoutMpi4py:
         assert dist.size() == 1
 
     def test_asking_for_mpi_names_the_extra(self, no_mpi4py):
-        with pytest.raises(ImportError, match=r'init needs mpi4py .*pip install "fastlayers\[mpi\]"'):
+        with pytest.raises(ImportError,
+                           match=r'init needs mpi4py .*pip install "fastlayers\[mpi\]"'):
             dist.init(use_mpi=True)
 
     def test_data_parallel_names_the_extra(self, no_mpi4py):
