@@ -26,14 +26,12 @@ def mpirun():
 
 @pytest.fixture
 def mpi_env():
-    """``mpi_env(timeout=None)``: the environment of an MPI job testing this fastlayers."""
-    def make(timeout=None):
+    """``mpi_env()``: the environment of an MPI job testing this fastlayers."""
+    def make():
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))}
         env["PYTHONPATH"] = str(Path(fl.__file__).resolve().parents[1])
         if os.geteuid() == 0:  # CI runs as root; Open MPI refuses root without these
             env["OMPI_ALLOW_RUN_AS_ROOT"] = env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        if timeout is not None:
-            env["FASTLAYERS_DISTRIBUTE_TIMEOUT"] = str(timeout)
         return env
     return make

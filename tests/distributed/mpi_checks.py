@@ -310,6 +310,10 @@ def layout_mismatch_is_an_error_on_every_rank():
 # Each ends the job: rank 1 fails mid-"epoch" while rank 0 keeps exchanging gradients.
 
 def _train_until_failure(fail):
+    # The short timeout of a failure test (FAIL_TIMEOUT) applies only once every rank
+    # has started: a slow start on a busy machine must not pass for the failure.
+    dist.barrier()
+    dist.init(timeout=float(os.environ.get("FAIL_TIMEOUT", "30")))
     s = dist.DataParallel()
     grads = [np.ones(1000)]
     for step in range(10 ** 6):

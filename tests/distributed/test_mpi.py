@@ -31,9 +31,10 @@ def test_checks_pass_on_two_ranks(mpirun, mpi_env):
 
 def test_a_failing_rank_stops_the_others_naming_it(mpirun, mpi_env):
     scenarios = ["fail-killed", "fail-hung", "fail-raised", "fail-exited"]
+    env = dict(mpi_env(), FAIL_TIMEOUT="4")  # seconds, once both ranks have started
     # Run side by side: each mostly waits for its timeout.
     jobs = {s: subprocess.Popen(command(mpirun, s), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=mpi_env(timeout=2))
+                                stderr=subprocess.STDOUT, text=True, env=env)
             for s in scenarios}
     results = {}
     try:
