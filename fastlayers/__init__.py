@@ -4,8 +4,8 @@
 in training or inference?) are independent switches, with the semantics written
 in rules R1-R9 of DESIGN.md.
 """
-from . import (backend, callbacks, initializers, layers, losses, metrics, models, optimizers,
-               saving, utils)
+from . import (backend, callbacks, distribute, initializers, layers, losses, metrics, models,
+               optimizers, saving, utils)
 from .engine.container import Container
 from .engine.layer import Input, Layer
 from .engine.sequential import Sequential
@@ -20,4 +20,4 @@ _threads_mod.apply(backend._NUM_THREADS)
 del _threads_mod
 
 __all__ = ["Input", "Layer", "Container", "Model", "Sequential", "backend", "layers", "losses",
-           "metrics", "models", "optimizers", "initializers", "callbacks", "saving", "utils"]
+           "metrics", "models", "optimizers", "initializers", "callbacks", "saving", "utils", "distribute"]
