@@ -15,6 +15,9 @@ class CSVLogger(Callback):
     ``val_*`` key is logged, ``val_<key>`` columns are added (written ``NA``).
     ``append=True`` continues an existing file and writes no second header."""
 
+    # Under data-parallel fit only rank 0 runs callbacks that write files.
+    _writes_files = True
+
     def __init__(self, filename, separator: str = ",", append: bool = False):
         super().__init__()
         self.sep = separator

@@ -25,6 +25,9 @@ class ModelCheckpoint(MonitorCallback):
     ``initial_value_threshold``); ``save_freq`` is ``"epoch"`` or a number of batches.
     """
 
+    # Under data-parallel fit only rank 0 runs callbacks that write files.
+    _writes_files = True
+
     def __init__(self, filepath, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False,
                  mode: str = "auto", save_freq: Union[str, int] = "epoch",

@@ -173,7 +173,7 @@ class Runner:
             if s.alias_of is not None and arrays[s.alias_of] is not None:
                 arrays[s.index] = arrays[s.alias_of].reshape((n,) + s.shape)
 
-    def _set_data(self, xs: Sequence[np.ndarray], ys, sws) -> None:
+    def _set_data(self, xs: Sequence[np.ndarray], ys, sws, rows=None) -> None:
         n = len(xs[0])
         values, _, _, _ = self._bind(n)
         ex = self._ex
@@ -185,7 +185,8 @@ class Runner:
                 v = values[s.alias_of].reshape((n,) + s.shape)
                 values[s.index] = v
                 ex.set_input(s.index, v)
-        ex.set_dropout_rows(0, n)
+        # Dropout draws by the row's place in the global batch (data-parallel shards).
+        ex.set_dropout_rows(*(rows or (0, n)))
         self._targets = []
         if ys is not None:
             for j, term in enumerate(self.program.losses):
@@ -244,17 +245,20 @@ class Runner:
         raise ValueError(f"{term.loss.name}: labels must be in [0, {k}); output "
                          f"{term.output} got a label out of range")
 
-    def train_step(self, xs, ys, sws=None, gradient_hook=None):
+    def train_step(self, xs, ys, sws=None, gradient_hook=None, rows=None):
         """One training step; returns ``(total, per_output_losses, outputs)``.
 
         ``gradient_hook(grads)``, when given, runs at the point where the summed
         gradients of the whole compiled set are complete and no weight has moved
-        (data-parallel averaging); it may change the arrays in place.
+        (data-parallel averaging); it may change the arrays in place.  ``rows``
+        ``(row_offset, global_rows)`` places this batch in a global batch (dropout).
         """
         with self._lock:
             if self._opt_version != self.optimizer._version:
                 self._check_optimizer()
-            self._set_data(xs, ys, sws)
+            if gradient_hook is not None and any(self.program.fused):
+                self._unfuse()  # the hook must see every gradient before any update
+            self._set_data(xs, ys, sws, rows)
             bad = self._ex.check_labels()
             if bad >= 0:
                 self._bad_labels(bad)
@@ -282,6 +286,13 @@ class Runner:
         self._opt_version = self.optimizer._version
         if _optimizer_setup(self.optimizer) != self._opt_setup:
             self._optimizer_changed()
+
+    def _unfuse(self) -> None:
+        from .program import unfused
+
+        lock = self._lock
+        self.__init__(unfused(self.program), self.optimizer)
+        self._lock = lock
 
     def _optimizer_changed(self) -> None:
         """The optimizer's kind or clipping changed after compile(): set the executor up again.

@@ -418,6 +418,13 @@ def for_optimizer(program: StepProgram, optimizer) -> StepProgram:
 
     if not any(program.fused) or optimizer.fusable:
         return program
+    return unfused(program)
+
+
+def unfused(program: StepProgram) -> StepProgram:
+    """``program`` with every update after the gradients are complete (none in backward)."""
+    if not any(program.fused):
+        return program
     ops = [replace(op, fused_sgd=tuple(False for _ in op.fused_sgd)) for op in program.ops]
     return replace(program, ops=ops, fused=[False] * len(program.weights))
 

@@ -298,9 +298,9 @@ class Model(Container):
         return out
 
     # ------------------------------------------------------------------ steps
-    def _train_step(self, c: _Compiled, xs, ys, sws=None):
+    def _train_step(self, c: _Compiled, xs, ys, sws=None, rows=None):
         with backend.learning_phase_scope(1):
-            return c.train.train_step(xs, ys, sws, self._gradient_hook())
+            return c.train.train_step(xs, ys, sws, self._gradient_hook(), rows)
 
     def _gradient_hook(self):
         strategy = getattr(self, "_distribute", None)
@@ -374,8 +374,14 @@ class Model(Container):
             validation_split: float = 0.0, validation_data=None, shuffle: Any = True,
             class_weight=None, sample_weight=None, initial_epoch: int = 0,
             steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
-            validation_batch_size: Optional[int] = None, validation_freq: Any = 1) -> History:
-        """Train for ``epochs`` over arrays, a generator or a ``PyDataset``; returns a History."""
+            validation_batch_size: Optional[int] = None, validation_freq: Any = 1,
+            distribute: Any = None) -> History:
+        """Train for ``epochs`` over arrays, a generator or a ``PyDataset``; returns a History.
+
+        ``distribute``: a :class:`fastlayers.distribute.DataParallel` (default: the one
+        :func:`fastlayers.distribute.init` set up under ``mpirun``; ``False``: none).
+        ``batch_size`` is then the global batch, each rank training on its shard.
+        """
         self._ensure_graph("fit", _first_array(x))
         c = self._require_compiled("fit")
         owner = f"Model {self.name!r}"
@@ -396,11 +402,29 @@ class Model(Container):
         self._prepare_arrays(data.train, c, "fit")
         if data.validation is not None:
             self._prepare_arrays(data.validation, c, "fit")
+        from .. import distribute as _dist
+
+        strategy = _dist.resolve(distribute)
+        if strategy is not None and strategy.size == 1:
+            strategy = None  # one process: plain fit, no exchange
+        if strategy is not None and not strategy.is_primary:
+            # Only rank 0 prints and writes files; decisions (EarlyStopping...) run everywhere.
+            verbose = 0
+            callbacks = [cb for cb in callbacks if not getattr(cb, "_writes_files", False)]
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=data.train.num_batches)
         history = cbs.history
         self.stop_training = False
         self._check_stale(c)
+        if strategy is not None:
+            strategy.begin_fit(self)
+        self._distribute = strategy
+        try:
+            return self._fit_loop(c, data, cbs, history, strategy, initial_epoch, epochs)
+        finally:
+            self._distribute = None
+
+    def _fit_loop(self, c, data, cbs, history, strategy, initial_epoch, epochs):
         cbs.on_train_begin()
         # BackupAndRestore sets where a resumed fit starts (Keras's model._initial_epoch).
         initial_epoch = getattr(self, "_initial_epoch", None) or initial_epoch
@@ -413,8 +437,11 @@ class Model(Container):
             for step, batch in enumerate(data.train.epoch()):
                 cbs.on_train_batch_begin(step)
                 bx, by, bsw = self._batch_in_form(batch, c, data.train, "fit")
-                total, per_output, outs = self._train_step(c, bx, by, bsw)
-                tracker.update(total, per_output, outs, by, bsw)
+                if strategy is None:
+                    total, per_output, outs = self._train_step(c, bx, by, bsw)
+                    tracker.update(total, per_output, outs, by, bsw)
+                else:
+                    self._distributed_step(c, strategy, tracker, bx, by, bsw)
                 logs = tracker.logs()
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
@@ -422,7 +449,7 @@ class Model(Container):
             data.train.on_epoch_end()
             if step < 0 and data.train.exhausted:
                 break  # a generator ran dry
-            logs = tracker.logs()
+            logs = tracker.logs() if strategy is None else tracker.reduced_logs(strategy)
             if data.should_validate(epoch):
                 vlogs = self._evaluate_adapter(c, data.validation, cbs=None)
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
@@ -432,6 +459,23 @@ class Model(Container):
         cbs.on_train_end(logs)
         self.history = history
         return history
+
+    def _distributed_step(self, c, strategy, tracker, bx, by, bsw) -> None:
+        """This rank's shard of one global batch: a step whose gradients are averaged
+        across ranks at the gradients-ready point; the loss logged is the global mean."""
+        n = len(bx[0])
+        local = strategy.shard(np.arange(n))
+        lo, hi = strategy.row_offset, strategy.row_offset + len(local)
+        cut = lambda arrays: None if arrays is None else [  # noqa: E731
+            None if a is None else a[lo:hi] for a in arrays]
+        if hi == lo:
+            raise ValueError(f"Model {self.name!r}: a global batch of {n} rows leaves rank "
+                             f"{strategy.rank} no rows; use a batch_size of at least "
+                             f"{strategy.size}")
+        total, per_output, outs = self._train_step(c, cut(bx), cut(by), cut(bsw),
+                                                   rows=(lo, n))
+        sums = strategy.reduce_scalars(np.array([total] + list(per_output)) * (hi - lo))
+        tracker.update(sums[0] / n, list(sums[1:] / n), outs, cut(by), cut(bsw), count=n)
 
     # ------------------------------------------------------------------ data plumbing
     def _data_kw(self) -> dict:
@@ -664,8 +708,8 @@ class _Tracker:
         self.loss = 0.0
         self.per_output = [0.0] * len(model.outputs)
 
-    def update(self, total, per_output, outs, ys, sws=None) -> None:
-        b = len(outs[0])
+    def update(self, total, per_output, outs, ys, sws=None, count=None) -> None:
+        b = len(outs[0]) if count is None else count
         self.n += b
         self.loss += total * b
         for i, v in enumerate(per_output):
@@ -673,6 +717,15 @@ class _Tracker:
                 self.per_output[i] += v * b
         for i, _, metric in self.metrics:
             metric.update_state(ys[i], outs[i])
+
+    def reduced_logs(self, strategy) -> Dict[str, float]:
+        """The epoch's logs, metrics averaged over ranks (the loss is already global)."""
+        logs = self.logs()
+        names = [name for _, name, _ in self.metrics]
+        if names:
+            vals = strategy.reduce_scalars(np.array([logs[k] for k in names]), op="mean")
+            logs.update(zip(names, (float(v) for v in vals)))
+        return logs
 
     def logs(self) -> Dict[str, float]:
         n = max(1, self.n)

@@ -57,3 +57,15 @@ def test_a_failing_rank_stops_the_others_naming_it(mpirun, mpi_env):
     assert "rank 1 of 2 raised an uncaught RuntimeError" in results["fail-raised"][1]
     for s in ("fail-hung", "fail-exited"):
         assert "rank 0 of 2 waited" in results[s][1] and "rank 1 did not answer" in results[s][1]
+
+
+FIT_CHECKS = Path(__file__).with_name("fit_checks.py")
+
+
+def test_data_parallel_fit_equals_one_process_fit(mpirun, mpi_env):
+    """fit_checks.py: SGD, momentum, Adam, frozen layers, a shared layer, dropout and a GAN
+    alternation give the one-process weights on two ranks; frozen weights are never sent."""
+    out = subprocess.run([mpirun, "-n", "2", "--oversubscribe", sys.executable, str(FIT_CHECKS)],
+                         capture_output=True, text=True, env=mpi_env(), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok ") == 14, out.stdout
