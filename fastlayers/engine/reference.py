@@ -26,7 +26,7 @@ import numpy as np
 from .. import _codes
 from .. import _reference as ref
 from .executor import _base_forward, _call_inference
-from .program import OpKind, StepProgram, for_optimizer
+from .program import OpKind, StepProgram, for_optimizer, unfused
 
 __all__ = ["ReferenceRunner", "update"]
 
@@ -142,6 +142,7 @@ class ReferenceRunner:
         prog = self.program
         n = len(xs[0])
         self.n = n
+        self.rows = (0, n)
         self.values = [None] * len(prog.slots)
         for s, x in zip(prog.inputs, xs):
             x = np.asarray(x)
@@ -171,12 +172,19 @@ class ReferenceRunner:
                                  f"{term.output} got a label out of range ({what})")
 
     # ------------------------------------------------------------ running
-    def train_step(self, xs, ys, sws=None, gradient_hook=None):
-        """One training step; returns ``(total, per_output_losses, outputs)``."""
+    def train_step(self, xs, ys, sws=None, gradient_hook=None, rows=None):
+        """One training step; returns ``(total, per_output_losses, outputs)``.
+
+        ``rows`` ``(row_offset, global_rows)`` places the batch in a global batch: the
+        dropout masks start at the offset and the counters advance by the global rows.
+        """
         opt = self.optimizer
         # The compiled runner's rule for an optimizer changed after compile().
         self.program = for_optimizer(self.program, opt)
+        if gradient_hook is not None:
+            self.program = unfused(self.program)
         self._set_data(xs, ys, sws)
+        self.rows = rows or (0, self.n)
         self._check_labels("train_step")
         hyper = opt.begin_step()
         self.forward()
@@ -249,7 +257,8 @@ class ReferenceRunner:
                 # Counter-based mask: u(seed, counter + i) over the flat batch.
                 Y = np.empty_like(x)
                 mask = np.empty(x.shape, np.uint8)
-                ref.dropout_forward(x, Y, mask, _rate(op), op.seed, int(op.counter[0]))
+                ref.dropout_forward(x, Y, mask, _rate(op), op.seed,
+                                   int(op.counter[0]) + self.rows[0] * x[0].size)
                 self._masks[i] = mask
             elif op.kind == OpKind.BATCHNORM:
                 Y = self._bn_forward(i, op, x, out_shape)
@@ -479,7 +488,7 @@ class ReferenceRunner:
         """Dropout counters advance by the batch's size; moving statistics where updated."""
         for i, op in enumerate(self.program.ops):
             if op.kind == OpKind.DROPOUT:
-                op.counter[0] += np.uint64(self.n * self.program.slots[op.inputs[0]].size)
+                op.counter[0] += np.uint64(self.rows[1] * self.program.slots[op.inputs[0]].size)
             elif op.kind == OpKind.BATCHNORM and op.batch_stats and op.update_stats:
                 mean, var, _ = self._stats[i]
                 c = _last_dim(self.program.slots[op.outputs[0]].shape)
