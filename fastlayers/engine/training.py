@@ -20,6 +20,7 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..callbacks import Callback, CallbackList, History
 from . import data as _data
+from . import extras as _extras
 from . import layer as _layer_mod
 from . import paths
 from .container import Container
@@ -300,18 +301,37 @@ class Model(Container):
     # ------------------------------------------------------------------ steps
     def _train_step(self, c: _Compiled, xs, ys, sws=None):
         with backend.learning_phase_scope(1):
+            if _extras.needed(c.train.program):
+                return self._step_with_extras(c.train.train_step, True, xs, ys, sws,
+                                              self._gradient_hook())
             return c.train.train_step(xs, ys, sws, self._gradient_hook())
+
+    def _step_with_extras(self, fn, training: bool, *args):
+        """A step with the layers' added losses in its total and, after training, their updates."""
+        with _extras.step(self, training) as st:
+            total, per_output, outs = fn(*args)
+            total = st.total(total)
+            st.done()
+        return total, per_output, outs
 
     def _gradient_hook(self):
         strategy = getattr(self, "_distribute", None)
         return strategy.reduce_gradients if strategy is not None else None
 
     def _test_step(self, c: _Compiled, xs, ys, sws=None):
-        total, per_output, outs = self._eval_runner(c).run(xs, ys, sws)
+        runner = self._eval_runner(c)
+        if _extras.needed(runner.program):
+            return self._step_with_extras(runner.run, False, xs, ys, sws)
+        total, per_output, outs = runner.run(xs, ys, sws)
         return total, per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
-        _, _, outs = self._predict_runner().run(xs)
+        runner = self._predict_runner()
+        if _extras.needed(runner.program):
+            with _extras.run([self]):
+                _, _, outs = runner.run(xs)
+        else:
+            _, _, outs = runner.run(xs)
         return [o.copy() for o in outs]
 
     def _result(self, total, per_output, outs, ys, c, return_dict=False):
@@ -336,7 +356,7 @@ class Model(Container):
         """One training step on one batch; returns the loss (or ``[loss, ...]``, see Keras)."""
         c = self._compiled
         if c is not None and c.fast and sample_weight is None and class_weight is None \
-                and not return_dict and c.train.fast_form(x, y):
+                and not return_dict and not _extras.COUNT[0] and c.train.fast_form(x, y):
             # Data already in the program's form: one call, no conversions.
             if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
                 self._check_stale(c)
@@ -551,8 +571,14 @@ class Model(Container):
 
     # ------------------------------------------------------------------ asking what trains
     def summary(self, line_length: int = 90, show_trainable: bool = False, print_fn=None):
-        """Print a table of layers, output shapes and parameter counts."""
+        """Print a table of layers, output shapes and parameter counts.
+
+        Like ``fit``, it warns (once per change, R4) when the compiled picture is stale.
+        """
         from ..utils.summary import print_summary
+
+        if self._compiled is not None:
+            self._check_stale(self._compiled)
 
         return print_summary(self, line_length=line_length, show_trainable=show_trainable,
                              print_fn=print_fn)

@@ -1,0 +1,208 @@
+"""Losses and updates added by layers (Keras 2's ``add_loss`` / ``add_update``).
+
+A layer keeps two kinds of entries.  *Standing* ones are added outside any run
+(in ``build``, or ``model.add_loss(lambda: ...)`` by the user) and stay.  *Run*
+ones are added while the layer runs -- inside its ``call``/``forward`` during an
+eager call, a dry run, or a model's step -- and belong to that run: the next run
+of the layer replaces them.  A model's step:
+
+* clears the run entries of the layers it reaches before it starts;
+* adds the value of every added loss (standing and run) to the total loss it
+  reports (training and evaluation, as Keras 2's ``total_loss``);
+* after a *successful training* step only, applies every update (standing and
+  run); evaluation and prediction never apply them.
+
+Added losses are numbers to NumPy layers: they contribute no gradient (a layer's
+``backprop`` must include the gradient of its own added loss if it should train).
+Nothing here runs until some layer registers an entry (``COUNT``), so models
+without added losses or updates keep the executor's fast paths.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterable, List
+
+import numpy as np
+
+# How many entries were ever registered; 0 lets steps skip this module entirely.
+COUNT = [0]
+
+_STATE = threading.local()
+
+
+def _depth() -> int:
+    return getattr(_STATE, "depth", 0)
+
+
+def _entries(layer, kind: str, scope: str) -> list:
+    key = f"_{scope}_{kind}"
+    d = layer.__dict__
+    if key not in d:
+        d[key] = []
+    return d[key]
+
+
+def _check_loss(layer, value):
+    if callable(value):
+        return value
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.ndim != 0:
+        raise TypeError(f"Layer {layer.name!r}: add_loss expects a number or a zero-argument "
+                        f"callable returning one, got {value!r}")
+    return float(a)
+
+
+def _check_update(layer, value):
+    from .weight import Weight
+
+    if callable(value):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Weight):
+        w, new = value
+        if not callable(new):
+            new = np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"Layer {layer.name!r}: add_update for {w.path!r} gives shape "
+                                 f"{new.shape}, the weight has shape {w.shape}")
+            new = new.copy()
+        return (w, new)
+    raise TypeError(f"Layer {layer.name!r}: add_update expects a zero-argument callable or a "
+                    f"pair (weight, new_value), got {value!r}")
+
+
+def add(layer, kind: str, values) -> None:
+    """Register losses or updates on ``layer`` (run entries inside a run, else standing)."""
+    items = list(values) if isinstance(values, list) else [values]
+    check = _check_loss if kind == "losses" else _check_update
+    checked = [check(layer, v) for v in items]  # all checked before any is kept
+    scope = "run" if _depth() > 0 else "standing"
+    _entries(layer, kind, scope).extend(checked)
+    COUNT[0] += len(checked)
+
+
+def _layers(layer) -> List[object]:
+    """``layer`` and, for a container, every layer and container it reaches (once each)."""
+    from .container import Container
+
+    out, seen = [], set()
+
+    def visit(l):
+        if id(l) in seen:
+            return
+        seen.add(id(l))
+        out.append(l)
+        if isinstance(l, Container):
+            for inner in l.layers:
+                visit(inner)
+
+    visit(layer)
+    return out
+
+
+def collect(layer, kind: str) -> list:
+    """Every entry of ``kind`` of ``layer`` and the layers it reaches, standing first."""
+    out = []
+    for l in _layers(layer):
+        d = l.__dict__
+        out += d.get(f"_standing_{kind}", [])
+        out += d.get(f"_run_{kind}", [])
+    return out
+
+
+def loss_values(layer) -> List[float]:
+    """The added losses of ``layer`` (and its layers), callables evaluated now."""
+    return [float(l()) if callable(l) else float(l) for l in collect(layer, "losses")]
+
+
+def _clear_run(layers: Iterable) -> None:
+    for l in layers:
+        d = l.__dict__
+        for kind in ("losses", "updates"):
+            if d.get(f"_run_{kind}"):
+                d[f"_run_{kind}"] = []
+
+
+@contextlib.contextmanager
+def run(layers, discard: bool = False):
+    """A run of ``layers``: their earlier run entries are cleared on entry.
+
+    Entries added inside belong to the run; ``discard`` drops them on exit (a dry
+    run on zeros).  Nested runs (a layer called inside another's ``call``) add to
+    the outer run.
+    """
+    outer = _depth() == 0
+    if COUNT[0] and outer:
+        _clear_run(_layers_of(layers))
+    _STATE.depth = _depth() + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+        if discard and COUNT[0]:
+            _clear_run(_layers_of(layers))
+
+
+def _layers_of(layers) -> List[object]:
+    out = []
+    for l in layers:
+        out += _layers(l)
+    return out
+
+
+class _Step:
+    """What a model's step does with added losses and updates (see the module docstring)."""
+
+    def __init__(self, model, training: bool):
+        self.model = model
+        self.training = training
+
+    def total(self, total):
+        """The step's total loss plus the model's added losses."""
+        if not COUNT[0]:
+            return total
+        extra = sum(loss_values(self.model))
+        return float(total) + extra if extra else total
+
+    def done(self) -> None:
+        """After a successful training step: apply every update of the model's layers."""
+        if not (self.training and COUNT[0]):
+            return
+        for u in collect(self.model, "updates"):
+            _apply(u)
+        # Run updates belong to this step: they have run.
+        for l in _layers(self.model):
+            if l.__dict__.get("_run_updates"):
+                l.__dict__["_run_updates"] = []
+
+
+def _apply(update) -> None:
+    if callable(update):
+        update()
+        return
+    w, new = update
+    w.assign(new() if callable(new) else new)
+
+
+@contextlib.contextmanager
+def step(model, training: bool):
+    """A model's step (training or evaluation) as a run of the model; yields a :class:`_Step`."""
+    with run([model]):
+        yield _Step(model, training)
+
+
+def needed(program) -> bool:
+    """Whether a step of ``program`` must go through :func:`step`.
+
+    Only custom layers (callback ops) can add entries while a step runs, so a
+    program without them needs it only once some entry exists.
+    """
+    if COUNT[0]:
+        return True
+    flag = program.__dict__.get("_may_add_extras")
+    if flag is None:
+        flag = program.__dict__["_may_add_extras"] = program.has_callbacks
+    return flag
