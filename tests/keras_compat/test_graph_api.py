@@ -1,0 +1,251 @@
+"""The graph as Keras exposes it: layer.input/output/input_shape/output_shape and
+get_*_at(i) on layers, models and Sequential; feature extractors built from a base
+model's tensors share its layers with R1-R4 intact (Keras 2.2.4 semantics)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastlayers as fl
+from fastlayers.layers import BatchNormalization, Dense, Dropout
+
+
+def base_model():
+    x = fl.Input((6,), name="x")
+    h = Dense(8, activation="relu", name="block1")(x)
+    h = Dense(5, activation="relu", name="block2")(h)
+    y = Dense(3, activation="softmax", name="head")(h)
+    return fl.Model(x, y, name="base")
+
+
+def data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 3, n)
+
+
+# --------------------------------------------------------------------------- layers
+def test_layer_input_output_and_shapes_of_one_call():
+    a = fl.Input((4,))
+    d = Dense(3)
+    y = d(a)
+    assert d.input is a and d.output is y
+    assert d.get_input_at(0) is a and d.get_output_at(0) is y
+    assert d.input_shape == (None, 4) and d.output_shape == (None, 3)
+    assert d.get_input_shape_at(0) == (None, 4) and d.get_output_shape_at(0) == (None, 3)
+
+
+def test_shared_layer_output_is_ill_defined_with_keras_message():
+    a, b = fl.Input((4,)), fl.Input((4,))
+    d = Dense(3, name="shared")
+    ya, yb = d(a), d(b)
+    with pytest.raises(AttributeError, match='Layer shared has multiple inbound nodes, hence the '
+                                             'notion of "layer output" is ill-defined. Use '
+                                             '`get_output_at\\(node_index\\)` instead.'):
+        d.output
+    with pytest.raises(AttributeError, match='"layer input" is ill-defined'):
+        d.input
+    assert d.get_output_at(0) is ya and d.get_output_at(1) is yb
+    assert d.get_input_at(1) is b
+    # Same shapes at every node: the shapes stay well defined (Keras 2).
+    assert d.input_shape == (None, 4) and d.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="only 2 inbound nodes"):
+        d.get_output_at(2)
+
+
+def test_shared_layer_with_different_shapes_has_no_single_shape():
+    from fastlayers.layers import Activation
+
+    act = Activation("relu", name="act")
+    act(fl.Input((4,)))
+    act(fl.Input((7,)))
+    with pytest.raises(AttributeError, match="get_input_shape_at"):
+        act.input_shape
+    with pytest.raises(AttributeError, match="get_output_shape_at"):
+        act.output_shape
+    assert act.get_input_shape_at(1) == (None, 7)
+    assert act.get_output_shape_at(0) == (None, 4)
+
+
+def test_uncalled_layer_errors_are_keras_s():
+    d = Dense(2, name="lonely")
+    with pytest.raises(AttributeError, match="Layer lonely is not connected, no input to return."):
+        d.input
+    with pytest.raises(AttributeError, match="Layer lonely has no inbound nodes."):
+        d.output
+    with pytest.raises(AttributeError, match="no defined output shape"):
+        d.output_shape
+    with pytest.raises(RuntimeError, match="has never been called"):
+        d.get_output_at(0)
+
+
+def test_multi_input_layer_gives_lists():
+    from fastlayers.layers import Concatenate
+
+    a, b = fl.Input((2,)), fl.Input((3,))
+    cat = Concatenate()
+    y = cat([a, b])
+    assert cat.input == [a, b] and cat.output is y
+    assert cat.input_shape == [(None, 2), (None, 3)] and cat.output_shape == (None, 5)
+
+
+def test_input_layer_input_is_its_output():
+    x = fl.Input((3,), name="inp")
+    m = fl.Model(x, Dense(1)(x))
+    il = m.layers[0]
+    assert il.input is x and il.output is x
+    assert il.input_shape == (None, 3) and il.output_shape == (None, 3)
+
+
+# --------------------------------------------------------------------------- models
+def test_model_input_output_and_node_zero():
+    m = base_model()
+    assert m.input is m.inputs[0] and m.output is m.outputs[0]
+    assert m.get_input_at(0) is m.input and m.get_output_at(0) is m.output
+    assert m.input_shape == (None, 6) and m.output_shape == (None, 3)
+    z = fl.Input((6,))
+    y = m(z)
+    # Keras 2: node 0 is the model's own graph, node 1 its call on z.
+    assert m.get_input_at(1) is z and m.get_output_at(1) is y
+    # As tf.keras and Keras 3, a model's own input/output stay defined when it is reused.
+    assert m.output is m.outputs[0]
+    # The inner layers are not re-called by a call of the model: one node each.
+    assert m.get_layer("block2").output is m.get_layer("head").input
+
+
+def test_sequential_layers_have_one_node_each_after_adds():
+    m = fl.Sequential()
+    m.add(Dense(4, input_shape=(3,), name="s1"))
+    m.add(Dense(5, name="s2"))
+    m.add(Dense(2, name="s3"))
+    s1, s2, s3 = m.layers
+    assert s1.output is s2.input and s2.output is s3.input
+    assert s3.output is m.output and m.input is s1.input
+    assert [l.output_shape for l in m.layers] == [(None, 4), (None, 5), (None, 2)]
+    m.pop()
+    assert m.output is s2.output
+    with pytest.raises(AttributeError, match="has no inbound nodes"):
+        s3.output
+
+
+def test_sequential_built_from_data_exposes_the_graph():
+    m = fl.Sequential([Dense(4, name="q1"), Dense(1, name="q2")])
+    with pytest.raises(AttributeError):
+        m.input
+    m.predict(np.zeros((2, 7), "float32"), verbose=0)
+    assert m.input_shape == (None, 7) and m.output_shape == (None, 1)
+    assert m.layers[0].input is m.input
+
+
+# --------------------------------------------------------------------------- feature extractors
+def test_feature_extractor_shares_weights_with_the_base():
+    base = base_model()
+    feat = fl.Model(base.input, base.get_layer("block2").output, name="feat")
+    assert [l.name for l in feat.layers] == ["x", "block1", "block2"]
+    assert all(a is b for a, b in zip(feat.weights, base.weights[:4]))
+    x, y = data()
+    expected = np.maximum(np.maximum(x @ base.get_layer("block1").kernel.value
+                                     + base.get_layer("block1").bias.value, 0)
+                          @ base.get_layer("block2").kernel.value
+                          + base.get_layer("block2").bias.value, 0)
+    np.testing.assert_allclose(feat.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # Training the base changes what the extractor computes (one set of weights).
+    before = feat.predict(x, verbose=0)
+    base.compile("sgd", "sparse_categorical_crossentropy")
+    base.fit(x, y, epochs=2, verbose=0)
+    assert not np.allclose(feat.predict(x, verbose=0), before)
+
+
+def test_training_the_extractor_moves_the_base_and_keeps_the_head():
+    base = base_model()
+    feat = fl.Model(base.input, base.get_layer("block2").output)
+    head = [w.numpy() for w in base.get_layer("head").weights]
+    b1 = base.get_layer("block1").kernel.numpy()
+    x, _ = data()
+    feat.compile("sgd", "mse")
+    feat.fit(x, np.ones((32, 5), "float32"), epochs=1, verbose=0)
+    assert not np.array_equal(base.get_layer("block1").kernel.value, b1)
+    for w, v in zip(base.get_layer("head").weights, head):
+        np.testing.assert_array_equal(w.value, v)
+
+
+def test_freeze_through_a_container_in_one_model_only():
+    """R1/R3: the extractor wrapped in a frozen container; the base still trains it."""
+    base = base_model()
+    feat = fl.Model(base.input, base.get_layer("block2").output, name="feat")
+    z = fl.Input((6,))
+    new = fl.Model(z, Dense(2, name="new_head")(feat(z)), name="new")
+    feat.trainable = False
+    assert all(l.trainable for l in base.layers)  # R1: flags not pushed down
+    assert [w.path for w in new.trainable_weights] == ["new_head/kernel", "new_head/bias"]
+    assert len(base.trainable_weights) == 6
+    x, y = data()
+    new.compile("sgd", "mse")
+    b1 = base.get_layer("block1").kernel.numpy()
+    new.fit(x, np.ones((32, 2), "float32"), epochs=1, verbose=0)
+    np.testing.assert_array_equal(base.get_layer("block1").kernel.value, b1)
+    base.compile("sgd", "sparse_categorical_crossentropy")
+    base.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(base.get_layer("block1").kernel.value, b1)
+
+
+def test_freezing_a_shared_layer_freezes_it_for_both_and_r4_warns():
+    base = base_model()
+    feat = fl.Model(base.input, base.get_layer("block2").output, name="feat")
+    base.compile("sgd", "sparse_categorical_crossentropy")
+    feat.compile("sgd", "mse")
+    base.get_layer("block1").trainable = False
+    assert "block1/kernel" not in [w.path for w in feat.trainable_weights]
+    assert "block1/kernel" not in [w.path for w in base.trainable_weights]
+    x, y = data()
+    b1 = base.get_layer("block1").kernel.numpy()
+    # R4: the compiled pictures still train block1, each model warns once.
+    with pytest.warns(UserWarning, match="Model 'feat'"):
+        feat.train_on_batch(x, np.ones((32, 5), "float32"))
+    assert not np.array_equal(base.get_layer("block1").kernel.value, b1)
+    feat.compile("sgd", "mse")
+    b1 = base.get_layer("block1").kernel.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        feat.train_on_batch(x, np.ones((32, 5), "float32"))
+    np.testing.assert_array_equal(base.get_layer("block1").kernel.value, b1)
+
+
+def test_extractor_of_a_model_with_batchnorm_keeps_r7():
+    x = fl.Input((4,))
+    h = Dense(6, name="d")(x)
+    bn = BatchNormalization(name="bn")
+    h = bn(h)
+    out = Dense(1, name="o")(Dropout(0.5, name="drop")(h))
+    base = fl.Model(x, out)
+    feat = fl.Model(base.input, bn.output, name="bnfeat")
+    feat.trainable = False
+    z = fl.Input((4,))
+    m = fl.Model(z, Dense(1, name="top")(feat(z)))
+    m.compile("sgd", "mse")
+    mm = bn.moving_mean.numpy()
+    m.fit(np.random.default_rng(0).normal(size=(16, 4)).astype("float32"),
+          np.zeros((16, 1), "float32"), epochs=1, verbose=0)
+    np.testing.assert_array_equal(bn.moving_mean.value, mm)  # frozen BN: inference mode
+    base.compile("sgd", "mse")
+    base.fit(np.random.default_rng(0).normal(size=(16, 4)).astype("float32"),
+             np.zeros((16, 1), "float32"), epochs=1, verbose=0)
+    assert not np.array_equal(bn.moving_mean.value, mm)
+
+
+def test_transfer_learning_idiom_from_the_keras_2_examples():
+    """mnist_transfer_cnn's pattern: layers of one model reused in a new model."""
+    feature_layers = [Dense(8, activation="relu", input_shape=(6,)), Dense(5, activation="relu")]
+    classification_layers = [Dense(3, activation="softmax")]
+    model = fl.Sequential(feature_layers + classification_layers)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = data()
+    model.fit(x, y, epochs=1, verbose=0)
+    for l in feature_layers:
+        l.trainable = False
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    frozen = [w.numpy() for l in feature_layers for w in l.weights]
+    model.fit(x, y, epochs=1, verbose=0)
+    for w, v in zip([w for l in feature_layers for w in l.weights], frozen):
+        np.testing.assert_array_equal(w.value, v)
+    assert model.layers[0].output_shape == (None, 8)
+    assert model.layers[-1].input is model.layers[1].output
