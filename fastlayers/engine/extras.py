@@ -14,19 +14,25 @@ of the layer replaces them.  A model's step:
 
 Added losses are numbers to NumPy layers: they contribute no gradient (a layer's
 ``backprop`` must include the gradient of its own added loss if it should train).
-Nothing here runs until some layer registers an entry (``COUNT``), so models
+Nothing here runs while no live layer holds an entry (``HOLDERS``), so models
 without added losses or updates keep the executor's fast paths.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Iterable, List
 
 import numpy as np
 
-# How many entries were ever registered; 0 lets steps skip this module entirely.
-COUNT = [0]
+# The layers holding entries; while it is empty, steps skip this module entirely.
+HOLDERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def active() -> bool:
+    """Whether some live layer holds an added loss or update."""
+    return len(HOLDERS) > 0
 
 _STATE = threading.local()
 
@@ -81,7 +87,8 @@ def add(layer, kind: str, values) -> None:
     checked = [check(layer, v) for v in items]  # all checked before any is kept
     scope = "run" if _depth() > 0 else "standing"
     _entries(layer, kind, scope).extend(checked)
-    COUNT[0] += len(checked)
+    if checked:
+        HOLDERS.add(layer)
 
 
 def _layers(layer) -> List[object]:
@@ -124,6 +131,14 @@ def _clear_run(layers: Iterable) -> None:
         for kind in ("losses", "updates"):
             if d.get(f"_run_{kind}"):
                 d[f"_run_{kind}"] = []
+        _release(l)
+
+
+def _release(layer) -> None:
+    d = layer.__dict__
+    if not any(d.get(f"_{scope}_{kind}") for scope in ("run", "standing")
+               for kind in ("losses", "updates")):
+        HOLDERS.discard(layer)
 
 
 @contextlib.contextmanager
@@ -135,14 +150,14 @@ def run(layers, discard: bool = False):
     the outer run.
     """
     outer = _depth() == 0
-    if COUNT[0] and outer:
+    if active() and outer:
         _clear_run(_layers_of(layers))
     _STATE.depth = _depth() + 1
     try:
         yield
     finally:
         _STATE.depth -= 1
-        if discard and COUNT[0]:
+        if discard and active():
             _clear_run(_layers_of(layers))
 
 
@@ -154,22 +169,32 @@ def _layers_of(layers) -> List[object]:
 
 
 class _Step:
-    """What a model's step does with added losses and updates (see the module docstring)."""
+    """What a model's step does with added losses and updates (see the module docstring).
+
+    Standing losses are evaluated before the step runs, so a callable reading weights
+    sees the values the step's loss was computed with (as Keras's one graph does);
+    run losses are read after the layers added them.
+    """
 
     def __init__(self, model, training: bool):
         self.model = model
         self.training = training
+        self.layers = _layers(model) if active() else []
+        self.before = sum(_values(l.__dict__.get("_standing_losses", ())) for l in self.layers)
 
     def total(self, total):
         """The step's total loss plus the model's added losses."""
-        if not COUNT[0]:
+        if not active():
             return total
-        extra = sum(loss_values(self.model))
+        if not self.layers:
+            self.layers = _layers(self.model)  # the first entry was added during this step
+        extra = self.before + sum(_values(l.__dict__.get("_run_losses", ()))
+                                  for l in self.layers)
         return float(total) + extra if extra else total
 
     def done(self) -> None:
         """After a successful training step: apply every update of the model's layers."""
-        if not (self.training and COUNT[0]):
+        if not (self.training and active()):
             return
         for u in collect(self.model, "updates"):
             _apply(u)
@@ -177,6 +202,11 @@ class _Step:
         for l in _layers(self.model):
             if l.__dict__.get("_run_updates"):
                 l.__dict__["_run_updates"] = []
+                _release(l)
+
+
+def _values(losses) -> float:
+    return sum(float(l()) if callable(l) else float(l) for l in losses)
 
 
 def _apply(update) -> None:
@@ -198,9 +228,9 @@ def needed(program) -> bool:
     """Whether a step of ``program`` must go through :func:`step`.
 
     Only custom layers (callback ops) can add entries while a step runs, so a
-    program without them needs it only once some entry exists.
+    program without them needs it only while some entry exists.
     """
-    if COUNT[0]:
+    if active():
         return True
     flag = program.__dict__.get("_may_add_extras")
     if flag is None:
