@@ -104,6 +104,8 @@ class Model(Container):
         if weighted_metrics:
             for ids in metric_ids:
                 ids.extend(m for m in weighted_metrics if m not in ids)
+        # An output without a loss has no targets: no metrics either (Keras 2 skips it).
+        metric_ids = [ids if l is not None else [] for ids, l in zip(metric_ids, loss_list)]
         for ids, l, t in zip(metric_ids, loss_list, self.outputs):
             for m in ids:
                 _metrics.get(m, l, t.shape)  # unknown names fail here, not in fit
