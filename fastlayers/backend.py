@@ -260,7 +260,8 @@ def _checked_value(fn: str, x, value) -> np.ndarray:
 
 def set_value(x, value) -> None:
     """Set a weight's value (same shape; cast to the weight's dtype)."""
-    x.assign(_checked_value("set_value", x, value))
+    v = _checked_value("set_value", x, value)
+    x.assign(v)
 
 
 def batch_get_value(xs: Sequence[Any]) -> list:
