@@ -91,14 +91,18 @@ def add(layer, kind: str, values) -> None:
         HOLDERS.add(layer)
 
 
-def _layers(layer) -> List[object]:
-    """``layer`` and, for a container, every layer and container it reaches (once each)."""
+def _layers(layer, skip_frozen: bool = False) -> List[object]:
+    """``layer`` and, for a container, every layer and container it reaches (once each).
+
+    ``skip_frozen`` leaves out a layer or container whose ``trainable`` is false, with
+    everything inside it (Keras 2: a frozen layer or model has no ``updates``).
+    """
     from .container import Container
 
     out, seen = [], set()
 
     def visit(l):
-        if id(l) in seen:
+        if id(l) in seen or (skip_frozen and not l.trainable):
             return
         seen.add(id(l))
         out.append(l)
@@ -111,13 +115,22 @@ def _layers(layer) -> List[object]:
 
 
 def collect(layer, kind: str) -> list:
-    """Every entry of ``kind`` of ``layer`` and the layers it reaches, standing first."""
+    """Every entry of ``kind`` of ``layer`` and the layers it reaches, standing first.
+
+    Updates of frozen layers and of layers inside a frozen container are left out
+    (Keras 2: ``updates`` is ``[]`` for a layer or model with ``trainable=False``).
+    """
     out = []
-    for l in _layers(layer):
+    for l in _layers(layer, skip_frozen=kind == "updates"):
         d = l.__dict__
         out += d.get(f"_standing_{kind}", [])
         out += d.get(f"_run_{kind}", [])
     return out
+
+
+def _own(layer, kind: str) -> list:
+    d = layer.__dict__
+    return list(d.get(f"_standing_{kind}", [])) + list(d.get(f"_run_{kind}", []))
 
 
 def loss_values(layer) -> List[float]:
@@ -192,11 +205,29 @@ class _Step:
                                   for l in self.layers)
         return float(total) + extra if extra else total
 
-    def done(self) -> None:
-        """After a successful training step: apply every update of the model's layers."""
+    def done(self, picture=None) -> None:
+        """After a successful training step: apply every update of the model's layers.
+
+        With the compiled ``picture`` (R4), a layer runs its updates when the picture
+        reaches it along some path with every flag true; containers' own updates
+        follow their live flags.
+        """
         if not (self.training and active()):
             return
-        for u in collect(self.model, "updates"):
+        if picture is None:
+            updates = collect(self.model, "updates")
+        else:
+            from .container import Container
+
+            live = {key[-1] for key, frozen in picture.frozen.items() if not frozen}
+            updates = []
+            for l in _layers(self.model):
+                if isinstance(l, Container):
+                    if l in _layers(self.model, skip_frozen=True):
+                        updates += _own(l, "updates")
+                elif id(l) in live:
+                    updates += _own(l, "updates")
+        for u in updates:
             _apply(u)
         # Run updates belong to this step: they have run.
         for l in _layers(self.model):

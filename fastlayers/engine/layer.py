@@ -466,6 +466,8 @@ class Layer:
         ``new_value`` is an array or a zero-argument callable giving one.  Updates added
         inside the layer's ``call``/``forward`` during a training step run once, after
         that step's weight updates; updates added outside a run run after every step.
+        As in Keras 2, a layer with ``trainable=False`` (or reached through a frozen
+        container) has no updates: they do not run.
         """
         from . import extras
 

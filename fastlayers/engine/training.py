@@ -304,16 +304,17 @@ class Model(Container):
     def _train_step(self, c: _Compiled, xs, ys, sws=None):
         with backend.learning_phase_scope(1):
             if _extras.needed(c.train.program):
-                return self._step_with_extras(c.train.train_step, True, xs, ys, sws,
+                return self._step_with_extras(c.train.train_step, c.picture, xs, ys, sws,
                                               self._gradient_hook())
             return c.train.train_step(xs, ys, sws, self._gradient_hook())
 
-    def _step_with_extras(self, fn, training: bool, *args):
-        """A step with the layers' added losses in its total and, after training, their updates."""
-        with _extras.step(self, training) as st:
+    def _step_with_extras(self, fn, picture, *args):
+        """A step with the layers' added losses in its total and, after training (a compiled
+        ``picture`` given), their updates."""
+        with _extras.step(self, picture is not None) as st:
             total, per_output, outs = fn(*args)
             total = st.total(total)
-            st.done()
+            st.done(picture)
         return total, per_output, outs
 
     def _gradient_hook(self):
@@ -323,7 +324,7 @@ class Model(Container):
     def _test_step(self, c: _Compiled, xs, ys, sws=None):
         runner = self._eval_runner(c)
         if _extras.needed(runner.program):
-            return self._step_with_extras(runner.run, False, xs, ys, sws)
+            return self._step_with_extras(runner.run, None, xs, ys, sws)
         total, per_output, outs = runner.run(xs, ys, sws)
         return total, per_output, outs
 

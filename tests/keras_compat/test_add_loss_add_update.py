@@ -210,3 +210,44 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="shape"):
         d.add_update((d.kernel, np.zeros(5)))
     assert d.losses == [] and d.updates == []
+
+
+def test_frozen_layers_and_containers_run_no_updates():
+    """Keras 2: ``updates`` is [] for a layer or model with trainable=False."""
+    x, y = regression()
+    counter = StepCounter(name="counter")
+    xi = fl.Input((3,))
+    inner = fl.Model(xi, counter(xi), name="inner")
+    z = fl.Input((3,))
+    m = fl.Model(z, Dense(2)(inner(z)))
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 1
+    inner.trainable = False
+    assert inner.updates == [] and m.updates == []
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 1
+    inner.trainable = True
+    counter.trainable = False
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 1
+    counter.trainable = True
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 2
+
+
+def test_update_freezing_follows_the_compiled_picture():
+    """R4: freezing after compile() changes nothing in fit until compile() again."""
+    x, y = regression()
+    counter = StepCounter(name="counter")
+    m = linear_model(counter)
+    m.compile("sgd", "mse")
+    counter.trainable = False  # (no trainable weights change: no R4 warning here)
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 1  # compiled while trainable: still updates
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, y)
+    assert float(counter.count.value) == 1
