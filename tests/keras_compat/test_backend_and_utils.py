@@ -174,3 +174,15 @@ def test_fit_warning_then_summary_stays_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m.summary(print_fn=lambda s: None)
+
+
+def test_summary_says_multiple_for_a_layer_called_on_different_shapes():
+    from fastlayers.layers import Activation, Concatenate
+
+    act = Activation("relu", name="act")
+    a, b = fl.Input((2,)), fl.Input((3,))
+    m = fl.Model([a, b], Concatenate()([act(a), act(b)]))
+    lines = []
+    m.summary(print_fn=lines.append)
+    row = next(l for l in lines if l.startswith("act (Activation)"))
+    assert "multiple" in row

@@ -249,3 +249,28 @@ def test_transfer_learning_idiom_from_the_keras_2_examples():
         np.testing.assert_array_equal(w.value, v)
     assert model.layers[0].output_shape == (None, 8)
     assert model.layers[-1].input is model.layers[1].output
+
+
+def test_feature_extractor_from_a_sequential_base():
+    base = fl.Sequential([Dense(8, activation="relu", input_shape=(6,), name="b1"),
+                          Dense(5, name="b2"), Dense(3, name="b3")])
+    feat = fl.Model(inputs=base.input, outputs=base.get_layer("b2").output)
+    assert [l.name for l in feat.layers][1:] == ["b1", "b2"]
+    x, _ = data()
+    h = np.maximum(x @ base.layers[0].kernel.value + base.layers[0].bias.value, 0)
+    np.testing.assert_allclose(feat.predict(x, verbose=0),
+                               h @ base.layers[1].kernel.value + base.layers[1].bias.value,
+                               rtol=1e-5, atol=1e-6)
+    # Several outputs at once, as the keras-io feature-extraction guide does.
+    multi = fl.Model(base.input, [l.output for l in base.layers])
+    outs = multi.predict(x, verbose=0)
+    assert [o.shape for o in outs] == [(32, 8), (32, 5), (32, 3)]
+    np.testing.assert_allclose(outs[-1], base.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_nested_sequential_layers_keep_one_node():
+    inner = fl.Sequential([Dense(4, name="i1"), Dense(4, name="i2")])
+    outer = fl.Sequential([Dense(4, input_shape=(3,), name="o1"), inner, Dense(1, name="o2")])
+    assert inner.layers[0].output is inner.layers[1].input
+    assert outer.layers[1].get_output_at(1) is outer.layers[2].input
+    assert outer.output_shape == (None, 1)
