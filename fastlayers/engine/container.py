@@ -145,6 +145,28 @@ class Container(Layer):
             raise AttributeError(f"Layer {self.name} has no inbound nodes.")
         return self.outputs if self._list_outputs else self.outputs[0]
 
+    @property
+    def _input_layers(self) -> List[Layer]:
+        """The input layers, in ``inputs`` order (Keras 2)."""
+        return [t.node.layer for t in self.inputs]
+
+    @property
+    def _output_layers(self) -> List[Layer]:
+        """The layers producing ``outputs``, in order (Keras 2)."""
+        return [t.node.layer for t in self.outputs]
+
+    @property
+    def input_names(self) -> List[str]:
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [t.node.layer.name for t in self.outputs]
+
+    def compute_mask(self, inputs, mask=None):
+        """No masking: ``None`` per output."""
+        return [None] * len(self.outputs) if self._list_outputs else None
+
     def _graph_nodes(self) -> List[Node]:
         """Node 0 is the container's own graph (Keras 2); then one per call of it."""
         if not self.outputs:

@@ -98,6 +98,7 @@ class Layer:
         self.built = False
         self._weights: List[Weight] = []
         self._inbound_nodes: List[Node] = []
+        self._outbound_nodes: List[Node] = []
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         self._batch_input_shape = (None,) + tuple(input_shape) if input_shape is not None else None
@@ -293,6 +294,9 @@ class Layer:
         node.outputs = [SymbolicTensor(s, self._output_dtype(), node, i)
                         for i, s in enumerate(out_shapes)]
         self._inbound_nodes.append(node)
+        for t in xs:
+            if t.node is not None:
+                t.node.layer._outbound_nodes.append(node)
         return list(node.outputs) if multi else node.outputs[0]
 
     def _output_dtype(self):
@@ -377,6 +381,41 @@ class Layer:
         else:
             values = list(getattr(node, attr))
         return values[0] if len(values) == 1 else values
+
+    def _node_index(self, node: Node) -> int:
+        """The index ``get_*_at`` gives ``node`` (a call of this layer)."""
+        for i, n in enumerate(self._inbound_nodes):
+            if n is node:
+                return i + (len(self._graph_nodes()) - len(self._inbound_nodes))
+        return 0  # a container's own graph node
+
+    def compute_mask(self, inputs, mask=None):
+        """Masks are not supported: ``None`` (Keras 2's answer without masking)."""
+        if mask is not None and any(m is not None for m in
+                                    (mask if isinstance(mask, list) else [mask])):
+            raise TypeError(f"Layer {self.name} does not support masking, but was passed an "
+                            f"input_mask: {mask}")
+        return None
+
+    @property
+    def input_mask(self):
+        """Always ``None``: fastlayers has no masking."""
+        return None
+
+    @property
+    def output_mask(self):
+        """Always ``None``: fastlayers has no masking."""
+        return None
+
+    def get_input_mask_at(self, node_index: int):
+        """``None`` (no masking) for an existing node."""
+        self._node_attribute(node_index, "inputs", "input mask")
+        return None
+
+    def get_output_mask_at(self, node_index: int):
+        """``None`` (no masking) for an existing node."""
+        self._node_attribute(node_index, "outputs", "output mask")
+        return None
 
     def get_input_at(self, node_index: int):
         """The input tensor(s) of the layer's ``node_index``-th call."""

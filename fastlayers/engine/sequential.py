@@ -70,6 +70,10 @@ class Sequential(Model):
         for layer, node in getattr(self, "_built_nodes", ()):
             if node in layer._inbound_nodes:
                 layer._inbound_nodes.remove(node)
+            for t in node.inputs:
+                outs = t.node.layer._outbound_nodes if t.node is not None else []
+                if node in outs:
+                    outs.remove(node)
         self._built_nodes = []
 
     def _rebuild(self) -> None:

@@ -1,9 +1,11 @@
 """Utilities: seeding, gradient checking, progress bars, datasets, pictures."""
 from .data_utils import PyDataset, Sequence, normalize, to_categorical
 from .gradient_check import check_layer_gradients
+from .layer_utils import get_source_inputs
 from .plot import model_to_dot, plot_history, plot_model
 from .progbar import Progbar
 from .random import set_random_seed
 
 __all__ = ["set_random_seed", "check_layer_gradients", "Progbar", "PyDataset", "Sequence",
-           "to_categorical", "normalize", "plot_model", "model_to_dot", "plot_history"]
+           "to_categorical", "normalize", "get_source_inputs", "plot_model", "model_to_dot",
+           "plot_history"]

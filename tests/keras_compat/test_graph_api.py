@@ -274,3 +274,82 @@ def test_nested_sequential_layers_keep_one_node():
     assert inner.layers[0].output is inner.layers[1].input
     assert outer.layers[1].get_output_at(1) is outer.layers[2].input
     assert outer.output_shape == (None, 1)
+
+
+# --------------------------------------------------------------------------- Keras 2.2.4's tests
+def test_node_construction_as_keras_2_test_topology():
+    """Keras 2.2.4 tests/keras/engine/test_topology.py::test_node_construction, ported."""
+    a = fl.Input(shape=(32,), name="input_a")
+    b = fl.Input(shape=(32,), name="input_b")
+    assert a._keras_shape == (None, 32)
+    a_layer, a_node_index, a_tensor_index = a._keras_history
+    b_layer, b_node_index, b_tensor_index = b._keras_history
+    assert len(a_layer._inbound_nodes) == 1
+    assert a_tensor_index == 0
+    node = a_layer._inbound_nodes[a_node_index]
+    assert node.outbound_layer == a_layer
+    assert isinstance(node.inbound_layers, list) and node.inbound_layers == []
+    assert isinstance(node.input_tensors, list) and node.input_tensors == [a]
+    assert node.input_masks == [None]
+    assert node.input_shapes == [(None, 32)] and node.output_shapes == [(None, 32)]
+
+    dense = Dense(16, name="dense_1")
+    a_2 = dense(a)
+    b_2 = dense(b)
+    assert len(dense._inbound_nodes) == 2
+    assert len(dense._outbound_nodes) == 0
+    assert dense._inbound_nodes[0].inbound_layers == [a_layer]
+    assert dense._inbound_nodes[0].outbound_layer == dense
+    assert dense._inbound_nodes[1].inbound_layers == [b_layer]
+    assert dense._inbound_nodes[1].outbound_layer == dense
+    assert dense._inbound_nodes[0].input_tensors == [a]
+    assert dense._inbound_nodes[1].input_tensors == [b]
+    assert len(a_layer._outbound_nodes) == 1
+    assert dense.get_input_at(0) is a and dense.get_input_at(1) is b
+    assert dense.get_output_at(0) is a_2 and dense.get_output_at(1) is b_2
+    assert dense.get_input_shape_at(0) == (None, 32)
+    assert dense.get_input_shape_at(1) == (None, 32)
+    assert dense.get_output_shape_at(0) == (None, 16)
+    assert dense.get_output_shape_at(1) == (None, 16)
+    assert dense.get_input_mask_at(0) is None and dense.get_output_mask_at(1) is None
+    assert b_2._keras_history == (dense, 1, 0)
+
+
+def test_multi_input_layer_as_keras_2_test_topology():
+    """Keras 2.2.4 test_topology.py::test_multi_input_layer (without serialization)."""
+    from fastlayers.layers import concatenate
+
+    a = fl.Input(shape=(32,), name="input_a")
+    b = fl.Input(shape=(32,), name="input_b")
+    dense = Dense(16, name="dense_1")
+    a_2, b_2 = dense(a), dense(b)
+    merged = concatenate([a_2, b_2], name="merge")
+    assert merged._keras_shape == (None, 16 * 2)
+    merge_layer, merge_node_index, merge_tensor_index = merged._keras_history
+    assert merge_node_index == 0 and merge_tensor_index == 0
+    assert len(merge_layer._inbound_nodes) == 1
+    assert len(merge_layer._outbound_nodes) == 0
+    assert len(merge_layer._inbound_nodes[0].input_tensors) == 2
+    assert len(merge_layer._inbound_nodes[0].inbound_layers) == 2
+    c = Dense(64, name="dense_2")(merged)
+    d = Dense(5, name="dense_3")(c)
+    model = fl.Model(inputs=[a, b], outputs=[c, d], name="model")
+    assert len(model.layers) == 6
+    assert model.compute_output_shape([(None, 32), (None, 32)]) == [(None, 64), (None, 5)]
+    assert model.compute_mask([a, b], [None, None]) == [None, None]
+    assert [l.name for l in model.layers][2:] == ["dense_1", "merge", "dense_2", "dense_3"]
+    assert [l.name for l in model._input_layers] == ["input_a", "input_b"]
+    assert [l.name for l in model._output_layers] == ["dense_2", "dense_3"]
+    fn = fl.backend.function(model.inputs, model.outputs)
+    outs = fn([np.random.random((10, 32)), np.random.random((10, 32))])
+    assert [x.shape for x in outs] == [(10, 64), (10, 5)]
+    assert fl.utils.get_source_inputs(c) == [a, b]
+    assert fl.utils.get_source_inputs(a) == [a]
+
+
+def test_sequential_rebuilds_leave_no_stale_outbound_nodes():
+    m = fl.Sequential([Dense(3, input_shape=(2,), name="r1"), Dense(2, name="r2"),
+                       Dense(1, name="r3")])
+    assert len(m.layers[0]._outbound_nodes) == 1
+    assert len(m.layers[1]._outbound_nodes) == 1
+    assert len(m.layers[2]._outbound_nodes) == 0
