@@ -276,6 +276,24 @@ class Model(Container):
             out.append(arr)
         return out
 
+    def _feed_targets(self, y, c: _Compiled):
+        """Keras 2's feed outputs: with outputs left without a loss, targets given as one
+        array or a list may cover only the outputs that have one (in order)."""
+        feed = [i for i, l in enumerate(c.losses) if l is not None]
+        if y is None or len(feed) == len(self.outputs) or isinstance(y, dict) or \
+                not _is_arrays(y):
+            return y
+        if isinstance(y, (list, tuple)) and not (len(y) == len(feed) and all(
+                isinstance(a, np.ndarray) or hasattr(a, "to_numpy") for a in y)):
+            return y
+        given = list(y) if isinstance(y, (list, tuple)) else [y]
+        if len(given) != len(feed):
+            return y
+        full = [None] * len(self.outputs)
+        for i, a in zip(feed, given):
+            full[i] = a
+        return full
+
     def _standardize_sw(self, sample_weight, n: int, what: str):
         if sample_weight is None:
             return None
@@ -367,7 +385,7 @@ class Model(Container):
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
-        ys = self._standardize_y(y, len(xs[0]), c, "train_on_batch")
+        ys = self._standardize_y(self._feed_targets(y, c), len(xs[0]), c, "train_on_batch")
         sws = self._standardize_sw(_with_class_weight(sample_weight, class_weight, ys),
                                    len(xs[0]), "train_on_batch")
         self._check_stale(c)
@@ -379,7 +397,7 @@ class Model(Container):
         self._ensure_graph("test_on_batch", x)
         c = self._require_compiled("test_on_batch")
         xs = self._standardize_x(x, "test_on_batch")
-        ys = self._standardize_y(y, len(xs[0]), c, "test_on_batch")
+        ys = self._standardize_y(self._feed_targets(y, c), len(xs[0]), c, "test_on_batch")
         sws = self._standardize_sw(sample_weight, len(xs[0]), "test_on_batch")
         total, per_output, outs = self._test_step(c, xs, ys, sws)
         return self._result(total, per_output, outs, ys, c, return_dict)
@@ -411,6 +429,10 @@ class Model(Container):
         if isinstance(validation_split, (str, bytes)):
             raise TypeError(f"{owner}: validation_split must be a number, got "
                             f"{validation_split!r}")
+        y = self._feed_targets(y, c)
+        if isinstance(validation_data, (list, tuple)) and len(validation_data) in (2, 3):
+            validation_data = (validation_data[0], self._feed_targets(validation_data[1], c),
+                               *validation_data[2:])
         data = _data.fit_data(
             x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
             else (None if steps_per_epoch else 32), steps_per_epoch, shuffle, class_weight,
@@ -526,6 +548,7 @@ class Model(Container):
             batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
         callbacks = _check_callbacks(callbacks, owner)
+        y = self._feed_targets(y, c)
         adapter = _data.get_data_adapter(
             x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
             else (None if steps else 32), steps, False, **self._data_kw(), what=owner)

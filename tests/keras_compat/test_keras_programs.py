@@ -271,3 +271,30 @@ def test_inference_runs_never_change_batch_norm_statistics():
     normed = fl.backend.function([x], [out])([xs])[0]
     np.testing.assert_allclose(normed.mean(0), 0, atol=1e-4)
     assert p.shape == (10, 1)
+
+
+def test_model_with_partial_loss_as_keras_2_test_training():
+    """Keras 2.2.4 tests/keras/engine/test_training.py::test_model_with_partial_loss."""
+    a = Input(shape=(3,), name="input_a")
+    a_2 = Dense(4, name="dense_1")(a)
+    dp = Dropout(0.5, name="dropout")
+    a_3 = dp(a_2)
+    model = Model(a, [a_2, a_3])
+    model.compile("sgd", {"dropout": "mse"}, metrics=["mae"])  # Keras: "rmsprop"
+    input_a_np = np.random.random((10, 3))
+    output_a_np = np.random.random((10, 4))
+    # Targets for the outputs that have a loss only (Keras's feed outputs).
+    out = model.train_on_batch(input_a_np, output_a_np)
+    assert len(out) == 3 and model.metrics_names == ["loss", "dropout_loss", "dropout_mae"]
+    model.test_on_batch(input_a_np, output_a_np)
+    model.fit(input_a_np, [output_a_np], verbose=0)
+    model.fit(input_a_np, output_a_np, validation_data=(input_a_np, [output_a_np]), verbose=0)
+    model.evaluate(input_a_np, [output_a_np], verbose=0)
+    # Same model with only one loss and only one target.
+    x = Input(shape=(3,), name="input_a")
+    y = Dense(4, name="dense_1")(x)
+    y2 = Dropout(0.5, name="dropout")(y)
+    model = Model(x, [y, y2])
+    model.compile("sgd", [None, "mse"])
+    assert isinstance(model.train_on_batch(input_a_np, [output_a_np]), list)
+    model.fit(input_a_np, [output_a_np], verbose=0)
