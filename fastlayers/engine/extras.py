@@ -76,19 +76,52 @@ def _check_update(layer, value):
                                  f"{new.shape}, the weight has shape {w.shape}")
             new = new.copy()
         return (w, new)
-    raise TypeError(f"Layer {layer.name!r}: add_update expects a zero-argument callable or a "
-                    f"pair (weight, new_value), got {value!r}")
+    if isinstance(value, tuple):
+        raise TypeError(f"Layer {layer.name!r}: add_update expects a zero-argument callable or a "
+                        f"pair (weight, new_value) with a weight from layer.weights, got "
+                        f"{value!r}")
+    # Anything else is kept for bookkeeping (Keras 2 keeps any op; get_updates_for lists
+    # it) and refused with a clear error if a training step has to run it.
+    return value
 
 
-def add(layer, kind: str, values) -> None:
-    """Register losses or updates on ``layer`` (run entries inside a run, else standing)."""
+def _inputs_key(inputs):
+    if inputs is None:
+        return None
+    seq = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return tuple(id(t) for t in seq)
+
+
+def add(layer, kind: str, values, inputs=None) -> None:
+    """Register losses or updates on ``layer`` (run entries inside a run, else standing).
+
+    ``inputs`` makes them conditional on those inputs, for ``get_losses_for`` /
+    ``get_updates_for`` (Keras 2); they run like the others.
+    """
     items = list(values) if isinstance(values, list) else [values]
     check = _check_loss if kind == "losses" else _check_update
     checked = [check(layer, v) for v in items]  # all checked before any is kept
     scope = "run" if _depth() > 0 else "standing"
     _entries(layer, kind, scope).extend(checked)
+    _entries(layer, f"{kind}_for", scope).extend([_inputs_key(inputs)] * len(checked))
     if checked:
         HOLDERS.add(layer)
+
+
+def get_for(layer, kind: str, inputs) -> list:
+    """The entries of ``layer`` added with ``inputs`` (``None``: the unconditional ones)."""
+    key = _inputs_key(inputs)
+    d = layer.__dict__
+    out = []
+    for scope in ("standing", "run"):
+        out += [e for e, k in zip(d.get(f"_{scope}_{kind}", []),
+                                  d.get(f"_{scope}_{kind}_for", [])) if k == key]
+    return out
+
+
+def _reset_run(d: dict, kind: str) -> None:
+    d[f"_run_{kind}"] = []
+    d[f"_run_{kind}_for"] = []
 
 
 def _layers(layer, skip_frozen: bool = False) -> List[object]:
@@ -143,7 +176,7 @@ def _clear_run(layers: Iterable) -> None:
         d = l.__dict__
         for kind in ("losses", "updates"):
             if d.get(f"_run_{kind}"):
-                d[f"_run_{kind}"] = []
+                _reset_run(d, kind)
         _release(l)
 
 
@@ -194,6 +227,11 @@ class _Step:
         self.training = training
         self.layers = _layers(model) if active() else []
         self.before = sum(_values(l.__dict__.get("_standing_losses", ())) for l in self.layers)
+        if training:
+            # A standing update that cannot run fails before the step moves any weight.
+            for l in self.layers:
+                for u in l.__dict__.get("_standing_updates", ()):
+                    _runnable(u)
 
     def total(self, total):
         """The step's total loss plus the model's added losses."""
@@ -232,7 +270,7 @@ class _Step:
         # Run updates belong to this step: they have run.
         for l in _layers(self.model):
             if l.__dict__.get("_run_updates"):
-                l.__dict__["_run_updates"] = []
+                _reset_run(l.__dict__, "updates")
                 _release(l)
 
 
@@ -240,10 +278,17 @@ def _values(losses) -> float:
     return sum(float(l()) if callable(l) else float(l) for l in losses)
 
 
+def _runnable(update) -> None:
+    if not (callable(update) or isinstance(update, tuple)):
+        raise TypeError(f"add_update: {update!r} cannot run in a training step; an update is a "
+                        f"zero-argument callable or a pair (weight, new_value)")
+
+
 def _apply(update) -> None:
     if callable(update):
         update()
         return
+    _runnable(update)
     w, new = update
     w.assign(new() if callable(new) else new)
 

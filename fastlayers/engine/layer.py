@@ -496,7 +496,7 @@ class Layer:
         """
         from . import extras
 
-        extras.add(self, "losses", losses)
+        extras.add(self, "losses", losses, inputs)
 
     def add_update(self, updates, inputs=None) -> None:
         """Add an update run after each successful training step (never in inference).
@@ -510,7 +510,19 @@ class Layer:
         """
         from . import extras
 
-        extras.add(self, "updates", updates)
+        extras.add(self, "updates", updates, inputs)
+
+    def get_losses_for(self, inputs) -> list:
+        """The losses added with ``inputs=inputs`` (``None``: the unconditional ones), as given."""
+        from . import extras
+
+        return extras.get_for(self, "losses", inputs)
+
+    def get_updates_for(self, inputs) -> list:
+        """The updates added with ``inputs=inputs`` (``None``: the unconditional ones)."""
+        from . import extras
+
+        return extras.get_for(self, "updates", inputs)
 
     @property
     def losses(self) -> List[float]:

@@ -205,7 +205,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(TypeError, match="add_loss"):
         d.add_loss(np.ones(3))
     with pytest.raises(TypeError, match="add_update"):
-        d.add_update(3.0)
+        d.add_update(("w", 3.0))
     d.build((None, 2))
     with pytest.raises(ValueError, match="shape"):
         d.add_update((d.kernel, np.zeros(5)))
@@ -251,3 +251,33 @@ def test_update_freezing_follows_the_compiled_picture():
     m.compile("sgd", "mse")
     m.train_on_batch(x, y)
     assert float(counter.count.value) == 1
+
+
+def test_get_updates_for_as_keras_2_test_topology():
+    a = fl.Input(shape=(2,))
+    dense_layer = Dense(1)
+    dense_layer.add_update(0, inputs=a)
+    dense_layer.add_update(1, inputs=None)
+    assert dense_layer.get_updates_for(a) == [0]
+    assert dense_layer.get_updates_for(None) == [1]
+
+
+def test_get_losses_for_as_keras_2_test_topology():
+    a = fl.Input(shape=(2,))
+    dense_layer = Dense(1)
+    dense_layer.add_loss(0, inputs=a)
+    dense_layer.add_loss(1, inputs=None)
+    assert dense_layer.get_losses_for(a) == [0]
+    assert dense_layer.get_losses_for(None) == [1]
+
+
+def test_an_update_that_cannot_run_fails_the_step_clearly():
+    x, y = regression()
+    m = linear_model()
+    m.compile("sgd", "mse")
+    m.get_layer("out").add_update(0)
+    before = [w.numpy() for w in m.weights]
+    with pytest.raises(TypeError, match="cannot run in a training step"):
+        m.train_on_batch(x, y)
+    for w, v in zip(m.weights, before):  # refused before the step moved anything
+        np.testing.assert_array_equal(w.value, v)
