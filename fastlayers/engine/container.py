@@ -157,10 +157,12 @@ class Container(Layer):
 
     @property
     def input_names(self) -> List[str]:
+        """The names of the input layers, in ``inputs`` order."""
         return [t.node.layer.name for t in self.inputs]
 
     @property
     def output_names(self) -> List[str]:
+        """The names of the layers producing ``outputs``, in order."""
         return [t.node.layer.name for t in self.outputs]
 
     def compute_mask(self, inputs, mask=None):

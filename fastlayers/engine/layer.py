@@ -13,6 +13,12 @@ output shape of a symbolic call is found by one dry run on a batch of zeros in
 inference mode.  Check a layer with
 :func:`fastlayers.utils.check_layer_gradients`.
 
+A layer may also :meth:`Layer.add_loss` (a number or a zero-argument callable, added
+to the total loss ``fit`` and ``evaluate`` report) and :meth:`Layer.add_update` (run
+after each successful training step); see :mod:`fastlayers.engine.extras`.  An added
+loss is a number to the engine: it contributes **no gradient** unless the layer's
+own ``backprop`` includes the gradient of that loss.
+
 The engine never calls ``backprop`` for a call whose result needs no gradient, and
 it keeps only the gradients of weights that will be updated (R9).  For a layer used
 at several places of a graph, each call gets its own ``backprop`` and the gradients

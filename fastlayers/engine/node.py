@@ -87,35 +87,42 @@ class Node:
 
     @property
     def node_indices(self) -> List[int]:
+        """Which call of each inbound layer produced this node's inputs."""
         return [t._keras_history[1] for t in self.inputs if t.node is not None]
 
     @property
     def tensor_indices(self) -> List[int]:
+        """Which output of its call each input tensor is."""
         return [t.index for t in self.inputs]
 
     @property
     def input_tensors(self) -> List[SymbolicTensor]:
-        # An input layer's node takes its own tensor (Keras 2).
+        """The tensors this call took (an input layer's node: its own tensor, as Keras 2)."""
         return list(self.inputs) if self.inputs else list(self.outputs)
 
     @property
     def output_tensors(self) -> List[SymbolicTensor]:
+        """The tensors this call produced."""
         return list(self.outputs)
 
     @property
     def input_shapes(self) -> list:
+        """Shapes of ``input_tensors`` (batch axis ``None``)."""
         return [t.shape for t in self.input_tensors]
 
     @property
     def output_shapes(self) -> list:
+        """Shapes of ``output_tensors`` (batch axis ``None``)."""
         return [t.shape for t in self.outputs]
 
     @property
     def input_masks(self) -> list:
+        """Always ``None`` per input: fastlayers has no masking."""
         return [None for _ in self.input_tensors]
 
     @property
     def output_masks(self) -> list:
+        """Always ``None`` per output: fastlayers has no masking."""
         return [None for _ in self.outputs]
 
     def __repr__(self) -> str:
