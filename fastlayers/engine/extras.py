@@ -187,24 +187,32 @@ def _release(layer) -> None:
         HOLDERS.discard(layer)
 
 
-@contextlib.contextmanager
-def run(layers, discard: bool = False):
+class run:
     """A run of ``layers``: their earlier run entries are cleared on entry.
 
     Entries added inside belong to the run; ``discard`` drops them on exit (a dry
     run on zeros).  Nested runs (a layer called inside another's ``call``) add to
-    the outer run.
+    the outer run.  A plain class, not a generator: every eager call enters one.
     """
-    outer = _depth() == 0
-    if active() and outer:
-        _clear_run(_layers_of(layers))
-    _STATE.depth = _depth() + 1
-    try:
-        yield
-    finally:
+
+    __slots__ = ("layers", "discard")
+
+    def __init__(self, layers, discard: bool = False):
+        self.layers = layers
+        self.discard = discard
+
+    def __enter__(self):
+        depth = getattr(_STATE, "depth", 0)
+        if depth == 0 and HOLDERS:
+            _clear_run(_layers_of(self.layers))
+        _STATE.depth = depth + 1
+        return self
+
+    def __exit__(self, *exc):
         _STATE.depth -= 1
-        if discard and active():
-            _clear_run(_layers_of(layers))
+        if self.discard and HOLDERS:
+            _clear_run(_layers_of(self.layers))
+        return False
 
 
 def _layers_of(layers) -> List[object]:
