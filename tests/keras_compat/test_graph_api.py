@@ -353,3 +353,43 @@ def test_sequential_rebuilds_leave_no_stale_outbound_nodes():
     assert len(m.layers[0]._outbound_nodes) == 1
     assert len(m.layers[1]._outbound_nodes) == 1
     assert len(m.layers[2]._outbound_nodes) == 0
+
+
+def test_recursion_as_keras_2_test_topology():
+    """Keras 2.2.4 test_topology.py::test_recursion (without serialization and tf tensors)."""
+    from fastlayers.layers import add, concatenate
+
+    a = fl.Input(shape=(32,), name="input_a")
+    b = fl.Input(shape=(32,), name="input_b")
+    dense = Dense(16, name="dense_1")
+    merged = concatenate([dense(a), dense(b)], name="merge")
+    c = Dense(64, name="dense_2")(merged)
+    d = Dense(5, name="dense_3")(c)
+    model = fl.Model(inputs=[a, b], outputs=[c, d], name="model")
+    e = fl.Input(shape=(32,), name="input_e")
+    f = fl.Input(shape=(32,), name="input_f")
+    g, h = model([e, f])
+    assert g._keras_shape == c._keras_shape and h._keras_shape == d._keras_shape
+    i = Dense(7, name="dense_4")(h)
+    final_model = fl.Model(inputs=[e, f], outputs=[i, g], name="final")
+    assert len(final_model.inputs) == 2 and len(final_model.outputs) == 2
+    assert len(final_model.layers) == 4
+    assert [layer.name for layer in final_model.layers][2:] == ["model", "dense_4"]
+    assert model.compute_mask([e, f], [None, None]) == [None, None]
+    assert final_model.compute_output_shape([(10, 32), (10, 32)]) == [(10, 7), (10, 64)]
+    fn = fl.backend.function(final_model.inputs, final_model.outputs)
+    outs = fn([np.random.random((10, 32)), np.random.random((10, 32))])
+    assert [x.shape for x in outs] == [(10, 7), (10, 64)]
+    j, k = fl.Input(shape=(32,), name="input_j"), fl.Input(shape=(32,), name="input_k")
+    m, n = model([j, k])
+    tf_model = fl.Model([j, k], [m, n])
+    j_tf, k_tf = fl.Input(shape=(32,)), fl.Input(shape=(32,))
+    m_tf, n_tf = tf_model([j_tf, k_tf])
+    assert m_tf._keras_shape == (None, 64) and n_tf._keras_shape == (None, 5)
+    concatenate([j_tf, k_tf], axis=1)
+    add([j_tf, k_tf])
+    # Node bookkeeping of the shared model: its graph, then its two calls.
+    assert model.get_output_at(1) == [g, h] and model.get_output_at(2) == [m, n]
+    assert model.get_input_shape_at(2) == [(None, 32), (None, 32)]
+    with pytest.raises(ValueError, match="only 3 inbound nodes"):
+        model.get_input_at(3)
