@@ -1,8 +1,14 @@
-"""Global settings a Keras user reaches through ``keras.backend``.
+"""Global settings and helpers a Keras user reaches through ``keras.backend``.
 
 ``floatx`` is the dtype new layers are created with.  The learning phase is the
 default value of ``training`` for plain calls and for :func:`function` without a
 phase input; ``fit``/``predict``/``evaluate`` always set their own (rule R5).
+
+Values are NumPy arrays: ``get_value``/``set_value`` (and the ``batch_`` forms,
+``eval``) read and write weights, ``int_shape``/``dtype`` describe tensors, weights
+and arrays.  Keras functions that only make sense on a tensor graph
+(``placeholder``, ``variable``, ``gradients``, ``update``...) are absent; asking for
+one raises an ``AttributeError`` that says what to use instead.
 """
 from __future__ import annotations
 
