@@ -133,11 +133,49 @@ class Container(Layer):
 
     @property
     def input(self):
+        """The container's own input(s), whatever other calls it has (tf.keras, Keras 3)."""
+        if not self.inputs:
+            raise AttributeError(f"Layer {self.name} is not connected, no input to return.")
         return self.inputs if self._list_inputs else self.inputs[0]
 
     @property
     def output(self):
+        """The container's own output(s), whatever other calls it has (tf.keras, Keras 3)."""
+        if not self.outputs:
+            raise AttributeError(f"Layer {self.name} has no inbound nodes.")
         return self.outputs if self._list_outputs else self.outputs[0]
+
+    @property
+    def _input_layers(self) -> List[Layer]:
+        """The input layers, in ``inputs`` order (Keras 2)."""
+        return [t.node.layer for t in self.inputs]
+
+    @property
+    def _output_layers(self) -> List[Layer]:
+        """The layers producing ``outputs``, in order (Keras 2)."""
+        return [t.node.layer for t in self.outputs]
+
+    @property
+    def input_names(self) -> List[str]:
+        """The names of the input layers, in ``inputs`` order."""
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        """The names of the layers producing ``outputs``, in order."""
+        return [t.node.layer.name for t in self.outputs]
+
+    def compute_mask(self, inputs, mask=None):
+        """No masking: ``None`` per output."""
+        return [None] * len(self.outputs) if self._list_outputs else None
+
+    def _graph_nodes(self) -> List[Node]:
+        """Node 0 is the container's own graph (Keras 2); then one per call of it."""
+        if not self.outputs:
+            return list(self._inbound_nodes)
+        own = Node(self, self.inputs, None, self._list_inputs)
+        own.outputs = list(self.outputs)
+        return [own] + list(self._inbound_nodes)
 
     # ------------------------------------------------------------------ weights (R2)
     @property
@@ -162,7 +200,9 @@ class Container(Layer):
                 f"got {len(shapes)}")
         for i, (s, t) in enumerate(zip(shapes, self.inputs)):
             _check_shape(self, i, s, t.shape)
-        outs = [t.shape for t in self.outputs]
+        # The batch dimension given is kept (Keras: compute_output_shape((10, 32)) -> (10, ...)).
+        batch = shapes[0][0] if shapes and len(shapes[0]) else None
+        outs = [(batch,) + tuple(t.shape[1:]) for t in self.outputs]
         return outs if self._list_outputs else outs[0]
 
     def _output_dtype(self):

@@ -138,22 +138,30 @@ def _several(x, n: Optional[int]) -> bool:
     return n is not None and n > 1
 
 
-def flatten_structure(x, n: Optional[int], names: Optional[Sequence[str]], what: str
-                      ) -> List[np.ndarray]:
-    """Arrays for ``n`` inputs/outputs from one array, a list/tuple or a dict by name."""
+def flatten_structure(x, n: Optional[int], names: Optional[Sequence[str]], what: str,
+                      optional: bool = False) -> List[Optional[np.ndarray]]:
+    """Arrays for ``n`` inputs/outputs from one array, a list/tuple or a dict by name.
+
+    ``optional`` (targets): a dict may leave names out and a list may hold ``None``;
+    those entries are ``None`` (outputs compiled without a loss need no targets; the
+    model refuses a missing target of an output that has a loss).
+    """
+    def conv(v, label):
+        return None if optional and v is None else to_array(v, label)
+
     if isinstance(x, dict):
         if names is not None:
-            missing = [k for k in names if k not in x]
+            missing = [] if optional else [k for k in names if k not in x]
             unknown = sorted(set(x) - set(names))
             if missing or unknown:
                 raise ValueError(f"{what}: dict keys {sorted(x)} do not match the names "
                                  f"{list(names)} (missing {missing}, unknown {unknown})")
-            items = [x[k] for k in names]
+            items = [x.get(k) for k in names]
         else:
             items = list(x.values())
-        out = [to_array(v, f"{what}[{k!r}]") for k, v in zip(names or list(x), items)]
+        out = [conv(v, f"{what}[{k!r}]") for k, v in zip(names or list(x), items)]
     elif _several(x, n):
-        out = [to_array(v, f"{what}[{i}]") for i, v in enumerate(x)]
+        out = [conv(v, f"{what}[{i}]") for i, v in enumerate(x)]
     else:
         out = [to_array(x, what)]
     if n is not None and len(out) != n:
@@ -345,7 +353,8 @@ class _BatchStandardizer:
         xs = flatten_structure(batch[0], self.n_inputs, self.input_names, f"{what} x")
         ys = sws = None
         if len(batch) >= 2 and batch[1] is not None:
-            ys = flatten_structure(batch[1], self.n_outputs, self.output_names, f"{what} y")
+            ys = flatten_structure(batch[1], self.n_outputs, self.output_names, f"{what} y",
+                                   optional=True)
         if len(batch) == 3 and batch[2] is not None:
             if self.class_weight is not None:
                 raise ValueError(f"{what}: You cannot specify `class_weight` and "
@@ -452,7 +461,7 @@ def _check_lengths(xs, ys, sws, what: str) -> None:
     n = len(xs[0]) if xs[0].ndim else None
     if n is None:
         raise ValueError(f"{what}: x must have a batch axis, got a scalar")
-    lengths = [len(a) for a in xs] + [len(a) for a in (ys or [])] + \
+    lengths = [len(a) for a in xs] + [len(a) for a in (ys or []) if a is not None] + \
         [len(a) for a in (sws or []) if a is not None]
     if any(m != n for m in lengths):
         raise ValueError(f"{what}: x, y and sample_weight have different numbers of samples "
@@ -500,7 +509,8 @@ def get_data_adapter(x, y=None, sample_weight=None, batch_size: Optional[int] = 
         return StreamAdapter(x, std, steps)
     batch_size = _check_positive(batch_size, "batch_size", what)
     xs = flatten_structure(x, n_inputs, input_names, f"{what}: x")
-    ys = None if y is None else flatten_structure(y, n_outputs, output_names, f"{what}: y")
+    ys = None if y is None else flatten_structure(y, n_outputs, output_names, f"{what}: y",
+                                                   optional=True)
     sws = _sample_weights(sample_weight, ys, n_outputs, output_names, f"{what}: sample_weight")
     if class_weight is not None:
         if sws is not None:
@@ -582,7 +592,8 @@ def fit_data(x=None, y=None, sample_weight=None, batch_size: Optional[int] = Non
             raise ValueError(f"{what}: `validation_split` is only supported for array data; "
                              f"pass validation_data for a {_kind(x)}")
         xs = flatten_structure(x, n_inputs, input_names, f"{what}: x")
-        ys = None if y is None else flatten_structure(y, n_outputs, output_names, f"{what}: y")
+        ys = None if y is None else flatten_structure(y, n_outputs, output_names, f"{what}: y",
+                                                   optional=True)
         sws = _sample_weights(sample_weight, ys, n_outputs, output_names,
                               f"{what}: sample_weight")
         _check_lengths(xs, ys, sws, f"{what}")

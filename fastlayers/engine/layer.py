@@ -13,6 +13,12 @@ output shape of a symbolic call is found by one dry run on a batch of zeros in
 inference mode.  Check a layer with
 :func:`fastlayers.utils.check_layer_gradients`.
 
+A layer may also :meth:`Layer.add_loss` (a number or a zero-argument callable, added
+to the total loss ``fit`` and ``evaluate`` report) and :meth:`Layer.add_update` (run
+after each successful training step); see :mod:`fastlayers.engine.extras`.  An added
+loss is a number to the engine: it contributes **no gradient** unless the layer's
+own ``backprop`` includes the gradient of that loss.
+
 The engine never calls ``backprop`` for a call whose result needs no gradient, and
 it keeps only the gradients of weights that will be updated (R9).  For a layer used
 at several places of a graph, each call gets its own ``backprop`` and the gradients
@@ -98,6 +104,7 @@ class Layer:
         self.built = False
         self._weights: List[Weight] = []
         self._inbound_nodes: List[Node] = []
+        self._outbound_nodes: List[Node] = []
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         self._batch_input_shape = (None,) + tuple(input_shape) if input_shape is not None else None
@@ -207,14 +214,31 @@ class Layer:
 
     # ------------------------------------------------------------------ shapes
     def compute_output_shape(self, input_shape):
-        """The output shape for ``input_shape``; by default found by a dry run."""
+        """The output shape for ``input_shape`` (batch axis included and kept).
+
+        The base class returns ``input_shape`` unchanged, as Keras 2 does.  A layer
+        that does not override this method gets the shape of its symbolic calls
+        from one dry run instead (:meth:`_dry_run_output_shape`).
+        """
+        return input_shape
+
+    def _dry_run_output_shape(self, input_shape):
+        """The output shape found by running ``call`` once on zeros (batch size 1)."""
+        from . import extras
+
         def zeros(s):
             return np.zeros((1,) + tuple(s[1:]), dtype=self.dtype)
+
+        def batch(s):
+            return s[0][0] if isinstance(s, list) else s[0]
+
         x = [zeros(s) for s in input_shape] if isinstance(input_shape, list) else zeros(input_shape)
-        y = self.call(x, training=False) if self._takes_training("call") else self.call(x)
+        with extras.run([self], discard=True):
+            y = self.call(x, training=False) if self._takes_training("call") else self.call(x)
+        b = batch(input_shape)
         if isinstance(y, (list, tuple)):
-            return [(None,) + tuple(np.shape(v)[1:]) for v in y]
-        return (None,) + tuple(np.shape(y)[1:])
+            return [(b,) + tuple(np.shape(v)[1:]) for v in y]
+        return (b,) + tuple(np.shape(y)[1:])
 
     # ------------------------------------------------------------------ calls
     def call(self, inputs, training=None):
@@ -252,7 +276,10 @@ class Layer:
             training = bool(training)
         if is_symbolic(inputs):
             return self._symbolic_call(inputs, training, kwargs)
-        return self._eager_call(inputs, training, kwargs)
+        from . import extras
+
+        with extras.run([self]):
+            return self._eager_call(inputs, training, kwargs)
 
     def _symbolic_call(self, inputs, training, kwargs):
         xs, as_list = _flatten_inputs(inputs)
@@ -262,13 +289,20 @@ class Layer:
                     f"Layer {self.name!r}: cannot mix symbolic tensors and arrays in one call")
         shapes = [t.shape for t in xs]
         self._maybe_build(shapes if as_list else shapes[0])
-        out_shape = self.compute_output_shape(shapes if as_list else shapes[0])
+        given = shapes if as_list else shapes[0]
+        if type(self).compute_output_shape is Layer.compute_output_shape:
+            out_shape = self._dry_run_output_shape(given)
+        else:
+            out_shape = self.compute_output_shape(given)
         node = Node(self, xs, training, as_list, kwargs)
         multi = isinstance(out_shape, list)
         out_shapes = out_shape if multi else [out_shape]
         node.outputs = [SymbolicTensor(s, self._output_dtype(), node, i)
                         for i, s in enumerate(out_shapes)]
         self._inbound_nodes.append(node)
+        for t in xs:
+            if t.node is not None:
+                t.node.layer._outbound_nodes.append(node)
         return list(node.outputs) if multi else node.outputs[0]
 
     def _output_dtype(self):
@@ -331,23 +365,186 @@ class Layer:
             return [np.asarray(v) for v in y]
         return [np.asarray(y)]
 
-    # ------------------------------------------------------------------ misc
+    # ------------------------------------------------------------------ the graph (Keras 2)
+    def _graph_nodes(self) -> List[Node]:
+        """The nodes ``get_*_at(i)`` index: one per symbolic call of the layer."""
+        return self._inbound_nodes
+
+    def _node_attribute(self, index: int, attr: str, what: str):
+        nodes = self._graph_nodes()
+        if not nodes:
+            raise RuntimeError(f"The layer {self.name!r} has never been called and thus has no "
+                               f"defined {what}.")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+                not 0 <= index < len(nodes):
+            raise ValueError(f"Asked to get {what} at node {index}, but the layer "
+                             f"{self.name!r} has only {len(nodes)} inbound nodes.")
+        node = nodes[index]
+        if attr == "input_shapes":
+            values = [t.shape for t in node.inputs]
+        elif attr == "output_shapes":
+            values = [t.shape for t in node.outputs]
+        else:
+            values = list(getattr(node, attr))
+        return values[0] if len(values) == 1 else values
+
+    def _node_index(self, node: Node) -> int:
+        """The index ``get_*_at`` gives ``node`` (a call of this layer)."""
+        for i, n in enumerate(self._inbound_nodes):
+            if n is node:
+                return i + (len(self._graph_nodes()) - len(self._inbound_nodes))
+        return 0  # a container's own graph node
+
+    def compute_mask(self, inputs, mask=None):
+        """Masks are not supported: ``None`` (Keras 2's answer without masking)."""
+        if mask is not None and any(m is not None for m in
+                                    (mask if isinstance(mask, list) else [mask])):
+            raise TypeError(f"Layer {self.name} does not support masking, but was passed an "
+                            f"input_mask: {mask}")
+        return None
+
+    @property
+    def input_mask(self):
+        """Always ``None``: fastlayers has no masking."""
+        return None
+
+    @property
+    def output_mask(self):
+        """Always ``None``: fastlayers has no masking."""
+        return None
+
+    def get_input_mask_at(self, node_index: int):
+        """``None`` (no masking) for an existing node."""
+        self._node_attribute(node_index, "inputs", "input mask")
+        return None
+
+    def get_output_mask_at(self, node_index: int):
+        """``None`` (no masking) for an existing node."""
+        self._node_attribute(node_index, "outputs", "output mask")
+        return None
+
+    def get_input_at(self, node_index: int):
+        """The input tensor(s) of the layer's ``node_index``-th call."""
+        return self._node_attribute(node_index, "inputs", "input")
+
+    def get_output_at(self, node_index: int):
+        """The output tensor(s) of the layer's ``node_index``-th call."""
+        return self._node_attribute(node_index, "outputs", "output")
+
+    def get_input_shape_at(self, node_index: int):
+        """The input shape(s) of the layer's ``node_index``-th call (batch axis ``None``)."""
+        return self._node_attribute(node_index, "input_shapes", "input shape")
+
+    def get_output_shape_at(self, node_index: int):
+        """The output shape(s) of the layer's ``node_index``-th call (batch axis ``None``)."""
+        return self._node_attribute(node_index, "output_shapes", "output shape")
+
+    @property
+    def input(self):
+        """The input tensor of the layer's one call (Keras 2: ill-defined when shared)."""
+        nodes = self._graph_nodes()
+        if len(nodes) > 1:
+            raise AttributeError(f"Layer {self.name} has multiple inbound nodes, hence the notion "
+                                 f"of \"layer input\" is ill-defined. Use "
+                                 f"`get_input_at(node_index)` instead.")
+        if not nodes:
+            raise AttributeError(f"Layer {self.name} is not connected, no input to return.")
+        return self.get_input_at(0)
+
+    @property
+    def output(self):
+        """The output tensor of the layer's one call (Keras 2: ill-defined when shared)."""
+        nodes = self._graph_nodes()
+        if not nodes:
+            raise AttributeError(f"Layer {self.name} has no inbound nodes.")
+        if len(nodes) > 1:
+            raise AttributeError(f"Layer {self.name} has multiple inbound nodes, hence the notion "
+                                 f"of \"layer output\" is ill-defined. Use "
+                                 f"`get_output_at(node_index)` instead.")
+        return self.get_output_at(0)
+
+    def _common_shape(self, attr: str, what: str, getter: str):
+        nodes = self._graph_nodes()
+        shapes = [self._node_attribute(i, attr, what) for i in range(len(nodes))]
+        if all(s == shapes[0] for s in shapes):
+            return shapes[0]
+        raise AttributeError(f"The layer \"{self.name} has multiple inbound nodes, with different "
+                             f"{what}s. Hence the notion of \"{what}\" is ill-defined for the "
+                             f"layer. Use `{getter}(node_index)` instead.")
+
     @property
     def input_shape(self):
-        if self._inbound_nodes:
-            shapes = [t.shape for t in self._inbound_nodes[0].inputs]
-            return shapes if len(shapes) > 1 else shapes[0]
+        """The input shape (batch axis ``None``), the same for every call of the layer."""
+        if self._graph_nodes():
+            return self._common_shape("input_shapes", "input shape", "get_input_shape_at")
         if self._batch_input_shape is not None:
             return self._batch_input_shape
-        raise AttributeError(f"Layer {self.name!r} has not been called yet; it has no input_shape")
+        raise AttributeError("The layer has never been called and thus has no defined input shape.")
 
     @property
     def output_shape(self):
-        if self._inbound_nodes:
-            shapes = [t.shape for t in self._inbound_nodes[0].outputs]
-            return shapes if len(shapes) > 1 else shapes[0]
-        raise AttributeError(f"Layer {self.name!r} has not been called yet; it has no output_shape")
+        """The output shape (batch axis ``None``), the same for every call of the layer."""
+        if self._graph_nodes():
+            return self._common_shape("output_shapes", "output shape", "get_output_shape_at")
+        raise AttributeError("The layer has never been called and thus has no defined output "
+                             "shape.")
 
+    # ------------------------------------------------------------------ added losses and updates
+    def add_loss(self, losses, inputs=None) -> None:
+        """Add a loss term (a number, or a zero-argument callable evaluated at each step).
+
+        ``fit``/``evaluate``/``train_on_batch``/``test_on_batch`` add every added loss of
+        the layers a model reaches to the total loss they report (Keras 2).  A loss
+        added while the layer runs (inside its ``call``/``forward``) belongs to that run
+        and is replaced by the next run's; one added outside a run stays.  The layers
+        are NumPy code, so an added loss contributes **no gradient** unless the layer's
+        own ``backprop`` includes its gradient.
+        """
+        from . import extras
+
+        extras.add(self, "losses", losses, inputs)
+
+    def add_update(self, updates, inputs=None) -> None:
+        """Add an update run after each successful training step (never in inference).
+
+        An update is a zero-argument callable, or a pair ``(weight, new_value)`` where
+        ``new_value`` is an array or a zero-argument callable giving one.  Updates added
+        inside the layer's ``call``/``forward`` during a training step run once, after
+        that step's weight updates; updates added outside a run run after every step.
+        As in Keras 2, a layer with ``trainable=False`` (or reached through a frozen
+        container) has no updates: they do not run.
+        """
+        from . import extras
+
+        extras.add(self, "updates", updates, inputs)
+
+    def get_losses_for(self, inputs) -> list:
+        """The losses added with ``inputs=inputs`` (``None``: the unconditional ones), as given."""
+        from . import extras
+
+        return extras.get_for(self, "losses", inputs)
+
+    def get_updates_for(self, inputs) -> list:
+        """The updates added with ``inputs=inputs`` (``None``: the unconditional ones)."""
+        from . import extras
+
+        return extras.get_for(self, "updates", inputs)
+
+    @property
+    def losses(self) -> List[float]:
+        """The current values of the added losses (of this layer and, for a model, its layers)."""
+        from . import extras
+
+        return extras.loss_values(self)
+
+    @property
+    def updates(self) -> list:
+        """The added updates (of this layer and, for a model, its layers)."""
+        from . import extras
+
+        return extras.collect(self, "updates")
+
+    # ------------------------------------------------------------------ misc
     def get_config(self) -> dict:
         """The constructor arguments, JSON-ready; ``type(layer).from_config(cfg)`` rebuilds it."""
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
@@ -379,10 +576,14 @@ class InputLayer(Layer):
         node = Node(self, [], None, False)
         node.outputs = [SymbolicTensor((None,) + shape, self.dtype, node, 0, name=self.name)]
         self._inbound_nodes.append(node)
-        self.output = node.outputs[0]
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _node_attribute(self, index: int, attr: str, what: str):
+        # Keras: an input layer's node has its tensor as both input and output.
+        attr = {"inputs": "outputs", "input_shapes": "output_shapes"}.get(attr, attr)
+        return super()._node_attribute(index, attr, what)
 
     def _lower(self, ctx):
         return ctx.alias()
@@ -406,4 +607,4 @@ def Input(shape=None, dtype=None, name=None, batch_size=None) -> SymbolicTensor:
     """A symbolic input of ``shape`` (without the batch axis)."""
     if shape is None:
         raise ValueError("Input: shape is required, e.g. Input(shape=(784,))")
-    return InputLayer(shape=shape, dtype=dtype, name=name, batch_size=batch_size).output
+    return InputLayer(shape=shape, dtype=dtype, name=name, batch_size=batch_size)._inbound_nodes[0].outputs[0]

@@ -60,14 +60,28 @@ class Sequential(Model):
         if self._input is not None and self._stack:
             self._rebuild()
         elif not self._stack:
+            self._drop_built_nodes()
             self.outputs = []
         bump_flags_version()
         return layer
 
+    def _drop_built_nodes(self) -> None:
+        """Forget the calls of the previous build, so each layer has one node (``layer.output``)."""
+        for layer, node in getattr(self, "_built_nodes", ()):
+            if node in layer._inbound_nodes:
+                layer._inbound_nodes.remove(node)
+            for t in node.inputs:
+                outs = t.node.layer._outbound_nodes if t.node is not None else []
+                if node in outs:
+                    outs.remove(node)
+        self._built_nodes = []
+
     def _rebuild(self) -> None:
+        self._drop_built_nodes()
         x = self._input
         for layer in self._stack:
             x = layer(x)
+            self._built_nodes.append((layer, layer._inbound_nodes[-1]))
             if isinstance(x, list):
                 raise ValueError(f"Sequential {self.name!r}: layer {layer.name!r} has several "
                                  f"outputs; use the functional Model")

@@ -20,6 +20,7 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..callbacks import Callback, CallbackList, History
 from . import data as _data
+from . import extras as _extras
 from . import layer as _layer_mod
 from . import paths
 from .container import Container
@@ -103,6 +104,8 @@ class Model(Container):
         if weighted_metrics:
             for ids in metric_ids:
                 ids.extend(m for m in weighted_metrics if m not in ids)
+        # An output without a loss has no targets: no metrics either (Keras 2 skips it).
+        metric_ids = [ids if l is not None else [] for ids, l in zip(metric_ids, loss_list)]
         for ids, l, t in zip(metric_ids, loss_list, self.outputs):
             for m in ids:
                 _metrics.get(m, l, t.shape)  # unknown names fail here, not in fit
@@ -273,6 +276,24 @@ class Model(Container):
             out.append(arr)
         return out
 
+    def _feed_targets(self, y, c: _Compiled):
+        """Keras 2's feed outputs: with outputs left without a loss, targets given as one
+        array or a list may cover only the outputs that have one (in order)."""
+        feed = [i for i, l in enumerate(c.losses) if l is not None]
+        if y is None or len(feed) == len(self.outputs) or isinstance(y, dict) or \
+                not _is_arrays(y):
+            return y
+        if isinstance(y, (list, tuple)) and not (len(y) == len(feed) and all(
+                isinstance(a, np.ndarray) or hasattr(a, "to_numpy") for a in y)):
+            return y
+        given = list(y) if isinstance(y, (list, tuple)) else [y]
+        if len(given) != len(feed):
+            return y
+        full = [None] * len(self.outputs)
+        for i, a in zip(feed, given):
+            full[i] = a
+        return full
+
     def _standardize_sw(self, sample_weight, n: int, what: str):
         if sample_weight is None:
             return None
@@ -300,18 +321,38 @@ class Model(Container):
     # ------------------------------------------------------------------ steps
     def _train_step(self, c: _Compiled, xs, ys, sws=None, rows=None):
         with backend.learning_phase_scope(1):
+            if _extras.needed(c.train.program):
+                return self._step_with_extras(c.train.train_step, c.picture, xs, ys, sws,
+                                              self._gradient_hook(), rows)
             return c.train.train_step(xs, ys, sws, self._gradient_hook(), rows)
+
+    def _step_with_extras(self, fn, picture, *args):
+        """A step with the layers' added losses in its total and, after training (a compiled
+        ``picture`` given), their updates."""
+        with _extras.step(self, picture is not None) as st:
+            total, per_output, outs = fn(*args)
+            total = st.total(total)
+            st.done(picture)
+        return total, per_output, outs
 
     def _gradient_hook(self):
         strategy = getattr(self, "_distribute", None)
         return strategy.reduce_gradients if strategy is not None else None
 
     def _test_step(self, c: _Compiled, xs, ys, sws=None):
-        total, per_output, outs = self._eval_runner(c).run(xs, ys, sws)
+        runner = self._eval_runner(c)
+        if _extras.needed(runner.program):
+            return self._step_with_extras(runner.run, None, xs, ys, sws)
+        total, per_output, outs = runner.run(xs, ys, sws)
         return total, per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
-        _, _, outs = self._predict_runner().run(xs)
+        runner = self._predict_runner()
+        if _extras.needed(runner.program):
+            with _extras.run([self]):
+                _, _, outs = runner.run(xs)
+        else:
+            _, _, outs = runner.run(xs)
         return [o.copy() for o in outs]
 
     def _result(self, total, per_output, outs, ys, c, return_dict=False):
@@ -336,7 +377,7 @@ class Model(Container):
         """One training step on one batch; returns the loss (or ``[loss, ...]``, see Keras)."""
         c = self._compiled
         if c is not None and c.fast and sample_weight is None and class_weight is None \
-                and not return_dict and c.train.fast_form(x, y):
+                and not return_dict and not _extras.active() and c.train.fast_form(x, y):
             # Data already in the program's form: one call, no conversions.
             if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
                 self._check_stale(c)
@@ -344,7 +385,7 @@ class Model(Container):
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
-        ys = self._standardize_y(y, len(xs[0]), c, "train_on_batch")
+        ys = self._standardize_y(self._feed_targets(y, c), len(xs[0]), c, "train_on_batch")
         sws = self._standardize_sw(_with_class_weight(sample_weight, class_weight, ys),
                                    len(xs[0]), "train_on_batch")
         self._check_stale(c)
@@ -356,7 +397,7 @@ class Model(Container):
         self._ensure_graph("test_on_batch", x)
         c = self._require_compiled("test_on_batch")
         xs = self._standardize_x(x, "test_on_batch")
-        ys = self._standardize_y(y, len(xs[0]), c, "test_on_batch")
+        ys = self._standardize_y(self._feed_targets(y, c), len(xs[0]), c, "test_on_batch")
         sws = self._standardize_sw(sample_weight, len(xs[0]), "test_on_batch")
         total, per_output, outs = self._test_step(c, xs, ys, sws)
         return self._result(total, per_output, outs, ys, c, return_dict)
@@ -394,6 +435,10 @@ class Model(Container):
         if isinstance(validation_split, (str, bytes)):
             raise TypeError(f"{owner}: validation_split must be a number, got "
                             f"{validation_split!r}")
+        y = self._feed_targets(y, c)
+        if isinstance(validation_data, (list, tuple)) and len(validation_data) in (2, 3):
+            validation_data = (validation_data[0], self._feed_targets(validation_data[1], c),
+                               *validation_data[2:])
         data = _data.fit_data(
             x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
             else (None if steps_per_epoch else 32), steps_per_epoch, shuffle, class_weight,
@@ -547,6 +592,7 @@ class Model(Container):
             batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
         callbacks = _check_callbacks(callbacks, owner)
+        y = self._feed_targets(y, c)
         adapter = _data.get_data_adapter(
             x, y, sample_weight, batch_size if batch_size is not None or not _is_arrays(x)
             else (None if steps else 32), steps, False, **self._data_kw(), what=owner)
@@ -595,8 +641,14 @@ class Model(Container):
 
     # ------------------------------------------------------------------ asking what trains
     def summary(self, line_length: int = 90, show_trainable: bool = False, print_fn=None):
-        """Print a table of layers, output shapes and parameter counts."""
+        """Print a table of layers, output shapes and parameter counts.
+
+        Like ``fit``, it warns (once per change, R4) when the compiled picture is stale.
+        """
         from ..utils.summary import print_summary
+
+        if self._compiled is not None:
+            self._check_stale(self._compiled)
 
         return print_summary(self, line_length=line_length, show_trainable=show_trainable,
                              print_fn=print_fn)

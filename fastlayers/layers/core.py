@@ -53,7 +53,12 @@ class Dense(Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        if input_shape[-1] != self.kernel.shape[0]:
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2:
+            raise ValueError(f"Layer {self.name!r} (Dense) needs inputs of rank >= 2, got shape "
+                             f"{input_shape}")
+        if self.kernel is not None and input_shape[-1] is not None and \
+                input_shape[-1] != self.kernel.shape[0]:
             raise ValueError(
                 f"Layer {self.name!r} (Dense) expects inputs with last dimension "
                 f"{self.kernel.shape[0]}, got shape {input_shape}")
@@ -81,7 +86,7 @@ class Activation(Layer):
         self.activation = _activation_name(activation, f"Activation {self.name!r}")
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return tuple(input_shape)
 
     def _lower(self, ctx):
         if self.activation == "linear":
@@ -130,7 +135,7 @@ class Lambda(Layer):
     def compute_output_shape(self, input_shape):
         spec = self._output_shape
         if spec is None:
-            return super().compute_output_shape(input_shape)
+            return self._dry_run_output_shape(input_shape)
         if callable(spec):
             return tuple(spec(input_shape))
         batch = input_shape[0][0] if isinstance(input_shape, list) else input_shape[0]

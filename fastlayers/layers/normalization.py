@@ -71,7 +71,14 @@ class BatchNormalization(Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        if input_shape[self._axis] != self.moving_mean.shape[0]:
+        input_shape = tuple(input_shape)
+        if not self.built:
+            if not -len(input_shape) <= self.axis < len(input_shape):
+                raise ValueError(f"BatchNormalization {self.name!r}: axis {self.axis} is invalid "
+                                 f"for inputs of shape {input_shape}")
+            return input_shape
+        if input_shape[self._axis] is not None and \
+                input_shape[self._axis] != self.moving_mean.shape[0]:
             raise ValueError(
                 f"Layer {self.name!r} (BatchNormalization) expects {self.moving_mean.shape[0]} "
                 f"channels on axis {self.axis}, got shape {input_shape}")

@@ -94,3 +94,21 @@ def to_categorical(y, num_classes: Optional[int] = None, dtype: str = "float32")
     out = np.zeros((arr.size, num_classes), dtype=dtype)
     out[np.arange(arr.size), arr] = 1
     return out.reshape(shape + (num_classes,))
+
+
+def normalize(x, axis: int = -1, order: int = 2) -> np.ndarray:
+    """Scale ``x`` to unit ``order``-norm along ``axis`` (Keras's ``normalize``).
+
+    Slices whose norm is 0 are left as they are (divided by 1).  Integer input gives
+    float64, as NumPy's division does.
+    """
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"normalize: x must be numeric, got dtype {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError("normalize: x must have at least one axis")
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"normalize: axis {axis} is out of range for an array of rank {a.ndim}")
+    norms = np.atleast_1d(np.linalg.norm(a, order, axis))
+    norms = np.where(norms == 0, 1, norms)
+    return a / np.expand_dims(norms, axis)

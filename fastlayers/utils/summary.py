@@ -14,7 +14,7 @@ def _shape_of(layer) -> str:
     try:
         return str(layer.output_shape)
     except AttributeError:
-        return "?"
+        return "multiple"  # Keras's word for a layer called on different shapes
 
 
 def print_summary(model, line_length: int = 90, show_trainable: bool = False,
