@@ -11,7 +11,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # One entry per csrc/<name>.pyx, built as fastlayers._kernels.<name>.
-KERNELS = ("dense", "activations", "dropout", "batchnorm", "optim", "losses", "plan")
+KERNELS = ("dense", "activations", "dropout", "batchnorm", "optim", "losses", "plan",
+           "conv", "pool", "layernorm", "embedding")
 
 DEBUG = os.environ.get("FASTLAYERS_CYTHON_DEBUG", "0") not in ("", "0")
 
