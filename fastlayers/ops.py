@@ -192,7 +192,7 @@ def dense_forward(X, W, b=None, activation="linear", out=None, Z=None):
         _dense.dense_forward(_rows(X), W, b, _rows(Y), code)
         return Y
     Z = c.output("Z", None if Z is True else Z, Y.shape)
-    _no_overlap(fn, "Z", Z, X=X, W=W, b=b, out=Y)
+    _no_overlap(fn, "Z", Z, X=X, W=W, b=b, Y=Y)
     _dense.dense_forward(_rows(X), W, b, _rows(Y), code, _rows(Z))
     return Y, Z
 
