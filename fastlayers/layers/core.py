@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _act_codes, ops
 from ..engine.layer import Layer
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+# Every name the kernels know (fastlayers/_act_codes.py), in code order.
+ACTIVATIONS = tuple(sorted(_act_codes.ACTIVATION_CODES, key=_act_codes.ACTIVATION_CODES.get))
 
 
 def _activation_name(activation, owner: str) -> str:
@@ -74,7 +75,12 @@ class Dense(Layer):
         x2 = x.reshape(-1, d_in)
         W = self.kernel.value
         b = self.bias.value if self.bias is not None else None
-        y = ops.dense_forward(x2, W, b, self.activation)
+        z = None
+        if ops.activation_needs_input(self.activation):
+            # gelu/silu/mish: the backward needs the pre-activation too.
+            y, z = ops.dense_forward(x2, W, b, self.activation, Z=True)
+        else:
+            y = ops.dense_forward(x2, W, b, self.activation)
         want_w = run.wants(self.kernel)
         want_b = self.bias is not None and run.wants(self.bias)
         want_x = run.backprop and need[0]
@@ -94,12 +100,13 @@ class Dense(Layer):
                 # Kernel and bias are always reached together; keep this exact anyway.
                 db_step = np.empty_like(db)
                 dx, _, _ = ops.dense_backward(
-                    x2, W, y, dy, self.activation, want_dX=want_x, dW=dW, db=db_step, accumulate=acc)
+                    x2, W, y, dy, self.activation, want_dX=want_x, dW=dW, db=db_step, accumulate=acc,
+                    Z=z)
                 db[...] = db + db_step if acc_b else db_step
             else:
                 dx, _, _ = ops.dense_backward(
                     x2, W, y, dy, self.activation, want_dX=want_x, want_dW=want_w, want_db=want_b,
-                    dW=dW, db=db, accumulate=acc if want_w else acc_b)
+                    dW=dW, db=db, accumulate=acc if want_w else acc_b, Z=z)
             return [dx.reshape(lead + (d_in,)) if want_x else None]
 
         return [out], backprop
@@ -111,7 +118,8 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Apply an activation by name: linear, relu, sigmoid, tanh or softmax (last axis)."""
+    """Apply an activation by name (any of ``ACTIVATIONS``; softmax and log_softmax over
+    the last axis)."""
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -135,7 +143,7 @@ class Activation(Layer):
         def backprop(gs):
             if self.activation == "linear":
                 return [gs[0]]
-            return [ops.activation_backward(y, gs[0], self.activation)]
+            return [ops.activation_backward(y, gs[0], self.activation, X=x)]
 
         return [y], backprop
 
