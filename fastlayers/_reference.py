@@ -24,6 +24,7 @@ __all__ = [
     "conv2d_forward", "conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
+    "normal_fill", "uniform_fill",
 ]
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = range(5)
@@ -595,3 +596,15 @@ def embedding_forward(ids, W, Y):
 def embedding_backward(ids, dY, dW):
     """dW[ids[i]] += dY[i] (rows not used are left as they are)."""
     np.add.at(dW, ids, dY)
+
+
+def uniform_fill(out, seed, counter):
+    """out[i] = dropout's uniform at stream position counter + i."""
+    out[...] = dropout_uniform(seed, counter, out.size).astype(out.dtype)
+
+
+def normal_fill(out, seed, counter):
+    """Box-Muller (cosine branch) on stream positions counter + 2i and counter + 2i + 1."""
+    u = dropout_uniform(seed, counter, 2 * out.size)
+    u1, u2 = u[0::2], u[1::2]
+    out[...] = (np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)).astype(out.dtype)

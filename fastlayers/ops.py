@@ -27,6 +27,7 @@ from ._kernels import dense as _dense
 from ._kernels import dropout as _dropout
 from ._kernels import embedding as _embedding
 from ._kernels import layernorm as _layernorm
+from ._kernels import noise as _noise
 from ._kernels import pool as _pool
 from ._kernels import losses as _losses
 from ._kernels import optim as _optim
@@ -44,6 +45,7 @@ __all__ = [
     "conv_output_length", "conv2d_forward", "conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
+    "random_normal", "random_uniform",
 ]
 
 BACKEND = "cython"
@@ -1028,3 +1030,28 @@ def embedding_backward(ids, dY, dW) -> np.ndarray:
     _embedding.embedding_backward(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64),
                                   dY.reshape(-1, dW.shape[1]), dW)
     return dW
+
+
+
+# ---------------------------------------------------------------------------
+# Seeded random fills (the noise layers)
+
+def _random_fill(fn, kernel, shape, dtype, seed, counter) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
+    seed = _check_u64(fn, "seed", seed)
+    counter = _check_u64(fn, "counter", counter)
+    out = np.empty(tuple(int(s) for s in shape), dtype)
+    kernel(out.reshape(-1), seed, counter)
+    return out
+
+
+def random_normal(shape, dtype, seed, counter) -> np.ndarray:
+    """Standard normals from the counter-based generator; uses 2 * size positions."""
+    return _random_fill("random_normal", _noise.normal_fill, shape, dtype, seed, counter)
+
+
+def random_uniform(shape, dtype, seed, counter) -> np.ndarray:
+    """Uniforms in [0, 1) at positions counter + i (dropout's stream)."""
+    return _random_fill("random_uniform", _noise.uniform_fill, shape, dtype, seed, counter)

@@ -36,22 +36,6 @@ def test_definitions_match_keras_formulas():
                                    atol=1e-14, err_msg=name)
 
 
-def test_against_keras_if_installed():
-    import os
-    import sys
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "numpy")  # no TensorFlow needed
-    keras = pytest.importorskip("keras")  # optional peer
-    x = np.linspace(-5, 5, 23).astype(np.float32)[None]
-    for name in NEW:
-        try:
-            ref = np.asarray(getattr(keras.activations, name)(x))
-        except Exception as exc:  # pragma: no cover - a backend-less install
-            pytest.skip(f"keras unusable here: {exc}")
-        np.testing.assert_allclose(ops.activation_forward(x, name), ref, rtol=2e-6,
-                                   atol=2e-6, err_msg=name)
-
-
 @pytest.mark.parametrize("name", NEW)
 def test_backward_matches_finite_differences(name, rng):
     # Away from the kinks (0, +-3, 6) so central differences are exact enough.
