@@ -27,6 +27,12 @@ from _blas cimport gemm_split
 from _common cimport _chunks, _colsum, _cp1, _cp2, _p1, _p2
 
 
+cdef inline int _copy_chunks(Py_ssize_t work) noexcept nogil:
+    # im2col/col2im are memory-bound copies: a thread team pays off only for
+    # megabytes, far above the elementwise kernels' PARALLEL_MIN_ELEMENTS.
+    return 1 if work < (1 << 20) else _chunks(work)
+
+
 cdef inline const floating* _cp4(const floating[:, :, :, ::1] a) noexcept nogil:
     if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
         return NULL
@@ -64,7 +70,7 @@ cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_
 cdef inline void _im2col(const floating* X, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
                          floating* cols) noexcept nogil:
     cdef Py_ssize_t r, nrows = ns * g.oh, rowlen = g.ow * g.kh * g.kw * g.c
-    cdef int nc = _chunks(nrows * rowlen), t
+    cdef int nc = _copy_chunks(nrows * rowlen), t
     if nc == 1:
         for r in range(nrows):
             _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
@@ -99,7 +105,7 @@ cdef inline void _col2im(const floating* cols, const Geom* g, Py_ssize_t s0, Py_
     # Parallel over samples only: the windows of one sample overlap, two samples' never.
     cdef Py_ssize_t s, per = g.h * g.w * g.c, K = g.kh * g.kw * g.c
     memset(dX + s0 * per, 0, ns * per * sizeof(floating))
-    cdef int nc = _chunks(ns * g.oh * g.ow * K), t
+    cdef int nc = _copy_chunks(ns * g.oh * g.ow * K), t
     if nc > ns:
         nc = <int>ns
     if nc <= 1:

@@ -17,6 +17,11 @@ from libc.string cimport memset
 from _common cimport _chunks
 
 
+cdef inline int _pool_chunks(Py_ssize_t work) noexcept nogil:
+    # Window loops are memory-bound: a thread team pays off only for megabytes.
+    return 1 if work < (1 << 20) else _chunks(work)
+
+
 cdef struct PGeom:
     Py_ssize_t h, w, c, oh, ow, ph, pw, sh, sw, pt, pl
 
@@ -149,14 +154,19 @@ def max_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     _pgeom("max_pool2d_forward", &g, h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
     if n * outper == 0:
         return
-    nc = _chunks(n * oh * ow * c * ph * pw)
+    nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
-        for t in prange(nc, num_threads=nc, schedule='static', use_threads_if=nc > 1):
-            for s in range(n * t // nc, n * (t + 1) // nc):
+        if nc == 1:
+            for s in range(n):
                 _max_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper,
                             &argmax[0, 0, 0, 0] + s * outper)
+        else:
+            for t in prange(nc, num_threads=nc, schedule='static'):
+                for s in range(n * t // nc, n * (t + 1) // nc):
+                    _max_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper,
+                                &argmax[0, 0, 0, 0] + s * outper)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dY,    # (n, oh, ow, c) IN
@@ -179,14 +189,19 @@ def max_pool2d_backward(const floating[:, :, :, ::1] dY,    # (n, oh, ow, c) IN
     if outper == 0:
         memset(&dX[0, 0, 0, 0], 0, n * inper * sizeof(floating))
         return
-    nc = _chunks(n * (inper + outper))
+    nc = _pool_chunks(n * (inper + outper))
     if nc > n:
         nc = <int>n
     with nogil:
-        for t in prange(nc, num_threads=nc, schedule='static', use_threads_if=nc > 1):
-            for s in range(n * t // nc, n * (t + 1) // nc):
+        if nc == 1:
+            for s in range(n):
                 _max_grad_sample(&dY[0, 0, 0, 0] + s * outper, &argmax[0, 0, 0, 0] + s * outper,
                                  &g, &dX[0, 0, 0, 0] + s * inper)
+        else:
+            for t in prange(nc, num_threads=nc, schedule='static'):
+                for s in range(n * t // nc, n * (t + 1) // nc):
+                    _max_grad_sample(&dY[0, 0, 0, 0] + s * outper, &argmax[0, 0, 0, 0] + s * outper,
+                                     &g, &dX[0, 0, 0, 0] + s * inper)
 
 
 def avg_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
@@ -206,13 +221,17 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     if inper == 0:
         memset(&Y[0, 0, 0, 0], 0, n * outper * sizeof(floating))
         return
-    nc = _chunks(n * oh * ow * c * ph * pw)
+    nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
-        for t in prange(nc, num_threads=nc, schedule='static', use_threads_if=nc > 1):
-            for s in range(n * t // nc, n * (t + 1) // nc):
+        if nc == 1:
+            for s in range(n):
                 _avg_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper)
+        else:
+            for t in prange(nc, num_threads=nc, schedule='static'):
+                for s in range(n * t // nc, n * (t + 1) // nc):
+                    _avg_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper)
 
 
 def avg_pool2d_backward(const floating[:, :, :, ::1] dY,  # (n, oh, ow, c) IN
@@ -232,10 +251,14 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dY,  # (n, oh, ow, c) IN
     if outper == 0:
         memset(&dX[0, 0, 0, 0], 0, n * inper * sizeof(floating))
         return
-    nc = _chunks(n * oh * ow * c * ph * pw)
+    nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
-        for t in prange(nc, num_threads=nc, schedule='static', use_threads_if=nc > 1):
-            for s in range(n * t // nc, n * (t + 1) // nc):
+        if nc == 1:
+            for s in range(n):
                 _avg_grad_sample(&dY[0, 0, 0, 0] + s * outper, &g, &dX[0, 0, 0, 0] + s * inper)
+        else:
+            for t in prange(nc, num_threads=nc, schedule='static'):
+                for s in range(n * t // nc, n * (t + 1) // nc):
+                    _avg_grad_sample(&dY[0, 0, 0, 0] + s * outper, &g, &dX[0, 0, 0, 0] + s * inper)

@@ -60,3 +60,17 @@ def check_shape_rank(layer, input_shape, ndim: int) -> None:
     if not isinstance(input_shape, tuple) or len(input_shape) != ndim:
         raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) expects {ndim}-D "
                          f"inputs (batch axis included), got shape {input_shape}")
+
+
+def keras_name(cls, kwargs: dict) -> dict:
+    """kwargs with Keras's default layer name when none is given: Keras's
+    snake case keeps a digit with the word before it (Conv2D -> conv2d,
+    MaxPooling2D -> max_pooling2d), where the base class would write conv2_d."""
+    import re
+
+    from ..engine.layer import unique_name
+
+    if kwargs.get("name") is None:
+        s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)
+        kwargs = dict(kwargs, name=unique_name(re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()))
+    return kwargs

@@ -36,7 +36,7 @@ class _Conv(Layer):
                  data_format: Optional[str] = None, dilation_rate=1, groups: int = 1,
                  activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"{type(self).__name__} {self.name!r}"
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
                 or filters < 1:
@@ -315,7 +315,7 @@ class SeparableConv2D(Layer):
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         self._depthwise = DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier,
                                           data_format, dilation_rate, None, False,
                                           depthwise_initializer, dtype=self.dtype,

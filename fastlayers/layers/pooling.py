@@ -20,7 +20,7 @@ class _Pool(Layer):
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"{type(self).__name__} {self.name!r}"
         self.pool_size = _args.int_tuple(owner, "pool_size", pool_size, self.rank)
         self.strides = self.pool_size if strides is None else \
@@ -105,7 +105,7 @@ class _GlobalPool(Layer):
     _max = True
 
     def __init__(self, data_format=None, keepdims: bool = False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         _args.channels_last(f"{type(self).__name__} {self.name!r}", data_format)
         self.data_format = "channels_last"
         self.keepdims = bool(keepdims)

@@ -133,7 +133,7 @@ class ZeroPadding2D(Layer):
     """Zero rows/columns around each (rows, cols, channels) sample."""
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"ZeroPadding2D {self.name!r}"
         _args.channels_last(owner, data_format)
         self.padding = _pairs(owner, "padding", padding)
@@ -164,7 +164,7 @@ class Cropping2D(Layer):
     """Remove rows/columns from the edges of each (rows, cols, channels) sample."""
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"Cropping2D {self.name!r}"
         _args.channels_last(owner, data_format)
         self.cropping = _pairs(owner, "cropping", cropping)
@@ -204,7 +204,7 @@ class UpSampling2D(Layer):
     """Repeat each row ``size[0]`` and each column ``size[1]`` times (nearest only)."""
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"UpSampling2D {self.name!r}"
         _args.channels_last(owner, data_format)
         self.size = _args.int_tuple(owner, "size", size, 2)

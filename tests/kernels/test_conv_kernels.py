@@ -204,3 +204,15 @@ def test_raw_conv_kernel_rejects_unsafe_geometry():
     np.testing.assert_array_equal(Y, expected)
     K.conv2d_forward(X, W, None, Y, np.empty((4, 18)), 3, 3, 1, 1, 1, 1, 90, 90, 0)
     np.testing.assert_array_equal(Y, 0)
+
+
+def test_conv2d_large_batch_takes_the_parallel_copy_path(make, close):
+    # im2col work above 2**20 elements: the copies split over the OpenMP team.
+    g = (16, 32, 32, 8, 4, (3, 3), 1, "same", 1)
+    X, W = make((16, 32, 32, 8), np.float32), make((3, 3, 8, 4), np.float32)
+    Y, Z = ops.conv2d_forward(X, W, None, 1, "same", 1, "relu", Z=True)
+    close(Y, reference_forward(X, W, None, g, "relu")[0], scale=4)
+    dY = make(Y.shape, np.float32)
+    got = ops.conv2d_backward(X, W, Y, dY, 1, "same", 1, "relu")
+    for value, expected in zip(got, reference_backward(X, W, Y, Z, dY, g, "relu")):
+        close(value, expected, scale=50)

@@ -213,3 +213,16 @@ def test_raw_embedding_kernel_checks_ids():
         K.embedding_forward(np.array([3], np.int64), np.ones((3, 2)), np.empty((1, 2)))
     with pytest.raises(ValueError, match="outside"):
         K.embedding_backward(np.array([-1], np.int64), np.ones((1, 2)), np.zeros((3, 2)))
+
+
+def test_pooling_large_batch_takes_the_parallel_path(make, close):
+    X = make((16, 64, 64, 16), np.float32)
+    Y, arg = ops.max_pool2d_forward(X, 2)
+    np.testing.assert_array_equal(Y, X.reshape(16, 32, 2, 32, 2, 16).max(axis=(2, 4)))
+    dY = make(Y.shape, np.float32)
+    dX = ops.max_pool2d_backward(dY, arg, X.shape)
+    np.testing.assert_allclose(dX.sum(), dY.sum(), rtol=1e-4)
+    A = ops.avg_pool2d_forward(X, 2)
+    close(A, X.reshape(16, 32, 2, 32, 2, 16).mean(axis=(2, 4)))
+    dA = ops.avg_pool2d_backward(dY, X.shape, 2)
+    close(dA, np.repeat(np.repeat(dY, 2, axis=1), 2, axis=2) / 4)
