@@ -289,3 +289,40 @@ def test_frozen_conv_base_keeps_its_weights():
     model.fit(x, y, epochs=2, verbose=0)
     for a, b in zip(before, base.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+CONTRACT = [
+    ("conv2d", lambda: L.Conv2D(3, 2, padding="same"), (5, 4, 2), (None, 5, 4, 3),
+     [("kernel", (2, 2, 2, 3), True), ("bias", (3,), True)], False),
+    ("conv1d", lambda: L.Conv1D(2, 3), (6, 2), (None, 4, 2),
+     [("kernel", (3, 2, 2), True), ("bias", (2,), True)], False),
+    ("conv2d_transpose", lambda: L.Conv2DTranspose(2, 3, strides=2), (3, 3, 1),
+     (None, 7, 7, 2), [("kernel", (3, 3, 2, 1), True), ("bias", (2,), True)], False),
+    ("separable", lambda: L.SeparableConv2D(2, 3), (5, 5, 2), (None, 3, 3, 2),
+     [("depthwise_kernel", (3, 3, 2, 1), True), ("pointwise_kernel", (1, 1, 2, 2), True),
+      ("bias", (2,), True)], False),
+    ("maxpool", lambda: L.MaxPooling2D(), (4, 5, 2), (None, 2, 2, 2), [], False),
+    ("gap1d", lambda: L.GlobalAveragePooling1D(), (4, 3), (None, 3), [], False),
+    ("zeropad", lambda: L.ZeroPadding2D(1), (2, 3, 1), (None, 4, 5, 1), [], False),
+    ("layernorm", lambda: L.LayerNormalization(), (3, 4), (None, 3, 4),
+     [("gamma", (4,), True), ("beta", (4,), True)], False),
+    ("groupnorm", lambda: L.GroupNormalization(2), (3, 4), (None, 3, 4),
+     [("gamma", (4,), True), ("beta", (4,), True)], False),
+    ("prelu", lambda: L.PReLU(), (3,), (None, 3), [("alpha", (3,), True)], False),
+    ("spatial_dropout", lambda: L.SpatialDropout1D(0.5), (3, 4), (None, 3, 4), [], True),
+    ("gaussian_noise", lambda: L.GaussianNoise(0.1), (3,), (None, 3), [], True),
+]
+
+
+@pytest.mark.parametrize("make,shape,out,weights,stochastic",
+                         [pytest.param(*c[1:], id=c[0]) for c in CONTRACT])
+def test_layer_contract(make, shape, out, weights, stochastic):
+    import importlib.util
+    from pathlib import Path
+
+    # The shared contract helper (tests run with --import-mode=importlib).
+    path = Path(__file__).with_name("test_layer_contract.py")
+    spec = importlib.util.spec_from_file_location("layer_contract_helper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.run_layer_test(make, shape, out, weights, stochastic=stochastic)
