@@ -11,8 +11,11 @@ SHAPES = {"1x1": (1, 1), "batch1": (1, 13), "odd": (7, 13), "empty": (0, 5),
           "parallel": (181, 191)}
 LAYOUTS = ["contig", "noncontig", "readonly"]
 ACTIVATIONS = sorted(ops.ACTIVATIONS)
+# The large (OpenMP) shape on contiguous input only: the layouts are copied
+# to contiguous memory before the kernel, so they exercise the wrappers.
 CASES = [pytest.param(dt, shape, layout, id=f"{dt.name}-{name}-{layout}")
-         for dt in DTYPES for name, shape in SHAPES.items() for layout in LAYOUTS]
+         for dt in DTYPES for name, shape in SHAPES.items() for layout in LAYOUTS
+         if name != "parallel" or layout == "contig"]
 C = np.ascontiguousarray
 
 
