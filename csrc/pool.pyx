@@ -22,6 +22,18 @@ cdef inline int _pool_chunks(Py_ssize_t work) noexcept nogil:
     return 1 if work < (1 << 20) else _chunks(work)
 
 
+cdef inline const floating* _cp4(const floating[:, :, :, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
+cdef inline floating* _p4(floating[:, :, :, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
 cdef struct PGeom:
     Py_ssize_t h, w, c, oh, ow, ph, pw, sh, sw, pt, pl
 
@@ -154,19 +166,25 @@ def max_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     _pgeom("max_pool2d_forward", &g, h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
     if n * outper == 0:
         return
+    if inper == 0:
+        # Every window is empty: 0 and no maximum (argmax -1).
+        Y[...] = 0
+        argmax[...] = -1
+        return
+    cdef const floating* xp = _cp4(X)
+    cdef floating* yp = _p4(Y)
+    cdef int64_t* ap = &argmax[0, 0, 0, 0]
     nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
         if nc == 1:
             for s in range(n):
-                _max_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper,
-                            &argmax[0, 0, 0, 0] + s * outper)
+                _max_sample(xp + s * inper, &g, yp + s * outper, ap + s * outper)
         else:
             for t in prange(nc, num_threads=nc, schedule='static'):
                 for s in range(n * t // nc, n * (t + 1) // nc):
-                    _max_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper,
-                                &argmax[0, 0, 0, 0] + s * outper)
+                    _max_sample(xp + s * inper, &g, yp + s * outper, ap + s * outper)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dY,    # (n, oh, ow, c) IN
@@ -189,19 +207,20 @@ def max_pool2d_backward(const floating[:, :, :, ::1] dY,    # (n, oh, ow, c) IN
     if outper == 0:
         memset(&dX[0, 0, 0, 0], 0, n * inper * sizeof(floating))
         return
+    cdef const floating* dyp = _cp4(dY)
+    cdef const int64_t* ap = &argmax[0, 0, 0, 0]
+    cdef floating* dxp = _p4(dX)
     nc = _pool_chunks(n * (inper + outper))
     if nc > n:
         nc = <int>n
     with nogil:
         if nc == 1:
             for s in range(n):
-                _max_grad_sample(&dY[0, 0, 0, 0] + s * outper, &argmax[0, 0, 0, 0] + s * outper,
-                                 &g, &dX[0, 0, 0, 0] + s * inper)
+                _max_grad_sample(dyp + s * outper, ap + s * outper, &g, dxp + s * inper)
         else:
             for t in prange(nc, num_threads=nc, schedule='static'):
                 for s in range(n * t // nc, n * (t + 1) // nc):
-                    _max_grad_sample(&dY[0, 0, 0, 0] + s * outper, &argmax[0, 0, 0, 0] + s * outper,
-                                     &g, &dX[0, 0, 0, 0] + s * inper)
+                    _max_grad_sample(dyp + s * outper, ap + s * outper, &g, dxp + s * inper)
 
 
 def avg_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
@@ -221,17 +240,19 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     if inper == 0:
         memset(&Y[0, 0, 0, 0], 0, n * outper * sizeof(floating))
         return
+    cdef const floating* xp = _cp4(X)
+    cdef floating* yp = _p4(Y)
     nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
         if nc == 1:
             for s in range(n):
-                _avg_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper)
+                _avg_sample(xp + s * inper, &g, yp + s * outper)
         else:
             for t in prange(nc, num_threads=nc, schedule='static'):
                 for s in range(n * t // nc, n * (t + 1) // nc):
-                    _avg_sample(&X[0, 0, 0, 0] + s * inper, &g, &Y[0, 0, 0, 0] + s * outper)
+                    _avg_sample(xp + s * inper, &g, yp + s * outper)
 
 
 def avg_pool2d_backward(const floating[:, :, :, ::1] dY,  # (n, oh, ow, c) IN
@@ -251,14 +272,16 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dY,  # (n, oh, ow, c) IN
     if outper == 0:
         memset(&dX[0, 0, 0, 0], 0, n * inper * sizeof(floating))
         return
+    cdef const floating* dyp = _cp4(dY)
+    cdef floating* dxp = _p4(dX)
     nc = _pool_chunks(n * oh * ow * c * ph * pw)
     if nc > n:
         nc = <int>n
     with nogil:
         if nc == 1:
             for s in range(n):
-                _avg_grad_sample(&dY[0, 0, 0, 0] + s * outper, &g, &dX[0, 0, 0, 0] + s * inper)
+                _avg_grad_sample(dyp + s * outper, &g, dxp + s * inper)
         else:
             for t in prange(nc, num_threads=nc, schedule='static'):
                 for s in range(n * t // nc, n * (t + 1) // nc):
-                    _avg_grad_sample(&dY[0, 0, 0, 0] + s * outper, &g, &dX[0, 0, 0, 0] + s * inper)
+                    _avg_grad_sample(dyp + s * outper, &g, dxp + s * inper)
