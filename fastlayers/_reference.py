@@ -600,11 +600,12 @@ def embedding_backward(ids, dY, dW):
 
 def uniform_fill(out, seed, counter):
     """out[i] = dropout's uniform at stream position counter + i."""
-    out[...] = dropout_uniform(seed, counter, out.size).astype(out.dtype)
+    out[...] = dropout_uniform(seed, counter, out.size).astype(out.dtype).reshape(out.shape)
 
 
 def normal_fill(out, seed, counter):
     """Box-Muller (cosine branch) on stream positions counter + 2i and counter + 2i + 1."""
     u = dropout_uniform(seed, counter, 2 * out.size)
     u1, u2 = u[0::2], u[1::2]
-    out[...] = (np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)).astype(out.dtype)
+    z = np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)
+    out[...] = z.astype(out.dtype).reshape(out.shape)
