@@ -25,6 +25,8 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
     "normal_fill", "uniform_fill",
+    "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
+    "prelu_backward",
 ]
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = range(5)
@@ -609,3 +611,51 @@ def normal_fill(out, seed, counter):
     u1, u2 = u[0::2], u[1::2]
     z = np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)
     out[...] = z.astype(out.dtype).reshape(out.shape)
+
+
+
+def relu_forward(X, Y, negative_slope, max_value, threshold):
+    """keras.activations.relu; max_value = inf means no clip."""
+    s, m, t = negative_slope, max_value, threshold
+    if s != 0 and m == np.inf and t == 0:
+        Y[...] = np.where(X >= 0, X, X * X.dtype.type(s))
+        return
+    pos = np.where(X > t, X, 0) if t != 0 else np.maximum(X, 0)
+    if m != np.inf:
+        pos = np.clip(pos, 0, m)
+    if s != 0:
+        pos = pos - X.dtype.type(s) * np.maximum(X.dtype.type(t) - X, 0)
+    Y[...] = pos
+
+
+def relu_backward(X, dY, dX, negative_slope, max_value, threshold):
+    s, m, t = negative_slope, max_value, threshold
+    if s != 0 and m == np.inf and t == 0:
+        dX[...] = np.where(X >= 0, dY, dY * dY.dtype.type(s))
+        return
+    g = (X > t) if t != 0 else (X > 0)
+    if m != np.inf:
+        g = g & (X > 0) & (X < m)
+    g = g.astype(dY.dtype)
+    if s != 0:
+        g = g + np.where(X < t, dY.dtype.type(s), 0)
+    dX[...] = dY * g
+
+
+def elu_forward(X, Y, alpha):
+    Y[...] = np.where(X > 0, X, alpha * np.expm1(np.minimum(X.astype(np.float64), 0)))
+
+
+def elu_backward(X, dY, dX, alpha):
+    dX[...] = np.where(X > 0, dY, dY * alpha * np.exp(np.minimum(X.astype(np.float64), 0)))
+
+
+def prelu_forward(X, alpha, Y):
+    Y[...] = np.where(X > 0, X, alpha * X)
+
+
+def prelu_backward(X, alpha, dY, dX, dalpha):
+    if dX is not None:
+        dX[...] = np.where(X > 0, dY, alpha * dY)
+    if dalpha is not None:
+        dalpha[...] = (dY.astype(np.float64) * np.minimum(X, 0)).sum(axis=0)

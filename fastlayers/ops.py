@@ -28,6 +28,7 @@ from ._kernels import dropout as _dropout
 from ._kernels import embedding as _embedding
 from ._kernels import layernorm as _layernorm
 from ._kernels import noise as _noise
+from ._kernels import param_act as _param_act
 from ._kernels import pool as _pool
 from ._kernels import losses as _losses
 from ._kernels import optim as _optim
@@ -46,6 +47,8 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
     "random_normal", "random_uniform",
+    "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
+    "prelu_backward", "softmax_forward", "softmax_backward",
 ]
 
 BACKEND = "cython"
@@ -1055,3 +1058,161 @@ def random_normal(shape, dtype, seed, counter) -> np.ndarray:
 def random_uniform(shape, dtype, seed, counter) -> np.ndarray:
     """Uniforms in [0, 1) at positions counter + i (dropout's stream)."""
     return _random_fill("random_uniform", _noise.uniform_fill, shape, dtype, seed, counter)
+
+
+
+# ---------------------------------------------------------------------------
+# Activations with run-time parameters (the ReLU, ELU, PReLU and Softmax layers)
+
+def _relu_params(fn, negative_slope, max_value, threshold):
+    vals = []
+    for name, v in (("negative_slope", negative_slope), ("threshold", threshold)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{fn}: {name} must be a number, got {v!r}")
+        vals.append(float(v))
+    if max_value is None:
+        m = math.inf
+    elif isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) \
+            or max_value < 0:
+        raise ValueError(f"{fn}: max_value must be None or a number >= 0, got {max_value!r}")
+    else:
+        m = float(max_value)
+    return vals[0], m, vals[1]
+
+
+def relu_forward(X, negative_slope=0.0, max_value=None, threshold=0.0) -> np.ndarray:
+    """keras.activations.relu(X, negative_slope, max_value, threshold), elementwise."""
+    fn = "relu_forward"
+    X = _Call(fn).input("X", X)
+    s, m, t = _relu_params(fn, negative_slope, max_value, threshold)
+    Y = np.empty_like(X)
+    _param_act.relu_forward(_flat_rows(X), _flat_rows(Y), s, m, t)
+    return Y
+
+
+def relu_backward(X, dY, negative_slope=0.0, max_value=None, threshold=0.0) -> np.ndarray:
+    """dX = dY * relu'(X) (through the forward input X)."""
+    fn = "relu_backward"
+    c = _Call(fn)
+    X = c.input("X", X)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    s, m, t = _relu_params(fn, negative_slope, max_value, threshold)
+    dX = np.empty_like(X)
+    _param_act.relu_backward(_flat_rows(X), _flat_rows(dY), _flat_rows(dX), s, m, t)
+    return dX
+
+
+def _alpha(fn, alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ValueError(f"{fn}: alpha must be a number, got {alpha!r}")
+    return float(alpha)
+
+
+def elu_forward(X, alpha=1.0) -> np.ndarray:
+    """X where X > 0, else alpha * (exp(X) - 1)."""
+    X = _Call("elu_forward").input("X", X)
+    Y = np.empty_like(X)
+    _param_act.elu_forward(_flat_rows(X), _flat_rows(Y), _alpha("elu_forward", alpha))
+    return Y
+
+
+def elu_backward(X, dY, alpha=1.0) -> np.ndarray:
+    """dX = dY * elu'(X)."""
+    fn = "elu_backward"
+    c = _Call(fn)
+    X = c.input("X", X)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    dX = np.empty_like(X)
+    _param_act.elu_backward(_flat_rows(X), _flat_rows(dY), _flat_rows(dX), _alpha(fn, alpha))
+    return dX
+
+
+def _prelu_alpha(c, X, alpha):
+    alpha = c.input("alpha", alpha)
+    try:
+        full = np.broadcast_to(alpha, X.shape[1:])
+    except ValueError:
+        raise ValueError(f"{c.fn}: alpha of shape {alpha.shape} does not broadcast to "
+                         f"the samples of X {X.shape}") from None
+    return alpha, np.ascontiguousarray(full).reshape(-1)
+
+
+def prelu_forward(X, alpha) -> np.ndarray:
+    """max(X, 0) + alpha * min(X, 0); alpha broadcasts over one sample (X.shape[1:])."""
+    c = _Call("prelu_forward")
+    X = c.input("X", X, min_ndim=2)
+    _, a = _prelu_alpha(c, X, alpha)
+    Y = np.empty_like(X)
+    _param_act.prelu_forward(X.reshape(X.shape[0], -1), a, Y.reshape(X.shape[0], -1))
+    return Y
+
+
+def prelu_backward(X, alpha, dY, want_dX=True):
+    """Returns (dX, dalpha); dalpha has alpha's shape (summed over the batch and the
+    axes alpha is broadcast along)."""
+    fn = "prelu_backward"
+    c = _Call(fn)
+    X = c.input("X", X, min_ndim=2)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    alpha, a = _prelu_alpha(c, X, alpha)
+    n = X.shape[0]
+    dX = np.empty_like(X) if want_dX else None
+    dfull = np.empty(a.shape, X.dtype)
+    _param_act.prelu_backward(X.reshape(n, -1), a, dY.reshape(n, -1),
+                              None if dX is None else dX.reshape(n, -1), dfull)
+    dfull = dfull.reshape(X.shape[1:])
+    # Sum the per-position slopes' gradients over the axes alpha is shared along.
+    lead = dfull.ndim - alpha.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(alpha.shape)
+                                      if s == 1 and dfull.shape[lead + i] != 1)
+    dalpha = dfull.sum(axis=axes, keepdims=True).reshape(alpha.shape) if axes else \
+        dfull.reshape(alpha.shape)
+    return dX, dalpha
+
+
+def _softmax_rows(c, X, axes):
+    nd = X.ndim
+    axes = sorted({a + nd if a < 0 else a for a in axes})
+    if not axes or axes[0] < 0 or axes[-1] >= nd:
+        raise ValueError(f"{c.fn}: axis {axes} is out of range for shape {X.shape}")
+    rest = [a for a in range(nd) if a not in axes]
+    perm = rest + axes
+    return perm, list(np.argsort(perm))
+
+
+def softmax_forward(X, axis=-1) -> np.ndarray:
+    """Softmax over ``axis`` (an int or a tuple): the softmax kernel on rows."""
+    c = _Call("softmax_forward")
+    X = c.input("X", X, min_ndim=1)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    perm, inverse = _softmax_rows(c, X, axes)
+    Xt = np.ascontiguousarray(X.transpose(perm))
+    k = math.prod(Xt.shape[len(perm) - len(axes):])
+    Y = np.empty_like(Xt)
+    _activations.activation_forward(Xt.reshape(-1, k), Y.reshape(-1, k), _dense.SOFTMAX)
+    return np.ascontiguousarray(Y.transpose(inverse))
+
+
+def softmax_backward(Y, dY, axis=-1) -> np.ndarray:
+    """dX = Y * (dY - sum(dY * Y over axis)), through the softmax kernel's backward."""
+    fn = "softmax_backward"
+    c = _Call(fn)
+    Y = c.input("Y", Y, min_ndim=1)
+    dY = c.input("dY", dY)
+    if dY.shape != Y.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but Y has {Y.shape}")
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    perm, inverse = _softmax_rows(c, Y, axes)
+    Yt = np.ascontiguousarray(Y.transpose(perm))
+    dYt = np.ascontiguousarray(dY.transpose(perm))
+    k = math.prod(Yt.shape[len(perm) - len(axes):])
+    dX = np.empty_like(Yt)
+    _activations.activation_backward(Yt.reshape(-1, k), dYt.reshape(-1, k), dX.reshape(-1, k),
+                                     _dense.SOFTMAX)
+    return np.ascontiguousarray(dX.transpose(inverse))

@@ -2,8 +2,9 @@
 
 Where the parameters are those of a named activation (ReLU() = "relu",
 ReLU(max_value=6) = "relu6", LeakyReLU(0.2) = "leaky_relu", ELU(1.0) = "elu",
-Softmax(axis=-1) = "softmax") the layer runs the fused activation kernel;
-other parameter values are NumPy elementwise expressions of Keras's formulas.
+Softmax(axis=-1) = "softmax") the layer runs the fused activation kernel
+(csrc/_act.pxd); other parameter values run the run-time-parameter kernels of
+csrc/param_act.pyx (Softmax over other axes: the softmax kernel on moved axes).
 """
 from __future__ import annotations
 
@@ -25,18 +26,20 @@ def _number(owner, name, value, allow_none=False, minimum=None):
 
 
 class _Elementwise(Layer):
-    """A weightless activation: a kernel code when one matches, else NumPy."""
+    """A weightless activation: the fused kernel's code when one matches, else the
+    layer's run-time-parameter kernel (_param_forward/_param_grad)."""
 
     _code = None  # activation name run by the kernel, or None
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def _np_forward(self, x):  # pragma: no cover - overridden
+    def _param_forward(self, x):  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _np_grad(self, x, y, dy):  # pragma: no cover - overridden
+    def _param_grad(self, x, y, dy):  # pragma: no cover - overridden
         raise NotImplementedError
+
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
@@ -46,11 +49,11 @@ class _Elementwise(Layer):
             def backprop(dy):
                 return ops.activation_backward(y, np.asarray(dy, x.dtype), self._code, X=x), []
         else:
-            y = self._np_forward(x).astype(x.dtype, copy=False)
+            y = self._param_forward(x)
 
             def backprop(dy):
                 dy = np.asarray(dy, x.dtype)
-                return self._np_grad(x, y, dy).astype(x.dtype, copy=False), []
+                return self._param_grad(x, y, dy), []
 
         return y, backprop
 
@@ -74,29 +77,11 @@ class ReLU(_Elementwise):
         elif self.negative_slope == 0.2 and self.threshold == 0 and self.max_value is None:
             self._code = "leaky_relu"
 
-    def _np_forward(self, x):
-        # keras.activations.relu's piecewise definition.
-        t, s, m = self.threshold, self.negative_slope, self.max_value
-        if s != 0 and m is None and t == 0:
-            return np.where(x >= 0, x, s * x)
-        y = np.where(x > t, x, 0) if t != 0 else np.maximum(x, 0)
-        if m is not None:
-            y = np.clip(y, 0, m)
-        if s != 0:
-            y = y - s * np.maximum(t - x, 0)
-        return y
+    def _param_forward(self, x):
+        return ops.relu_forward(x, self.negative_slope, self.max_value, self.threshold)
 
-    def _np_grad(self, x, y, dy):
-        t, s, m = self.threshold, self.negative_slope, self.max_value
-        if s != 0 and m is None and t == 0:
-            return np.where(x >= 0, dy, s * dy)
-        keep = (x > t) if t != 0 else (x > 0)
-        if m is not None:
-            keep = keep & (x > 0) & (x < m)
-        g = np.where(keep, dy, 0)
-        if s != 0:
-            g = g + np.where(x < t, s * dy, 0)
-        return g
+    def _param_grad(self, x, y, dy):
+        return ops.relu_backward(x, dy, self.negative_slope, self.max_value, self.threshold)
 
     def get_config(self):
         cfg = super().get_config()
@@ -118,11 +103,11 @@ class LeakyReLU(_Elementwise):
         if self.negative_slope == 0.2:
             self._code = "leaky_relu"
 
-    def _np_forward(self, x):
-        return np.where(x >= 0, x, self.negative_slope * x)
+    def _param_forward(self, x):
+        return ops.relu_forward(x, self.negative_slope)
 
-    def _np_grad(self, x, y, dy):
-        return np.where(x >= 0, dy, self.negative_slope * dy)
+    def _param_grad(self, x, y, dy):
+        return ops.relu_backward(x, dy, self.negative_slope)
 
     def get_config(self):
         cfg = super().get_config()
@@ -139,11 +124,11 @@ class ELU(_Elementwise):
         if self.alpha == 1.0:
             self._code = "elu"
 
-    def _np_forward(self, x):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+    def _param_forward(self, x):
+        return ops.elu_forward(x, self.alpha)
 
-    def _np_grad(self, x, y, dy):
-        return np.where(x > 0, dy, dy * self.alpha * np.exp(np.minimum(x, 0)))
+    def _param_grad(self, x, y, dy):
+        return ops.elu_backward(x, dy, self.alpha)
 
     def get_config(self):
         cfg = super().get_config()
@@ -166,13 +151,11 @@ class Softmax(_Elementwise):
         if self._axes == (-1,):
             self._code = "softmax"
 
-    def _np_forward(self, x):
-        m = x.max(axis=self._axes, keepdims=True)
-        e = np.exp(x - m)
-        return e / e.sum(axis=self._axes, keepdims=True)
+    def _param_forward(self, x):
+        return ops.softmax_forward(x, self._axes)
 
-    def _np_grad(self, x, y, dy):
-        return y * (dy - (dy * y).sum(axis=self._axes, keepdims=True))
+    def _param_grad(self, x, y, dy):
+        return ops.softmax_backward(y, dy, self._axes)
 
     def get_config(self):
         cfg = super().get_config()
@@ -224,17 +207,11 @@ class PReLU(Layer):
         if x.shape[1:] != tuple(np.broadcast_shapes(a.shape, x.shape[1:])):
             raise ValueError(f"Layer {self.name!r} (PReLU): alpha {a.shape} does not "
                              f"broadcast to input {x.shape}")
-        neg = np.minimum(x, 0)
-        y = np.maximum(x, 0) + a * neg
+        y = ops.prelu_forward(x, a)
 
         def backprop(dy):
-            dy = np.asarray(dy, x.dtype)
-            dx = np.where(x > 0, dy, a * dy)
-            da = dy * neg
-            axes = (0,) + tuple(i + 1 for i, s in enumerate(a.shape) if s == 1
-                                and x.shape[i + 1] != 1)
-            da = da.sum(axis=axes, keepdims=True)[0]
-            return dx, [da.reshape(a.shape)]
+            dx, da = ops.prelu_backward(x, a, np.asarray(dy, x.dtype))
+            return dx, [da]
 
         return y, backprop
 
