@@ -853,6 +853,8 @@ def conv2d_backward(X, W, Y, dY, strides=1, padding="valid", dilation_rate=1,
         raise ValueError(f"{fn}: accumulate=True needs the dW and db buffers to add into")
     dW = c.output("dW", dW, W.shape) if want_dW else None
     db = c.output("db", db, (f,)) if want_db else None
+    _no_overlap(fn, "dW", dW, X=X, W=W, dY=dY)
+    _no_overlap(fn, "db", db, dY=dY)
     dX = np.empty(shape, dY.dtype) if want_dX else None
     dZ = dY if code == _dense.LINEAR and dY.flags.writeable else np.empty_like(dY)
     K = kh * kw * cin
