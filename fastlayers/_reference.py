@@ -29,7 +29,10 @@ __all__ = [
     "prelu_backward",
 ]
 
-LINEAR, RELU, SIGMOID, TANH, SOFTMAX = range(5)
+from ._act_codes import ENUM_NAMES as _CODES  # the one Python table of activation codes
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = (_CODES[n] for n in
+                                        ("LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX"))
 EPSILON = 1e-7  # Keras's fuzz factor: the clip applied to probabilities
 
 
@@ -368,10 +371,12 @@ def softmax_crossentropy_sparse(Z, labels, G, from_logits):
 # im2col) so the two can catch each other's mistakes.
 
 (GELU, LEAKY_RELU, ELU, SELU, SILU, SOFTPLUS, SOFTSIGN, HARD_SIGMOID, RELU6, EXPONENTIAL,
- MISH, LOG_SOFTMAX) = range(5, 17)
-_LEAKY_SLOPE = 0.2
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
+ MISH, LOG_SOFTMAX) = (_CODES[n] for n in ("GELU", "LEAKY_RELU", "ELU", "SELU", "SILU",
+                                          "SOFTPLUS", "SOFTSIGN", "HARD_SIGMOID", "RELU6",
+                                          "EXPONENTIAL", "MISH", "LOG_SOFTMAX"))
+from ._act_codes import LEAKY_RELU_SLOPE as _LEAKY_SLOPE  # noqa: E402
+from ._act_codes import SELU_ALPHA as _SELU_ALPHA  # noqa: E402
+from ._act_codes import SELU_SCALE as _SELU_SCALE  # noqa: E402
 
 
 def _erf(Z):

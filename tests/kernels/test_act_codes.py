@@ -47,3 +47,12 @@ def test_input_based_grads_are_rejected_without_the_input(name):
         ops.activation_backward(y, x, name)
     with pytest.raises(ValueError, match="Z .the pre-activation. is required"):
         ops.dense_backward(x, np.eye(3), y, x, name)
+
+
+def test_fixed_constants_match_the_pxd():
+    text = PXD.read_text()
+    defines = {m.group(1): float(m.group(2))
+               for m in re.finditer(r"#define FL_([A-Z_0-9]+) ([0-9.]+)", text)}
+    assert defines["LEAKY_SLOPE"] == _act_codes.LEAKY_RELU_SLOPE
+    assert defines["SELU_ALPHA"] == _act_codes.SELU_ALPHA
+    assert defines["SELU_SCALE"] == _act_codes.SELU_SCALE
