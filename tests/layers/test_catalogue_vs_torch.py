@@ -6,7 +6,6 @@ here torch checks the arithmetic, forward and backward, in float64.
 import numpy as np
 import pytest
 
-import fastlayers as fl
 from fastlayers import layers as L
 from fastlayers import ops
 
