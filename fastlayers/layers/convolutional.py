@@ -20,10 +20,16 @@ from . import _args
 from .core import _activation_name
 
 
-def _conv_out(length, k, s, d, padding):
+def _conv_out(length, k, s, d, padding, layer=None):
     if length is None:
         return None
-    return ops.conv_output_length(length, k, s, d, padding)[0]
+    out = ops.conv_output_length(length, k, s, d, padding)[0]
+    if out <= 0 and layer is not None:
+        # Keras refuses too: "Computed output size would be negative".
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): a kernel of "
+                         f"effective size {(k - 1) * d + 1} does not fit an input of length "
+                         f"{length} with padding={padding!r}")
+    return out
 
 
 class _Conv(Layer):
@@ -79,7 +85,7 @@ class _Conv(Layer):
 
     def compute_output_shape(self, input_shape):
         _args.check_shape_rank(self, input_shape, self.rank + 2)
-        spatial = [_conv_out(n, k, s, d, self.padding) for n, k, s, d in
+        spatial = [_conv_out(n, k, s, d, self.padding, self) for n, k, s, d in
                    zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate)]
         return (input_shape[0],) + tuple(spatial) + (self.filters,)
 
@@ -91,6 +97,7 @@ class _Conv(Layer):
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         _args.check_input(self, x, self.rank + 2, self._channels)
+        self.compute_output_shape((None,) + x.shape[1:])  # a kernel that does not fit raises
         x2, W2, strides, dilation, padding = self._as_2d(x, self.kernel.value)
         b = self.bias.value if self.bias is not None else None
         keep_z = ops.activation_needs_input(self.activation)
@@ -142,7 +149,7 @@ class Conv1D(_Conv):
         if steps is not None:
             steps = _conv_out(steps, self.kernel_size[0], self.strides[0],
                               self.dilation_rate[0],
-                              "valid" if self.padding == "causal" else self.padding)
+                              "same" if self.padding == "causal" else self.padding, self)
             if self.padding == "causal":
                 steps = (input_shape[1] - 1) // self.strides[0] + 1
         return (input_shape[0], steps, self.filters)

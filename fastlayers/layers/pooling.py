@@ -34,6 +34,10 @@ class _Pool(Layer):
         spatial = tuple(None if n is None else
                         ops.conv_output_length(n, k, s, 1, self.padding)[0]
                         for n, k, s in zip(input_shape[1:-1], self.pool_size, self.strides))
+        if any(v is not None and v <= 0 for v in spatial):
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}): pool_size "
+                             f"{self.pool_size} does not fit input shape {input_shape} with "
+                             f"padding={self.padding!r}")
         return (input_shape[0],) + spatial + (input_shape[-1],)
 
     def _geom(self):
@@ -44,6 +48,7 @@ class _Pool(Layer):
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         _args.check_input(self, x, self.rank + 2)
+        self.compute_output_shape((None,) + x.shape[1:])  # a window that does not fit raises
         x4 = x[:, None] if self.rank == 1 else x
         pool, strides = self._geom()
         if self._max:

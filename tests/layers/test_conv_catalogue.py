@@ -222,6 +222,8 @@ def test_bad_arguments_raise_at_construction(make, message):
     (lambda: L.Reshape((4, 4)), np.zeros((2, 3, 5)), "cannot reshape"),
     (lambda: L.Cropping2D(((2, 2), (0, 0))), np.zeros((1, 4, 4, 1)), "leaves no rows"),
     (lambda: L.GroupNormalization(3), np.zeros((2, 4)), "must divide"),
+    (lambda: L.Conv2D(2, 5), np.zeros((1, 4, 6, 1)), "does not fit an input of length 4"),
+    (lambda: L.MaxPooling2D(3), np.zeros((1, 2, 6, 1)), "does not fit input shape"),
     (lambda: L.Embedding(4, 2), np.array([[0, 4]]), r"ids must be in \[0, 4\)"),
 ])
 def test_bad_inputs_raise_clear_errors(make, x, message):
