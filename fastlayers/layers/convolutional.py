@@ -282,6 +282,7 @@ class DepthwiseConv2D(_Conv):
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         _args.check_input(self, x, 4, self._channels)
+        self.compute_output_shape((None,) + x.shape[1:])  # a kernel that does not fit raises
         W = self.kernel.value
         dm = self.depth_multiplier
         geom = (self.strides, self.padding, self.dilation_rate)
