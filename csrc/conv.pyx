@@ -52,18 +52,24 @@ cdef struct Geom:
 cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
                              floating* cols) noexcept nogil:
     """cols rows of output row oy of sample s (ow rows of kh*kw*c values)."""
-    cdef Py_ssize_t ox, ki, kj, iy, ix, K = g.kh * g.kw * g.c
+    cdef Py_ssize_t ox, ki, kj, iy, ix, ch, K = g.kh * g.kw * g.c
     cdef floating* dst
+    cdef const floating* src
     for ox in range(g.ow):
         dst = cols + ox * K
         for ki in range(g.kh):
             iy = oy * g.sh - g.pt + ki * g.dh
             for kj in range(g.kw):
                 ix = ox * g.sw - g.pl + kj * g.dw
+                # A plain loop, not memcpy: the first layers have 1-3 channels, where
+                # a library call per tap costs more than the copy.
                 if 0 <= iy < g.h and 0 <= ix < g.w:
-                    memcpy(dst, X + ((s * g.h + iy) * g.w + ix) * g.c, g.c * sizeof(floating))
+                    src = X + ((s * g.h + iy) * g.w + ix) * g.c
+                    for ch in range(g.c):
+                        dst[ch] = src[ch]
                 else:
-                    memset(dst, 0, g.c * sizeof(floating))
+                    for ch in range(g.c):
+                        dst[ch] = 0
                 dst += g.c
 
 
