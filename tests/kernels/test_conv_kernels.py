@@ -216,3 +216,28 @@ def test_conv2d_large_batch_takes_the_parallel_copy_path(make, close):
     got = ops.conv2d_backward(X, W, Y, dY, 1, "same", 1, "relu")
     for value, expected in zip(got, reference_backward(X, W, Y, Z, dY, g, "relu")):
         close(value, expected, scale=50)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+@hypothesis.given(n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+                  cin=st.integers(1, 3), f=st.integers(1, 3), kh=st.integers(1, 4),
+                  kw=st.integers(1, 4), s=st.integers(1, 3), d=st.integers(1, 2),
+                  padding=st.sampled_from(["valid", "same"]))
+def test_conv2d_any_geometry_matches_reference(n, h, w, cin, f, kh, kw, s, d, padding):
+    oh, ow, *_ = ops._conv_geometry("t", (h, w), (kh, kw), s, padding, d)
+    hypothesis.assume(oh > 0 and ow > 0)
+    rng = np.random.default_rng(n * 1000 + h * 100 + w)
+    X, W, b = rng.standard_normal((n, h, w, cin)), rng.standard_normal((kh, kw, cin, f)), \
+        rng.standard_normal(f)
+    g = (n, h, w, cin, f, (kh, kw), s, padding, d)
+    Y, Z = ops.conv2d_forward(X, W, b, s, padding, d, "tanh", Z=True)
+    eY, _ = reference_forward(X, W, b, g, "tanh")
+    np.testing.assert_allclose(Y, eY, rtol=1e-12, atol=1e-12)
+    dY = rng.standard_normal(Y.shape)
+    got = ops.conv2d_backward(X, W, Y, dY, s, padding, d, "tanh")
+    for value, expected in zip(got, reference_backward(X, W, Y, Z, dY, g, "tanh")):
+        np.testing.assert_allclose(value, expected, rtol=1e-11, atol=1e-11)

@@ -226,3 +226,32 @@ def test_pooling_large_batch_takes_the_parallel_path(make, close):
     close(A, X.reshape(16, 32, 2, 32, 2, 16).mean(axis=(2, 4)))
     dA = ops.avg_pool2d_backward(dY, X.shape, 2)
     close(dA, np.repeat(np.repeat(dY, 2, axis=1), 2, axis=2) / 4)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+@hypothesis.given(n=st.integers(1, 2), h=st.integers(1, 7), w=st.integers(1, 7),
+                  c=st.integers(1, 3), ph=st.integers(1, 4), pw=st.integers(1, 4),
+                  sh=st.integers(1, 4), sw=st.integers(1, 4),
+                  padding=st.sampled_from(["valid", "same"]))
+def test_pooling_any_geometry_matches_reference(n, h, w, c, ph, pw, sh, sw, padding):
+    g = (n, h, w, c, (ph, pw), (sh, sw), padding)
+    oh, ow, _, _, _, _, pt, pl = _geom(g)
+    hypothesis.assume(oh > 0 and ow > 0)
+    rng = np.random.default_rng(h * 100 + w * 10 + c)
+    X, dY = rng.standard_normal((n, h, w, c)), rng.standard_normal((n, oh, ow, c))
+    Y, arg = ops.max_pool2d_forward(X, (ph, pw), (sh, sw), padding)
+    eY, earg = np.empty(Y.shape), np.empty(Y.shape, np.int64)
+    R.max_pool2d_forward(X, eY, earg, ph, pw, sh, sw, pt, pl)
+    np.testing.assert_array_equal(Y, eY)
+    np.testing.assert_array_equal(arg, earg)
+    A = ops.avg_pool2d_forward(X, (ph, pw), (sh, sw), padding)
+    R.avg_pool2d_forward(X, eY, ph, pw, sh, sw, pt, pl)
+    np.testing.assert_allclose(A, eY, rtol=1e-12, atol=1e-14)
+    dX = ops.avg_pool2d_backward(dY, X.shape, (ph, pw), (sh, sw), padding)
+    edX = np.empty(X.shape)
+    R.avg_pool2d_backward(dY, edX, ph, pw, sh, sw, pt, pl)
+    np.testing.assert_allclose(dX, edX, rtol=1e-12, atol=1e-14)
