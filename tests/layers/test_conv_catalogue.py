@@ -328,3 +328,34 @@ def test_layer_contract(make, shape, out, weights, stochastic):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.run_layer_test(make, shape, out, weights, stochastic=stochastic)
+
+
+def test_sequence_model_with_embedding_trains(one_thread):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (256, 6))
+    y = (ids == 3).any(axis=1).astype("float32")[:, None]
+    inp = fl.Input((6,))
+    h = L.Embedding(20, 8)(inp)
+    h = L.Conv1D(8, 3, padding="same", activation="relu")(h)
+    h = L.LayerNormalization()(L.GlobalMaxPooling1D()(h))
+    model = fl.Model(inp, L.Dense(1, activation="sigmoid")(h))
+    model.compile(fl.optimizers.Adam(0.03), "binary_crossentropy", metrics=["accuracy"])
+    hist = model.fit(ids.astype("float32"), y, epochs=30, batch_size=32, verbose=0)
+    assert hist.history["accuracy"][-1] > 0.95
+
+
+def test_decoder_style_graph_trains(one_thread):
+    rng = np.random.default_rng(1)
+    z = fl.Input((4,))
+    h = L.Reshape((2, 2, 8))(L.Dense(32)(z))
+    h = L.UpSampling2D()(h)
+    h = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="leaky_relu")(h)
+    h = L.Cropping2D(1)(L.ZeroPadding2D(1)(h))
+    h = L.SeparableConv2D(3, 3, padding="same")(h)
+    h = L.GroupNormalization(3)(L.PReLU()(h))
+    model = fl.Model(z, L.Dense(1)(L.Flatten()(h)))
+    assert tuple(model.outputs[0].shape) == (None, 1)
+    model.compile("adam", "mse")
+    x, t = rng.standard_normal((64, 4)).astype("float32"), rng.standard_normal((64, 1))
+    hist = model.fit(x, t.astype("float32"), epochs=5, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
