@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from libc.math cimport erf, erff, expm1, expm1f, fabs, fabsf, log1p, log1pf
+from libc.math cimport NAN, erf, erff, expm1, expm1f, fabs, fabsf, log1p, log1pf
 
 from _common cimport _chunks, _exp, _log, _tanh
 
@@ -276,6 +276,11 @@ cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward outpu
     elif act == ACT_EXPONENTIAL:
         for j in range(k):
             dz[j] = dy[j] * y[j]
+    elif _act_needs_input(act):
+        # The output does not determine these derivatives: a caller that forgot
+        # Z gets NaN, never a silently wrong gradient.
+        for j in range(k):
+            dz[j] = <floating>NAN
     elif dz != dy:
         memcpy(dz, dy, k * sizeof(floating))
 
