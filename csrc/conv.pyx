@@ -49,28 +49,59 @@ cdef struct Geom:
     Py_ssize_t h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
 
 
+cdef inline void _ox_range(const Geom* g, Py_ssize_t kj, Py_ssize_t* lo,
+                           Py_ssize_t* hi) noexcept nogil:
+    """The outputs ox whose tap kj reads inside the input: 0 <= ox*sw - pl + kj*dw < w."""
+    cdef Py_ssize_t off = kj * g.dw - g.pl   # ix = ox * sw + off
+    cdef Py_ssize_t a = 0, b
+    if off < 0:
+        a = (-off + g.sw - 1) // g.sw
+    b = (g.w - 1 - off) // g.sw + 1 if g.w - 1 - off >= 0 else 0
+    if b > g.ow:
+        b = g.ow
+    if a > b:
+        a = b
+    lo[0] = a
+    hi[0] = b
+
+
 cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
                              floating* cols) noexcept nogil:
-    """cols rows of output row oy of sample s (ow rows of kh*kw*c values)."""
-    cdef Py_ssize_t ox, ki, kj, iy, ix, ch, K = g.kh * g.kw * g.c
+    """cols rows of output row oy of sample s (ow rows of kh*kw*c values).
+
+    Tap by tap, over the outputs whose tap lands inside the input (computed once
+    per tap), so the copy loops carry no bounds test: the first layers have 1-3
+    channels, where a test or a library call per tap would cost more than the copy.
+    """
+    cdef Py_ssize_t ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
     cdef floating* dst
     cdef const floating* src
-    for ox in range(g.ow):
-        dst = cols + ox * K
-        for ki in range(g.kh):
-            iy = oy * g.sh - g.pt + ki * g.dh
-            for kj in range(g.kw):
-                ix = ox * g.sw - g.pl + kj * g.dw
-                # A plain loop, not memcpy: the first layers have 1-3 channels, where
-                # a library call per tap costs more than the copy.
-                if 0 <= iy < g.h and 0 <= ix < g.w:
-                    src = X + ((s * g.h + iy) * g.w + ix) * g.c
-                    for ch in range(g.c):
-                        dst[ch] = src[ch]
+    for ki in range(g.kh):
+        iy = oy * g.sh - g.pt + ki * g.dh
+        for kj in range(g.kw):
+            dst = cols + (ki * g.kw + kj) * c
+            if iy < 0 or iy >= g.h:
+                for ox in range(g.ow):
+                    for ch in range(c):
+                        dst[ox * K + ch] = 0
+                continue
+            _ox_range(g, kj, &lo, &hi)
+            for ox in range(lo):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
+            if lo < hi:
+                src = X + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[ox * K] = src[(ox - lo) * step]
                 else:
-                    for ch in range(g.c):
-                        dst[ch] = 0
-                dst += g.c
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[ox * K + ch] = src[(ox - lo) * step + ch]
+            for ox in range(hi, g.ow):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
 
 
 cdef inline void _im2col(const floating* X, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
