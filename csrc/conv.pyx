@@ -119,22 +119,34 @@ cdef inline void _im2col(const floating* X, const Geom* g, Py_ssize_t s0, Py_ssi
 
 cdef inline void _col2im_sample(const floating* cols, const Geom* g, Py_ssize_t s,
                                 floating* dX) noexcept nogil:
-    """dX[s] += the rows of cols of sample s, each tap added where it was read."""
-    cdef Py_ssize_t oy, ox, ki, kj, iy, ix, ch, K = g.kh * g.kw * g.c
+    """dX[s] += the rows of cols of sample s, each tap added where it was read.
+
+    Tap by tap over the valid outputs (as _im2col_row), so no bounds test per
+    element; the adds of one tap never collide (distinct outputs of one tap read
+    distinct inputs), so the order of the sums is fixed.
+    """
+    cdef Py_ssize_t oy, ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
     cdef const floating* src
     cdef floating* dst
     for oy in range(g.oh):
-        for ox in range(g.ow):
-            src = cols + (oy * g.ow + ox) * K
-            for ki in range(g.kh):
-                iy = oy * g.sh - g.pt + ki * g.dh
-                for kj in range(g.kw):
-                    ix = ox * g.sw - g.pl + kj * g.dw
-                    if 0 <= iy < g.h and 0 <= ix < g.w:
-                        dst = dX + ((s * g.h + iy) * g.w + ix) * g.c
-                        for ch in range(g.c):
-                            dst[ch] += src[ch]
-                    src += g.c
+        for ki in range(g.kh):
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kj in range(g.kw):
+                _ox_range(g, kj, &lo, &hi)
+                if lo >= hi:
+                    continue
+                src = cols + oy * g.ow * K + (ki * g.kw + kj) * c
+                dst = dX + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[(ox - lo) * step] += src[ox * K]
+                else:
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[(ox - lo) * step + ch] += src[ox * K + ch]
 
 
 cdef inline void _col2im(const floating* cols, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
