@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -172,7 +172,8 @@ def _want(fn: str, name: str, want: bool, buf) -> None:
 # ---------------------------------------------------------------------------
 # Dense
 
-def dense_forward(X, W, b=None, activation="linear", out=None, Z=None):
+def dense_forward(X, W, b=None, activation="linear", out=None,
+                  Z=None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Y = activation(X @ W + b), X of shape (..., d_in), W (d_in, units).
 
     With ``Z`` (True, or a buffer of Y's shape) the pre-activation X @ W + b is
@@ -765,7 +766,8 @@ def _is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w):
 
 
 def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
-                   activation="linear", Z=None):
+                   activation="linear",
+                   Z=None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Y = activation(conv2d(X, W) + b) for X (n, h, w, c_in), W (kh, kw, c_in, filters).
 
     strides, dilation_rate: int or pair; padding "valid" or "same" (Keras's
@@ -798,7 +800,8 @@ def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
 
 def conv2d_backward(X, W, Y, dY, strides=1, padding="valid", dilation_rate=1,
                     activation="linear", *, input_shape=None, want_dX=True, want_dW=True,
-                    want_db=True, dW=None, db=None, accumulate=False, Z=None):
+                    want_db=True, dW=None, db=None, accumulate=False,
+                    Z=None) -> Tuple[Optional[np.ndarray], ...]:
     """Gradients of conv2d_forward: returns (dX, dW, db), None where not wanted.
 
     X may be None when dW is not wanted (then input_shape, X's shape, is
@@ -882,7 +885,8 @@ def _pool_geometry(fn, X_hw, pool_size, strides, padding):
     return oh, ow, ph, pw, sh, sw, pt, pl
 
 
-def max_pool2d_forward(X, pool_size, strides=None, padding="valid"):
+def max_pool2d_forward(X, pool_size, strides=None,
+                       padding="valid") -> Tuple[np.ndarray, np.ndarray]:
     """Max pooling of X (n, h, w, c): returns (Y, argmax) (argmax feeds the backward).
 
     strides defaults to pool_size, as in Keras.
@@ -925,7 +929,8 @@ def avg_pool2d_forward(X, pool_size, strides=None, padding="valid") -> np.ndarra
     return Y
 
 
-def avg_pool2d_backward(dY, input_shape, pool_size, strides=None, padding="valid"):
+def avg_pool2d_backward(dY, input_shape, pool_size, strides=None,
+                        padding="valid") -> np.ndarray:
     """Gradient of avg_pool2d_forward for an input of input_shape."""
     fn = "avg_pool2d_backward"
     dY = _Call(fn).input("dY", dY, ndim=4)
@@ -945,7 +950,8 @@ def avg_pool2d_backward(dY, input_shape, pool_size, strides=None, padding="valid
 # ---------------------------------------------------------------------------
 # Layer normalization over the last axis
 
-def layernorm_forward(X, gamma, beta, epsilon, out=None):
+def layernorm_forward(X, gamma, beta, epsilon,
+                      out=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalize each row of X (..., d): returns (Y, mean, inv_std), one statistic per row.
 
     gamma or beta may be None (scale=False, center=False).
@@ -964,7 +970,8 @@ def layernorm_forward(X, gamma, beta, epsilon, out=None):
 
 
 def layernorm_backward(X, dY, gamma, mean, inv_std, *, want_dX=True, want_dgamma=True,
-                       want_dbeta=True, accumulate_into=None):
+                       want_dbeta=True,
+                       accumulate_into=None) -> Tuple[Optional[np.ndarray], ...]:
     """Backward of layernorm_forward: returns (dX, dgamma, dbeta).
 
     accumulate_into=(dgamma, dbeta) adds into those buffers, as for batch norm.
@@ -1153,7 +1160,8 @@ def prelu_forward(X, alpha) -> np.ndarray:
     return Y
 
 
-def prelu_backward(X, alpha, dY, want_dX=True):
+def prelu_backward(X, alpha, dY,
+                   want_dX=True) -> Tuple[Optional[np.ndarray], np.ndarray]:
     """Returns (dX, dalpha); dalpha has alpha's shape (summed over the batch and the
     axes alpha is broadcast along)."""
     fn = "prelu_backward"
