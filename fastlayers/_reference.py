@@ -21,7 +21,7 @@ __all__ = [
     "sgd_update", "adam_update",
     "mse", "mae", "binary_crossentropy", "softmax_crossentropy_sparse",
     "softmax_crossentropy",
-    "conv2d_forward", "conv2d_backward",
+    "conv2d_forward", "conv2d_backward", "depthwise_forward", "depthwise_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
     "normal_fill", "uniform_fill",
@@ -664,3 +664,34 @@ def prelu_backward(X, alpha, dY, dX, dalpha):
         dX[...] = np.where(X > 0, dY, alpha * dY)
     if dalpha is not None:
         dalpha[...] = (dY.astype(np.float64) * np.minimum(X, 0)).sum(axis=0)
+
+
+def depthwise_forward(X, W, Y, kh, kw, sh, sw, dh, dw, pt, pl):
+    """Channel c through conv2d_forward with its own (kh, kw, 1, dm) filters."""
+    n, h, w, c = X.shape
+    dm = W.shape[1] // c
+    W4 = W.reshape(kh, kw, c, dm)
+    for ch in range(c):
+        out = np.empty(Y.shape[:3] + (dm,), X.dtype)
+        conv2d_forward(X[..., ch:ch + 1], W4[:, :, ch:ch + 1, :].reshape(kh * kw, dm), None, out,
+                       None, kh, kw, sh, sw, dh, dw, pt, pl, LINEAR)
+        Y[..., ch * dm:(ch + 1) * dm] = out
+
+
+def depthwise_backward(X, W, dZ, dX, dW, kh, kw, sh, sw, dh, dw, pt, pl):
+    n, h, w, c = X.shape
+    dm = W.shape[1] // c
+    W4 = W.reshape(kh, kw, c, dm)
+    oh, ow = dZ.shape[1:3]
+    dW4 = np.empty((kh, kw, c, dm), X.dtype)
+    for ch in range(c):
+        g = np.ascontiguousarray(dZ[..., ch * dm:(ch + 1) * dm]).reshape(-1, dm)
+        gx, gw = np.empty((n, h, w, 1), X.dtype), np.empty((kh * kw, dm), X.dtype)
+        conv2d_backward(np.ascontiguousarray(X[..., ch:ch + 1]),
+                        W4[:, :, ch:ch + 1, :].reshape(kh * kw, dm), None, g, g.copy(), gx, gw,
+                        None, None, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, LINEAR, False)
+        if dX is not None:
+            dX[..., ch] = gx[..., 0]
+        dW4[:, :, ch, :] = gw.reshape(kh, kw, dm)
+    if dW is not None:
+        dW[...] = dW4.reshape(dW.shape)

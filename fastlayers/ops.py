@@ -44,6 +44,7 @@ __all__ = [
     "mse", "mae", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy",
     "conv_output_length", "conv2d_forward", "conv2d_backward",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
     "random_normal", "random_uniform",
@@ -871,6 +872,49 @@ def conv2d_backward(X, W, Y, dY, strides=1, padding="valid", dilation_rate=1,
                           kh, kw, sh, sw, dh, dw, pt, pl, code, bool(accumulate),
                           None if Z is None else Z.reshape(rows))
     return dX, dW, db
+
+
+def depthwise_conv2d_forward(X, W, strides=1, padding="valid",
+                             dilation_rate=1) -> np.ndarray:
+    """Depthwise convolution of X (n, h, w, c) with W (kh, kw, c, depth_multiplier):
+    output channel c * depth_multiplier + m, as Keras.  No bias or activation."""
+    fn = "depthwise_conv2d_forward"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    n, h, w, ch = X.shape
+    kh, kw, wc, dm = W.shape
+    if wc != ch:
+        raise ValueError(f"{fn}: X has {ch} channels but W has shape {W.shape}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    Y = np.empty((n, oh, ow, ch * dm), X.dtype)
+    _conv.depthwise_forward(X, W.reshape(kh * kw, ch * dm), Y, kh, kw, sh, sw, dh, dw, pt, pl)
+    return Y
+
+
+def depthwise_conv2d_backward(X, W, dZ, strides=1, padding="valid", dilation_rate=1, *,
+                              want_dX=True, want_dW=True) -> Tuple[Optional[np.ndarray], ...]:
+    """(dX, dW) of depthwise_conv2d_forward for the output gradient dZ."""
+    fn = "depthwise_conv2d_backward"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    dZ = c.input("dZ", dZ, ndim=4)
+    n, h, w, ch = X.shape
+    kh, kw, wc, dm = W.shape
+    if wc != ch:
+        raise ValueError(f"{fn}: X has {ch} channels but W has shape {W.shape}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    if dZ.shape != (n, oh, ow, ch * dm):
+        raise ValueError(f"{fn}: dZ has shape {dZ.shape}, expected {(n, oh, ow, ch * dm)}")
+    dX = np.empty_like(X) if want_dX else None
+    dW = np.empty(W.shape, X.dtype) if want_dW else None
+    _conv.depthwise_backward(X, W.reshape(kh * kw, ch * dm), dZ, dX,
+                             None if dW is None else dW.reshape(kh * kw, ch * dm),
+                             kh, kw, sh, sw, dh, dw, pt, pl)
+    return dX, dW
 
 
 # ---------------------------------------------------------------------------

@@ -33,3 +33,17 @@ def conv2d_backward(
     accumulate: bool,
     Z: Optional[np.ndarray] = ...,  # const floating[:, ::1] like dY, pre-activation
 ) -> None: ...
+def depthwise_forward(
+    X: np.ndarray,  # const floating[:, :, :, ::1] (n, h, w, c)
+    W: np.ndarray,  # const floating[:, ::1] (kh * kw, c * dm)
+    Y: np.ndarray,  # floating[:, :, :, ::1] (n, oh, ow, c * dm) OUT
+    kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+) -> None: ...
+def depthwise_backward(
+    X: np.ndarray,  # const floating[:, :, :, ::1] (n, h, w, c)
+    W: np.ndarray,  # const floating[:, ::1] (kh * kw, c * dm)
+    dZ: np.ndarray,  # const floating[:, :, :, ::1] (n, oh, ow, c * dm)
+    dX: Optional[np.ndarray],  # floating[:, :, :, ::1] (n, h, w, c) OUT
+    dW: Optional[np.ndarray],  # floating[:, ::1] (kh * kw, c * dm) OUT
+    kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+) -> None: ...

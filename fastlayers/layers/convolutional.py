@@ -244,8 +244,9 @@ class Conv2DTranspose(_Conv):
 
 class DepthwiseConv2D(_Conv):
     """Depthwise 2-D convolution: each input channel convolved with its own
-    ``depth_multiplier`` filters; depthwise_kernel (kh, kw, in, depth_multiplier),
-    output channel c * depth_multiplier + m as Keras.  One GEMM per channel.
+    ``depth_multiplier`` filters; weight ``kernel`` (kh, kw, in, depth_multiplier),
+    output channel c * depth_multiplier + m, as Keras.  The depthwise kernel of
+    csrc/conv.pyx (no channel sum, so no GEMM); bias and activation after it.
     """
 
     rank = 2
@@ -284,13 +285,8 @@ class DepthwiseConv2D(_Conv):
         _args.check_input(self, x, 4, self._channels)
         self.compute_output_shape((None,) + x.shape[1:])  # a kernel that does not fit raises
         W = self.kernel.value
-        dm = self.depth_multiplier
         geom = (self.strides, self.padding, self.dilation_rate)
-        # Channel c's (n, h, w, 1) slice against its (kh, kw, 1, dm) filters.
-        xs = [np.ascontiguousarray(x[..., c:c + 1]) for c in range(self._channels)]
-        Ws = [np.ascontiguousarray(W[:, :, c:c + 1, :]) for c in range(self._channels)]
-        z = np.concatenate([ops.conv2d_forward(xc, Wc, None, *geom)
-                            for xc, Wc in zip(xs, Ws)], axis=-1)
+        z = ops.depthwise_conv2d_forward(x, W, *geom)
         if self.bias is not None:
             z += self.bias.value
         y = z if self.activation == "linear" else ops.activation_forward(z, self.activation)
@@ -299,13 +295,7 @@ class DepthwiseConv2D(_Conv):
             dy = np.asarray(dy, dtype=z.dtype)
             dz = dy if self.activation == "linear" else \
                 ops.activation_backward(y, dy, self.activation, X=z)
-            dx = np.empty_like(x)
-            dW = np.empty_like(W)
-            for c, (xc, Wc) in enumerate(zip(xs, Ws)):
-                dxc, dWc, _ = ops.conv2d_backward(xc, Wc, None, dz[..., c * dm:(c + 1) * dm],
-                                                  *geom, want_db=False)
-                dx[..., c] = dxc[..., 0]
-                dW[:, :, c, :] = dWc[:, :, 0, :]
+            dx, dW = ops.depthwise_conv2d_backward(x, W, dz, *geom)
             grads = [dW]
             if self.use_bias:
                 grads.append(dz.reshape(-1, self.filters).sum(axis=0))

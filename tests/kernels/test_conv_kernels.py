@@ -241,3 +241,40 @@ def test_conv2d_any_geometry_matches_reference(n, h, w, cin, f, kh, kw, s, d, pa
     got = ops.conv2d_backward(X, W, Y, dY, s, padding, d, "tanh")
     for value, expected in zip(got, reference_backward(X, W, Y, Z, dY, g, "tanh")):
         np.testing.assert_allclose(value, expected, rtol=1e-11, atol=1e-11)
+
+
+DEPTHWISE = {name: g for name, g in GEOMETRIES.items()
+             if name in ("3x3-valid", "1x1-stride2-same", "stride>kernel", "same-even",
+                         "dilated-same", "batch1", "kernel>input-same")}
+
+
+@pytest.mark.parametrize("dm", [1, 3])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(DEPTHWISE))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_depthwise_matches_reference(dtype, name, layout, dm, make, close):
+    n, h, w, cin, _, k, s, pad, d = DEPTHWISE[name]
+    X, W = make((n, h, w, cin), dtype, layout), make(k + (cin, dm), dtype, layout)
+    _, _, _, _, _, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl = _geom(DEPTHWISE[name])
+    Y = ops.depthwise_conv2d_forward(X, W, s, pad, d)
+    eY = np.empty((n, oh, ow, cin * dm), dtype)
+    R.depthwise_forward(C(X), C(W).reshape(kh * kw, -1), eY, kh, kw, sh, sw, dh, dw, pt, pl)
+    close(Y, eY, scale=4)
+    dZ = make(Y.shape, dtype, layout)
+    dX, dW = ops.depthwise_conv2d_backward(X, W, dZ, s, pad, d)
+    edX, edW = np.empty(X.shape, dtype), np.empty((kh * kw, cin * dm), dtype)
+    R.depthwise_backward(C(X), C(W).reshape(kh * kw, -1), C(dZ), edX, edW, kh, kw, sh, sw, dh,
+                         dw, pt, pl)
+    close(dX, edX, scale=8)
+    close(dW, edW.reshape(W.shape), scale=8)
+    only_dx = ops.depthwise_conv2d_backward(X, W, dZ, s, pad, d, want_dW=False)
+    assert only_dx[1] is None
+    np.testing.assert_array_equal(only_dx[0], dX)
+
+
+def test_depthwise_errors():
+    with pytest.raises(ValueError, match="depthwise_conv2d_forward: X has 2 channels"):
+        ops.depthwise_conv2d_forward(np.ones((1, 4, 4, 2)), np.ones((3, 3, 3, 1)))
+    with pytest.raises(ValueError, match="depthwise_conv2d_backward: dZ has shape"):
+        ops.depthwise_conv2d_backward(np.ones((1, 4, 4, 2)), np.ones((3, 3, 2, 1)),
+                                      np.ones((1, 3, 3, 2)))
