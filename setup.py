@@ -11,7 +11,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # One entry per csrc/<name>.pyx, built as fastlayers._kernels.<name>.
-KERNELS = ("dense", "activations", "dropout", "batchnorm", "optim", "losses", "executor")
+KERNELS = ("dense", "activations", "dropout", "batchnorm", "optim", "losses", "executor",
+           "conv", "pool", "layernorm", "embedding", "noise", "param_act")
 
 DEBUG = os.environ.get("FASTLAYERS_CYTHON_DEBUG", "0") not in ("", "0")
 

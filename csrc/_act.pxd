@@ -4,7 +4,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from _common cimport _chunks, _exp, _tanh
+from libc.math cimport NAN, erf, erff, expm1, expm1f, fabs, fabsf, log1p, log1pf
+
+from _common cimport _chunks, _exp, _log, _tanh
 
 
 # Activation codes; the modules re-export them as LINEAR, RELU, ... .
@@ -14,7 +16,76 @@ cdef enum:
     ACT_SIGMOID = 2
     ACT_TANH = 3
     ACT_SOFTMAX = 4
-    ACT_COUNT = 5
+    # Appended codes; 0-4 are fixed (the fused plan and saved models use them).
+    ACT_GELU = 5          # exact erf form (Keras approximate=False); grad needs Z
+    ACT_LEAKY_RELU = 6    # negative_slope 0.2 (keras.activations.leaky_relu)
+    ACT_ELU = 7           # alpha 1
+    ACT_SELU = 8
+    ACT_SILU = 9          # swish; grad needs Z
+    ACT_SOFTPLUS = 10
+    ACT_SOFTSIGN = 11
+    ACT_HARD_SIGMOID = 12  # relu6(x + 3) / 6 (Keras 3)
+    ACT_RELU6 = 13
+    ACT_EXPONENTIAL = 14
+    ACT_MISH = 15         # grad needs Z
+    ACT_LOG_SOFTMAX = 16  # row-wise, like softmax
+    ACT_COUNT = 17
+
+
+cdef extern from *:
+    # Fixed constants of the parametrised activations, as Keras fixes them for
+    # the string names.
+    """
+    #define FL_LEAKY_SLOPE 0.2
+    #define FL_SELU_ALPHA 1.6732632423543772848170429916717
+    #define FL_SELU_SCALE 1.0507009873554804934193349852946
+    #define FL_INV_SQRT2 0.70710678118654752440084436210485
+    #define FL_INV_SQRT2PI 0.39894228040143267793994605993438
+    """
+    double FL_LEAKY_SLOPE
+    double FL_SELU_ALPHA
+    double FL_SELU_SCALE
+    double FL_INV_SQRT2
+    double FL_INV_SQRT2PI
+
+
+cdef inline bint _act_needs_input(int act) noexcept nogil:
+    """Whether act's derivative needs the pre-activation Z (the output does not
+    determine it: these three are not monotonic)."""
+    return act == ACT_GELU or act == ACT_SILU or act == ACT_MISH
+
+
+cdef inline floating _erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline floating _expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _softplus(floating z) noexcept nogil:
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow, exact for large |z|.
+    return (z if z > 0 else 0) + _log1p(_exp(-_abs(z)))
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
@@ -34,7 +105,7 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
     cdef Py_ssize_t j
     cdef floating t, m
     cdef double s
-    if act == ACT_SOFTMAX:
+    if act == ACT_SOFTMAX or act == ACT_LOG_SOFTMAX:
         if k == 0:
             return
         for j in range(k):
@@ -44,6 +115,13 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
             if y[j] > m:
                 m = y[j]
         s = 0
+        if act == ACT_LOG_SOFTMAX:
+            for j in range(k):
+                s += _exp(y[j] - m)
+            t = <floating>(m + _log(<floating>s))
+            for j in range(k):
+                y[j] = y[j] - t
+            return
         for j in range(k):
             y[j] = _exp(y[j] - m)   # max shifted to 0: no overflow
             s += y[j]
@@ -68,6 +146,49 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
     elif act == ACT_TANH:
         for j in range(k):
             y[j] = _tanh(z[j])
+    elif act == ACT_GELU:
+        for j in range(k):
+            t = z[j]
+            y[j] = <floating>0.5 * t * (1 + _erf(t * <floating>FL_INV_SQRT2))
+    elif act == ACT_LEAKY_RELU:
+        for j in range(k):
+            t = z[j]
+            y[j] = t * <floating>FL_LEAKY_SLOPE if t < 0 else t
+    elif act == ACT_ELU:
+        for j in range(k):
+            t = z[j]
+            y[j] = t if t > 0 else _expm1(t)
+    elif act == ACT_SELU:
+        for j in range(k):
+            t = z[j]
+            y[j] = <floating>FL_SELU_SCALE * (
+                t if t > 0 else <floating>FL_SELU_ALPHA * _expm1(t))
+    elif act == ACT_SILU:
+        for j in range(k):
+            t = z[j]
+            y[j] = t * _sigmoid(t)
+    elif act == ACT_SOFTPLUS:
+        for j in range(k):
+            y[j] = _softplus(z[j])
+    elif act == ACT_SOFTSIGN:
+        for j in range(k):
+            t = z[j]
+            y[j] = t / (1 + _abs(t))
+    elif act == ACT_HARD_SIGMOID:
+        for j in range(k):
+            t = z[j] * <floating>(1.0 / 6.0) + <floating>0.5
+            y[j] = 0 if t < 0 else (1 if t > 1 else t)
+    elif act == ACT_RELU6:
+        for j in range(k):
+            t = z[j]
+            y[j] = 0 if t < 0 else (6 if t > 6 else t)
+    elif act == ACT_EXPONENTIAL:
+        for j in range(k):
+            y[j] = _exp(z[j])
+    elif act == ACT_MISH:
+        for j in range(k):
+            t = z[j]
+            y[j] = t * _tanh(_softplus(t))
     elif <const floating*>y != z:
         for j in range(k):
             y[j] = z[j]
@@ -94,7 +215,10 @@ cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward outpu
                                const floating* dy,  # (k,) IN, may alias dz
                                floating* dz,        # (k,) OUT
                                Py_ssize_t k, int act) noexcept nogil:
-    """dz = dy * act'(.) expressed through y; dy[j] is read before dz[j] is written."""
+    """dz = dy * act'(.) expressed through y; dy[j] is read before dz[j] is written.
+
+    Not for the codes where _act_needs_input(act): use _act_grad_row_z.
+    """
     cdef Py_ssize_t j
     cdef double s
     cdef floating t
@@ -106,6 +230,14 @@ cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward outpu
         t = <floating>s
         for j in range(k):
             dz[j] = y[j] * (dy[j] - t)
+    elif act == ACT_LOG_SOFTMAX:
+        # d log_softmax = I - 1 softmax^T, softmax = exp(y): dz = dy - exp(y) sum(dy).
+        s = 0
+        for j in range(k):
+            s += dy[j]
+        t = <floating>s
+        for j in range(k):
+            dz[j] = dy[j] - _exp(y[j]) * t
     elif act == ACT_RELU:
         for j in range(k):
             dz[j] = dy[j] if y[j] > 0 else 0
@@ -115,8 +247,69 @@ cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward outpu
     elif act == ACT_TANH:
         for j in range(k):
             dz[j] = dy[j] * (1 - y[j] * y[j])
+    elif act == ACT_LEAKY_RELU:
+        for j in range(k):
+            dz[j] = dy[j] if y[j] > 0 else dy[j] * <floating>FL_LEAKY_SLOPE
+    elif act == ACT_ELU:
+        # y = e^z - 1 below zero, so e^z = y + 1.
+        for j in range(k):
+            dz[j] = dy[j] if y[j] > 0 else dy[j] * (y[j] + 1)
+    elif act == ACT_SELU:
+        for j in range(k):
+            dz[j] = dy[j] * <floating>FL_SELU_SCALE if y[j] > 0 else \
+                dy[j] * (y[j] + <floating>(FL_SELU_SCALE * FL_SELU_ALPHA))
+    elif act == ACT_SOFTPLUS:
+        # sigmoid(z) = 1 - e^-y.
+        for j in range(k):
+            dz[j] = -dy[j] * _expm1(-y[j])
+    elif act == ACT_SOFTSIGN:
+        # 1 / (1 + |z|)^2 = (1 - |y|)^2.
+        for j in range(k):
+            t = 1 - _abs(y[j])
+            dz[j] = dy[j] * t * t
+    elif act == ACT_HARD_SIGMOID:
+        for j in range(k):
+            dz[j] = dy[j] * <floating>(1.0 / 6.0) if 0 < y[j] < 1 else 0
+    elif act == ACT_RELU6:
+        for j in range(k):
+            dz[j] = dy[j] if 0 < y[j] < 6 else 0
+    elif act == ACT_EXPONENTIAL:
+        for j in range(k):
+            dz[j] = dy[j] * y[j]
+    elif _act_needs_input(act):
+        # The output does not determine these derivatives: a caller that forgot
+        # Z gets NaN, never a silently wrong gradient.
+        for j in range(k):
+            dz[j] = <floating>NAN
     elif dz != dy:
         memcpy(dz, dy, k * sizeof(floating))
+
+
+cdef inline void _act_grad_row_z(const floating* z,   # (k,) IN, pre-activation (with bias)
+                                 const floating* y,   # (k,) IN, forward output
+                                 const floating* dy,  # (k,) IN, may alias dz
+                                 floating* dz,        # (k,) OUT
+                                 Py_ssize_t k, int act) noexcept nogil:
+    """dz = dy * act'(z) for every code: through z where it must, else through y."""
+    cdef Py_ssize_t j
+    cdef floating t, s, th
+    if act == ACT_GELU:
+        for j in range(k):
+            t = z[j]
+            dz[j] = dy[j] * (<floating>0.5 * (1 + _erf(t * <floating>FL_INV_SQRT2))
+                             + t * <floating>FL_INV_SQRT2PI * _exp(<floating>-0.5 * t * t))
+    elif act == ACT_SILU:
+        for j in range(k):
+            t = z[j]
+            s = _sigmoid(t)
+            dz[j] = dy[j] * s * (1 + t * (1 - s))
+    elif act == ACT_MISH:
+        for j in range(k):
+            t = z[j]
+            th = _tanh(_softplus(t))
+            dz[j] = dy[j] * (th + t * _sigmoid(t) * (1 - th * th))
+    else:
+        _act_grad_row(y, dy, dz, k, act)
 
 
 cdef inline void _act_grad_rows(const floating* Y, const floating* dY, floating* dZ,
@@ -134,3 +327,22 @@ cdef inline void _act_grad_rows(const floating* Y, const floating* dY, floating*
     for c in prange(nc, num_threads=nc, schedule='static'):
         for i in range(n * c // nc, n * (c + 1) // nc):
             _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+
+
+cdef inline void _act_grad_rows_z(const floating* Z, const floating* Y, const floating* dY,
+                                  floating* dZ, Py_ssize_t n, Py_ssize_t k,
+                                  int act) noexcept nogil:
+    """_act_grad_rows for every code; Z (pre-activation) is read only when
+    _act_needs_input(act), and may be NULL otherwise."""
+    cdef Py_ssize_t i
+    if not _act_needs_input(act):
+        _act_grad_rows(Y, dY, dZ, n, k, act)
+        return
+    cdef int nc = _chunks(n * k), c
+    if nc == 1:
+        for i in range(n):
+            _act_grad_row_z(Z + i * k, NULL, dY + i * k, dZ + i * k, k, act)
+        return
+    for c in prange(nc, num_threads=nc, schedule='static'):
+        for i in range(n * c // nc, n * (c + 1) // nc):
+            _act_grad_row_z(Z + i * k, NULL, dY + i * k, dZ + i * k, k, act)

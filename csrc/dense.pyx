@@ -17,7 +17,7 @@ from libc.limits cimport INT_MAX
 from openmp cimport omp_get_max_threads, omp_set_num_threads
 
 from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
-                   ACT_TANH, _act_grad_rows, _act_rows)
+                   ACT_TANH, _act_grad_rows_z, _act_needs_input, _act_rows)
 from _blas cimport gemm_split
 from _common cimport _colsum, _cp1, _cp2, _p1, _p2
 
@@ -57,9 +57,12 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
                   const floating[:, ::1] W,  # (d_in, units) IN
                   const floating[::1] b,     # (units,) IN or None
                   floating[:, ::1] Y,        # (n, units) OUT
-                  int activation):
-    """Y = act(X @ W + b)."""
+                  int activation,
+                  floating[:, ::1] Z=None):  # (n, units) OUT or None: X @ W + b kept
+    """Y = act(X @ W + b); Z, if given, gets X @ W + b (what gelu/silu/mish's
+    backward needs)."""
     cdef Py_ssize_t n = X.shape[0], d_in = X.shape[1], u = W.shape[1]
+    cdef floating* zp = NULL
     cdef const floating* bp = NULL
     cdef const floating* xp = _cp2(X)
     cdef const floating* wp = _cp2(W)
@@ -72,10 +75,20 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
         if b.shape[0] != u:
             raise ValueError("dense_forward: b does not match W's units")
         bp = _cp1(b)
+    if Z is not None:
+        if Z.shape[0] != n or Z.shape[1] != u:
+            raise ValueError("dense_forward: Z does not match Y")
+        zp = _p2(Z)
     with nogil:
-        gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in, wp, u,
-                   0, yp, u)
-        _act_rows(yp, bp, yp, n, u, activation)
+        if zp != NULL:
+            gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in,
+                       wp, u, 0, zp, u)
+            _act_rows(zp, bp, zp, n, u, ACT_LINEAR)
+            _act_rows(zp, NULL, yp, n, u, activation)
+        else:
+            gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in,
+                       wp, u, 0, yp, u)
+            _act_rows(yp, bp, yp, n, u, activation)
 
 
 def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape) when dW is None
@@ -87,8 +100,12 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
                    floating[:, ::1] dW,        # (d_in, units) OUT (IN/OUT if accumulate) or None
                    floating[::1] db,           # (units,) OUT (IN/OUT if accumulate) or None
                    int activation,
-                   bint accumulate):
+                   bint accumulate,
+                   const floating[:, ::1] Z=None):  # (n, units) IN, pre-activation, or None
     """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0).
+
+    Z (dense_forward's pre-activation) is required where the activation's
+    derivative needs the input (gelu, silu, mish); it may then alias dZ.
 
     X must be an array even when dW is None: Cython picks the float or double
     version from the first argument.
@@ -96,6 +113,7 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
     cdef Py_ssize_t n = dY.shape[0], u = dY.shape[1], d_in = W.shape[0]
     cdef const floating* xp = NULL
     cdef const floating* yp = NULL
+    cdef const floating* zp = NULL
     cdef const floating* wp = _cp2(W)
     cdef const floating* dyp = _cp2(dY)
     cdef floating* dzp = _p2(dZ)
@@ -114,6 +132,12 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
         if Y.shape[0] != n or Y.shape[1] != u:
             raise ValueError("dense_backward: Y does not match dY")
         yp = _cp2(Y)
+    if _act_needs_input(activation):
+        if Z is None:
+            raise ValueError(f"dense_backward: Z is required for activation code {activation}")
+        if Z.shape[0] != n or Z.shape[1] != u:
+            raise ValueError("dense_backward: Z does not match dY")
+        zp = _cp2(Z)
     if want_dx:
         if dX.shape[0] != n or dX.shape[1] != d_in:
             raise ValueError("dense_backward: dX does not match (n, d_in)")
@@ -132,7 +156,7 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
             raise ValueError("dense_backward: db does not match units")
         dbp = _p1(db)
     with nogil:
-        _act_grad_rows(yp, dyp, dzp, n, u, activation)
+        _act_grad_rows_z(zp, yp, dyp, dzp, n, u, activation)
         if want_dx:
             gemm_split(omp_get_max_threads(), False, False, True, n, d_in, u, 1, dzp, u, wp, u,
                        0, dxp, d_in)

@@ -23,7 +23,7 @@ from libc.stdlib cimport calloc, free
 from libc.math cimport sqrt, isfinite
 from libc.string cimport memcpy, memset
 
-from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
+from _act cimport ACT_LINEAR, _act_grad_rows, _act_grad_rows_z, _act_rows
 from _blas cimport gemm_split, SPLIT_MIN_MADDS
 from _bn cimport (_bn_backward_infer, _bn_backward_train, _bn_infer, _bn_train)
 from _codes cimport (H_CLIPNORM, H_GSCALE, H_LR, LOSS_BCE, LOSS_CALLBACK, LOSS_CE,
@@ -693,8 +693,9 @@ cdef int _backward(Executor ex, floating tag) except -1:
             elif op.kind == OP_ACTIVATION:
                 dst = _dx_dest(ex, op, 0, G)
                 if dst != NULL:
-                    _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, dst, _rows(ex, op),
-                                   op.d_out, op.act)
+                    # gelu/silu/mish read their input (the pre-activation), the rest Y.
+                    _act_grad_rows_z(x, <const floating*>ex.val[op.outs[0]], G, dst,
+                                     _rows(ex, op), op.d_out, op.act)
                     _dx_finish(ex, op, 0, size, G)
             elif op.kind == OP_DROPOUT:
                 dst = _dx_dest(ex, op, 0, G)

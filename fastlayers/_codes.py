@@ -116,16 +116,13 @@ MERGE_AVERAGE = 3
 MERGE_MAXIMUM = 4
 MERGE_MINIMUM = 5
 
-# Activations fused into ops (also csrc/_act.pxd's ACT_*).
-ACT_LINEAR = 0
-ACT_RELU = 1
-ACT_SIGMOID = 2
-ACT_TANH = 3
-ACT_SOFTMAX = 4
+# Activations fused into ops: the one table is fastlayers/_act_codes.py (its pxd twin is
+# csrc/_act.pxd); the names ACT_<NAME> and ACTIVATIONS are re-exported here.
+from ._act_codes import ACTIVATION_CODES as ACTIVATIONS  # noqa: E402
+from ._act_codes import ENUM_NAMES as _ACT_ENUM  # noqa: E402
 
-# Activation names and their codes: the one table (layers, ops and the twin read it).
-ACTIVATIONS = {"linear": ACT_LINEAR, "relu": ACT_RELU, "sigmoid": ACT_SIGMOID,
-               "tanh": ACT_TANH, "softmax": ACT_SOFTMAX}
+globals().update({f"ACT_{k}": v for k, v in _ACT_ENUM.items()})
+ACT_LINEAR = _ACT_ENUM["LINEAR"]
 
 # Losses the executor computes itself; any other Loss runs as a Python callback.
 LOSS_MSE = 0

@@ -21,11 +21,19 @@ __all__ = [
     "update_reference", "sq_norm",
     "mse", "mae", "binary_crossentropy", "softmax_crossentropy_sparse",
     "softmax_crossentropy",
+    "conv2d_forward", "conv2d_backward", "depthwise_forward", "depthwise_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
+    "normal_fill", "uniform_fill",
+    "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
+    "prelu_backward",
 ]
 
-from ._codes import (ACT_LINEAR as LINEAR, ACT_RELU as RELU, ACT_SIGMOID as SIGMOID,  # noqa: E402
-                     ACT_SOFTMAX as SOFTMAX, ACT_TANH as TANH)
+from ._act_codes import ENUM_NAMES as _CODES  # the one Python table of activation codes
 from ._codes import EPSILON  # Keras's fuzz factor: the clip applied to probabilities
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = (_CODES[n] for n in
+                                        ("LINEAR", "RELU", "SIGMOID", "TANH", "SOFTMAX"))
 
 
 # ---------------------------------------------------------------------------
@@ -51,10 +59,10 @@ def _act(Z, act):
             return Z
         e = np.exp(Z - Z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
-    raise ValueError(f"unknown activation code {act}")
+    return _act_more(Z, act)
 
 
-def _act_grad(Y, dY, act):
+def _act_grad(Y, dY, act, Z=None):
     if act == LINEAR:
         return dY
     if act == RELU:
@@ -65,7 +73,7 @@ def _act_grad(Y, dY, act):
         return dY * (1 - Y * Y)
     if act == SOFTMAX:
         return Y * (dY - (dY * Y).sum(axis=-1, keepdims=True))
-    raise ValueError(f"unknown activation code {act}")
+    return _act_grad_more(Z, Y, dY, act)
 
 
 def activation_forward(X, Y, act):
@@ -73,25 +81,28 @@ def activation_forward(X, Y, act):
     Y[...] = _act(X, act)
 
 
-def activation_backward(Y, dY, dX, act):
-    """dX = dY * act'(.), written through the forward output Y."""
-    dX[...] = _act_grad(Y, dY, act)
+def activation_backward(Y, dY, dX, act, Z=None):
+    """dX = dY * act'(.), written through the forward output Y (through the
+    input Z for gelu, silu and mish)."""
+    dX[...] = _act_grad(Y, dY, act, Z)
 
 
 # ---------------------------------------------------------------------------
 # Dense
 
-def dense_forward(X, W, b, Y, activation):
-    """Y = act(X @ W + b)."""
+def dense_forward(X, W, b, Y, activation, Z=None):
+    """Y = act(X @ W + b); Z, if given, gets X @ W + b."""
     np.matmul(X, W, out=Y)
     if b is not None:
         Y += b
+    if Z is not None:
+        Z[...] = Y
     Y[...] = _act(Y, activation)
 
 
-def dense_backward(X, W, Y, dY, dZ, dX, dW, db, activation, accumulate):
+def dense_backward(X, W, Y, dY, dZ, dX, dW, db, activation, accumulate, Z=None):
     """dZ = dY * act'; dX = dZ @ W.T; dW (+)= X.T @ dZ; db (+)= dZ.sum(0)."""
-    dZ[...] = _act_grad(Y, dY, activation)
+    dZ[...] = _act_grad(Y, dY, activation, Z)
     if dX is not None:
         np.matmul(dZ, W.T, out=dX)
     if dW is not None:
@@ -395,3 +406,337 @@ def update_reference(kind, hyper, w, g, slots):
     w[...] = x
     for dst, src in zip(slots, s):
         dst[...] = src
+
+
+
+# ---------------------------------------------------------------------------
+# Convolutional catalogue: the activations after code 4, convolution, pooling,
+# layer normalization and embedding.  Written independently of the kernels'
+# lowering (convolution here is a sum over kernel taps of strided slices, not
+# im2col) so the two can catch each other's mistakes.
+
+(GELU, LEAKY_RELU, ELU, SELU, SILU, SOFTPLUS, SOFTSIGN, HARD_SIGMOID, RELU6, EXPONENTIAL,
+ MISH, LOG_SOFTMAX) = (_CODES[n] for n in ("GELU", "LEAKY_RELU", "ELU", "SELU", "SILU",
+                                          "SOFTPLUS", "SOFTSIGN", "HARD_SIGMOID", "RELU6",
+                                          "EXPONENTIAL", "MISH", "LOG_SOFTMAX"))
+from ._act_codes import LEAKY_RELU_SLOPE as _LEAKY_SLOPE  # noqa: E402
+from ._act_codes import SELU_ALPHA as _SELU_ALPHA  # noqa: E402
+from ._act_codes import SELU_SCALE as _SELU_SCALE  # noqa: E402
+
+
+def _erf(Z):
+    from scipy.special import erf
+    return erf(Z).astype(Z.dtype, copy=False)
+
+
+def _softplus(Z):
+    return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
+
+
+def _act_more(Z, act):
+    dt = Z.dtype.type
+    if act == GELU:
+        return dt(0.5) * Z * (1 + _erf(Z / np.sqrt(dt(2))))
+    if act == LEAKY_RELU:
+        return np.where(Z < 0, Z * dt(_LEAKY_SLOPE), Z)
+    if act == ELU:
+        return np.where(Z > 0, Z, np.expm1(np.minimum(Z, 0)))
+    if act == SELU:
+        return dt(_SELU_SCALE) * np.where(Z > 0, Z, dt(_SELU_ALPHA) * np.expm1(np.minimum(Z, 0)))
+    if act == SILU:
+        return Z * _sigmoid(Z)
+    if act == SOFTPLUS:
+        return _softplus(Z)
+    if act == SOFTSIGN:
+        return Z / (1 + np.abs(Z))
+    if act == HARD_SIGMOID:
+        return np.clip(Z / dt(6) + dt(0.5), dt(0), dt(1))
+    if act == RELU6:
+        return np.clip(Z, dt(0), dt(6))
+    if act == EXPONENTIAL:
+        return np.exp(Z)
+    if act == MISH:
+        return Z * np.tanh(_softplus(Z))
+    if act == LOG_SOFTMAX:
+        if Z.shape[-1] == 0:
+            return Z
+        m = Z.max(axis=-1, keepdims=True)
+        return Z - (m + np.log(np.exp(Z - m).sum(axis=-1, keepdims=True, dtype=np.float64))
+                    .astype(Z.dtype))
+    raise ValueError(f"unknown activation code {act}")
+
+
+def _act_grad_more(Z, Y, dY, act):
+    dt = dY.dtype.type
+    if act in (GELU, SILU, MISH):
+        if Z is None:
+            raise ValueError(f"activation code {act} needs the input Z")
+        if act == GELU:
+            return dY * (dt(0.5) * (1 + _erf(Z / np.sqrt(dt(2))))
+                         + Z * np.exp(-Z * Z / 2) / np.sqrt(dt(2 * np.pi)))
+        s = _sigmoid(Z)
+        if act == SILU:
+            return dY * s * (1 + Z * (1 - s))
+        th = np.tanh(_softplus(Z))
+        return dY * (th + Z * s * (1 - th * th))
+    if act == LEAKY_RELU:
+        return np.where(Y > 0, dY, dY * dt(_LEAKY_SLOPE))
+    if act == ELU:
+        return np.where(Y > 0, dY, dY * (Y + 1))
+    if act == SELU:
+        return np.where(Y > 0, dY * dt(_SELU_SCALE), dY * (Y + dt(_SELU_SCALE * _SELU_ALPHA)))
+    if act == SOFTPLUS:
+        return -dY * np.expm1(-Y)
+    if act == SOFTSIGN:
+        return dY * (1 - np.abs(Y)) ** 2
+    if act == HARD_SIGMOID:
+        return np.where((Y > 0) & (Y < 1), dY / dt(6), dt(0))
+    if act == RELU6:
+        return np.where((Y > 0) & (Y < 6), dY, dt(0))
+    if act == EXPONENTIAL:
+        return dY * Y
+    if act == LOG_SOFTMAX:
+        return dY - np.exp(Y) * dY.sum(axis=-1, keepdims=True)
+    raise ValueError(f"unknown activation code {act}")
+
+
+def _taps(h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl):
+    """For each kernel tap (ki, kj): the output slice it feeds and the padded
+    input slice it reads (padded input of shape (h + pt + kh*dh, w + pl + kw*dw))."""
+    for ki in range(kh):
+        for kj in range(kw):
+            ys = slice(ki * dh, ki * dh + (oh - 1) * sh + 1, sh)
+            xs = slice(kj * dw, kj * dw + (ow - 1) * sw + 1, sw)
+            yield ki, kj, ys, xs
+
+
+def _pad(X, pt, pl, kh, kw, dh, dw, sh, sw, oh, ow):
+    n, h, w, c = X.shape
+    H = max(h + pt, pt + (oh - 1) * sh + (kh - 1) * dh + 1)
+    Wd = max(w + pl, pl + (ow - 1) * sw + (kw - 1) * dw + 1)
+    P = np.zeros((n, H, Wd, c), X.dtype)
+    P[:, pt:pt + h, pl:pl + w] = X
+    return P
+
+
+def conv2d_forward(X, W, b, Y, cols, kh, kw, sh, sw, dh, dw, pt, pl, activation, Z=None):
+    """Y = act(sum over taps of X_padded[taps] @ W[tap] + b); cols is unused."""
+    n, h, w, c = X.shape
+    _, oh, ow, f = Y.shape
+    W4 = W.reshape(kh, kw, c, f)
+    P = _pad(X, pt, pl, kh, kw, dh, dw, sh, sw, oh, ow)
+    acc = np.zeros((n, oh, ow, f), X.dtype)
+    for ki, kj, ys, xs in _taps(h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl):
+        acc += P[:, ys, xs, :] @ W4[ki, kj]
+    if b is not None:
+        acc += b
+    if Z is not None:
+        Z[...] = acc
+    Y[...] = _act(acc.reshape(-1, f), activation).reshape(Y.shape)
+
+
+def conv2d_backward(X, W, Y, dY, dZ, dX, dW, db, cols, h, w, oh, ow, kh, kw, sh, sw, dh,
+                    dw, pt, pl, activation, accumulate, Z=None):
+    """Gradients of conv2d_forward; dY, dZ, Y and Z are (n * oh * ow, filters)."""
+    f = W.shape[1]
+    c = W.shape[0] // (kh * kw)
+    n = dY.shape[0] // (oh * ow)
+    W4 = W.reshape(kh, kw, c, f)
+    dZ[...] = _act_grad(Y, dY, activation, Z)
+    G = dZ.reshape(n, oh, ow, f)
+    if db is not None:
+        col = dZ.sum(axis=0, dtype=np.float64).astype(db.dtype)
+        db[...] = db + col if accumulate else col
+    P = _pad(X, pt, pl, kh, kw, dh, dw, sh, sw, oh, ow) if dW is not None else None
+    dP = None
+    if dX is not None:
+        shape = _pad(np.zeros((n, h, w, c), dZ.dtype), pt, pl, kh, kw, dh, dw, sh, sw, oh,
+                     ow).shape
+        dP = np.zeros(shape, dZ.dtype)
+    gW = np.zeros((kh, kw, c, f), dZ.dtype)
+    for ki, kj, ys, xs in _taps(h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl):
+        if dW is not None:
+            gW[ki, kj] = np.einsum("nyxc,nyxf->cf", P[:, ys, xs, :], G)
+        if dX is not None:
+            dP[:, ys, xs, :] += G @ W4[ki, kj].T
+    if dW is not None:
+        gW = gW.reshape(W.shape)
+        dW[...] = dW + gW if accumulate else gW
+    if dX is not None:
+        dX[...] = dP[:, pt:pt + h, pl:pl + w]
+
+
+def _pool_windows(h, w, oh, ow, ph, pw, sh, sw, pt, pl):
+    for oy in range(oh):
+        y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + ph, h)
+        for ox in range(ow):
+            x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + pw, w)
+            yield oy, ox, y0, y1, x0, x1
+
+
+def max_pool2d_forward(X, Y, argmax, ph, pw, sh, sw, pt, pl):
+    """Max over each window clipped to the input; argmax = iy * w + ix of the first max."""
+    n, h, w, c = X.shape
+    oh, ow = Y.shape[1:3]
+    for oy, ox, y0, y1, x0, x1 in _pool_windows(h, w, oh, ow, ph, pw, sh, sw, pt, pl):
+        win = X[:, y0:y1, x0:x1, :].reshape(n, -1, c)
+        k = win.argmax(axis=1)
+        Y[:, oy, ox, :] = np.take_along_axis(win, k[:, None, :], axis=1)[:, 0, :]
+        iy, ix = y0 + k // (x1 - x0), x0 + k % (x1 - x0)
+        argmax[:, oy, ox, :] = iy * w + ix
+
+
+def max_pool2d_backward(dY, argmax, dX):
+    """dX = 0 with dY added at argmax."""
+    n, h, w, c = dX.shape
+    flat = np.zeros((n, h * w, c), dX.dtype)
+    a = argmax.reshape(n, -1, c)
+    g = dY.reshape(n, -1, c)
+    for s in range(n):
+        for ch in range(c):
+            np.add.at(flat[s, :, ch], a[s, :, ch], g[s, :, ch])
+    dX[...] = flat.reshape(dX.shape)
+
+
+def avg_pool2d_forward(X, Y, ph, pw, sh, sw, pt, pl):
+    """Mean over the real elements of each window."""
+    n, h, w, c = X.shape
+    oh, ow = Y.shape[1:3]
+    for oy, ox, y0, y1, x0, x1 in _pool_windows(h, w, oh, ow, ph, pw, sh, sw, pt, pl):
+        Y[:, oy, ox, :] = X[:, y0:y1, x0:x1, :].mean(axis=(1, 2))
+
+
+def avg_pool2d_backward(dY, dX, ph, pw, sh, sw, pt, pl):
+    n, h, w, c = dX.shape
+    oh, ow = dY.shape[1:3]
+    dX[...] = 0
+    for oy, ox, y0, y1, x0, x1 in _pool_windows(h, w, oh, ow, ph, pw, sh, sw, pt, pl):
+        dX[:, y0:y1, x0:x1, :] += (dY[:, oy, ox, :] / ((y1 - y0) * (x1 - x0)))[:, None, None, :]
+
+
+def layernorm_forward(X, gamma, beta, eps, Y, mean, inv_std):
+    """Per row: statistics in float64 (biased variance), Y = xhat gamma + beta."""
+    X64 = X.astype(np.float64)
+    m = X64.mean(axis=1)
+    v = ((X64 - m[:, None]) ** 2).mean(axis=1)
+    inv = 1.0 / np.sqrt(v + eps)
+    mean[...] = m
+    inv_std[...] = inv
+    Y[...] = (X64 - m[:, None]) * inv[:, None] * _f64(gamma, 1.0) + _f64(beta, 0.0)
+
+
+def layernorm_backward(X, dY, gamma, mean, inv_std, dX, dgamma, dbeta, accumulate):
+    """dX = inv/d (d g - sum g - xhat sum(g xhat)) with g = dY gamma, per row."""
+    d = X.shape[1]
+    inv = inv_std.astype(np.float64)[:, None]
+    xhat = (X.astype(np.float64) - mean.astype(np.float64)[:, None]) * inv
+    dY64 = dY.astype(np.float64)
+    for out, val in ((dgamma, (dY64 * xhat).sum(axis=0)), (dbeta, dY64.sum(axis=0))):
+        if out is not None:
+            out[...] = out + val.astype(out.dtype) if accumulate else val
+    if dX is not None and d > 0:
+        g = dY64 * _f64(gamma, 1.0)
+        dX[...] = inv / d * (d * g - g.sum(axis=1, keepdims=True)
+                             - xhat * (g * xhat).sum(axis=1, keepdims=True))
+
+
+def embedding_forward(ids, W, Y):
+    """Y[i] = W[ids[i]]."""
+    Y[...] = W[ids]
+
+
+def embedding_backward(ids, dY, dW):
+    """dW[ids[i]] += dY[i] (rows not used are left as they are)."""
+    np.add.at(dW, ids, dY)
+
+
+def uniform_fill(out, seed, counter):
+    """out[i] = dropout's uniform at stream position counter + i."""
+    out[...] = dropout_uniform(seed, counter, out.size).astype(out.dtype).reshape(out.shape)
+
+
+def normal_fill(out, seed, counter):
+    """Box-Muller (cosine branch) on stream positions counter + 2i and counter + 2i + 1."""
+    u = dropout_uniform(seed, counter, 2 * out.size)
+    u1, u2 = u[0::2], u[1::2]
+    z = np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2 * np.pi * u2)
+    out[...] = z.astype(out.dtype).reshape(out.shape)
+
+
+
+def relu_forward(X, Y, negative_slope, max_value, threshold):
+    """keras.activations.relu; max_value = inf means no clip."""
+    s, m, t = negative_slope, max_value, threshold
+    if s != 0 and m == np.inf and t == 0:
+        Y[...] = np.where(X >= 0, X, X * X.dtype.type(s))
+        return
+    pos = np.where(X > t, X, 0) if t != 0 else np.maximum(X, 0)
+    if m != np.inf:
+        pos = np.clip(pos, 0, m)
+    if s != 0:
+        pos = pos - X.dtype.type(s) * np.maximum(X.dtype.type(t) - X, 0)
+    Y[...] = pos
+
+
+def relu_backward(X, dY, dX, negative_slope, max_value, threshold):
+    s, m, t = negative_slope, max_value, threshold
+    if s != 0 and m == np.inf and t == 0:
+        dX[...] = np.where(X >= 0, dY, dY * dY.dtype.type(s))
+        return
+    g = (X > t) if t != 0 else (X > 0)
+    if m != np.inf:
+        g = g & (X > 0) & (X < m)
+    g = g.astype(dY.dtype)
+    if s != 0:
+        g = g + np.where(X < t, dY.dtype.type(s), 0)
+    dX[...] = dY * g
+
+
+def elu_forward(X, Y, alpha):
+    Y[...] = np.where(X > 0, X, alpha * np.expm1(np.minimum(X.astype(np.float64), 0)))
+
+
+def elu_backward(X, dY, dX, alpha):
+    dX[...] = np.where(X > 0, dY, dY * alpha * np.exp(np.minimum(X.astype(np.float64), 0)))
+
+
+def prelu_forward(X, alpha, Y):
+    Y[...] = np.where(X > 0, X, alpha * X)
+
+
+def prelu_backward(X, alpha, dY, dX, dalpha):
+    if dX is not None:
+        dX[...] = np.where(X > 0, dY, alpha * dY)
+    if dalpha is not None:
+        dalpha[...] = (dY.astype(np.float64) * np.minimum(X, 0)).sum(axis=0)
+
+
+def depthwise_forward(X, W, Y, kh, kw, sh, sw, dh, dw, pt, pl):
+    """Channel c through conv2d_forward with its own (kh, kw, 1, dm) filters."""
+    n, h, w, c = X.shape
+    dm = W.shape[1] // c
+    W4 = W.reshape(kh, kw, c, dm)
+    for ch in range(c):
+        out = np.empty(Y.shape[:3] + (dm,), X.dtype)
+        conv2d_forward(X[..., ch:ch + 1], W4[:, :, ch:ch + 1, :].reshape(kh * kw, dm), None, out,
+                       None, kh, kw, sh, sw, dh, dw, pt, pl, LINEAR)
+        Y[..., ch * dm:(ch + 1) * dm] = out
+
+
+def depthwise_backward(X, W, dZ, dX, dW, kh, kw, sh, sw, dh, dw, pt, pl):
+    n, h, w, c = X.shape
+    dm = W.shape[1] // c
+    W4 = W.reshape(kh, kw, c, dm)
+    oh, ow = dZ.shape[1:3]
+    dW4 = np.empty((kh, kw, c, dm), X.dtype)
+    for ch in range(c):
+        g = np.ascontiguousarray(dZ[..., ch * dm:(ch + 1) * dm]).reshape(-1, dm)
+        gx, gw = np.empty((n, h, w, 1), X.dtype), np.empty((kh * kw, dm), X.dtype)
+        conv2d_backward(np.ascontiguousarray(X[..., ch:ch + 1]),
+                        W4[:, :, ch:ch + 1, :].reshape(kh * kw, dm), None, g, g.copy(), gx, gw,
+                        None, None, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, LINEAR, False)
+        if dX is not None:
+            dX[..., ch] = gx[..., 0]
+        dW4[:, :, ch, :] = gw.reshape(kh, kw, dm)
+    if dW is not None:
+        dW[...] = dW4.reshape(dW.shape)

@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import _act_codes
 from ._kernels import activations as _activations
 from ._kernels import batchnorm as _batchnorm
+from ._kernels import conv as _conv
 from ._kernels import dense as _dense
 from ._kernels import dropout as _dropout
+from ._kernels import embedding as _embedding
+from ._kernels import layernorm as _layernorm
+from ._kernels import noise as _noise
+from ._kernels import param_act as _param_act
+from ._kernels import pool as _pool
 from ._kernels import losses as _losses
 from . import _codes
 from ._kernels import optim as _optim
 
 __all__ = [
-    "BACKEND", "ACTIVATIONS", "activation_code",
+    "BACKEND", "ACTIVATIONS", "activation_code", "activation_needs_input",
     "dense_forward", "dense_backward",
     "activation_forward", "activation_backward",
     "dropout_forward", "dropout_backward",
@@ -37,6 +44,13 @@ __all__ = [
     "optimizer_update", "sq_norm",
     "mse", "mae", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy",
+    "conv_output_length", "conv2d_forward", "conv2d_backward",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
+    "random_normal", "random_uniform",
+    "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
+    "prelu_backward", "softmax_forward", "softmax_backward",
 ]
 
 BACKEND = "cython"
@@ -146,6 +160,12 @@ def activation_code(fn: str, activation) -> int:
     return code
 
 
+def activation_needs_input(activation) -> bool:
+    """Whether the backward pass of ``activation`` needs its input (gelu, silu/swish,
+    mish), not only its output."""
+    return activation in _act_codes.NEEDS_INPUT
+
+
 def _want(fn: str, name: str, want: bool, buf) -> None:
     if buf is not None and not want:
         raise ValueError(f"{fn}: {name} buffer given but want_{name} is False")
@@ -154,8 +174,14 @@ def _want(fn: str, name: str, want: bool, buf) -> None:
 # ---------------------------------------------------------------------------
 # Dense
 
-def dense_forward(X, W, b=None, activation="linear", out=None) -> np.ndarray:
-    """Y = activation(X @ W + b), X of shape (..., d_in), W (d_in, units)."""
+def dense_forward(X, W, b=None, activation="linear", out=None,
+                  Z=None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """Y = activation(X @ W + b), X of shape (..., d_in), W (d_in, units).
+
+    With ``Z`` (True, or a buffer of Y's shape) the pre-activation X @ W + b is
+    kept too and ``(Y, Z)`` is returned: dense_backward needs it for the
+    activations of :func:`activation_needs_input`.
+    """
     fn = "dense_forward"
     c = _Call(fn)
     X = c.input("X", X, min_ndim=2)
@@ -170,16 +196,23 @@ def dense_forward(X, W, b=None, activation="linear", out=None) -> np.ndarray:
     code = activation_code(fn, activation)
     Y = c.output("out", out, X.shape[:-1] + (units,))
     _no_overlap(fn, "out", out, X=X, W=W, b=b)
-    _dense.dense_forward(_rows(X), W, b, _rows(Y), code)
-    return Y
+    if Z is None or Z is False:
+        _dense.dense_forward(_rows(X), W, b, _rows(Y), code)
+        return Y
+    Z = c.output("Z", None if Z is True else Z, Y.shape)
+    _no_overlap(fn, "Z", Z, X=X, W=W, b=b, Y=Y)
+    _dense.dense_forward(_rows(X), W, b, _rows(Y), code, _rows(Z))
+    return Y, Z
 
 
 def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=True,
-                   want_db=True, dX=None, dW=None, db=None, accumulate=False, dZ=None):
+                   want_db=True, dX=None, dW=None, db=None, accumulate=False, dZ=None,
+                   Z=None):
     """Gradients of a dense layer: returns (dX, dW, db), None where not wanted.
 
     X may be None when dW is not wanted; Y (the forward output) may be None for
-    a linear activation.  With accumulate=True, dW and db are added into the
+    a linear activation.  Z (the pre-activation from ``dense_forward(..., Z=True)``)
+    is required for the activations of :func:`activation_needs_input`.  With accumulate=True, dW and db are added into the
     given buffers (a shared layer summing the gradients of its uses).  dZ is
     scratch for dY * activation'; the caller's dY is never written.
     """
@@ -205,6 +238,15 @@ def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=Tr
         Y = c.input("Y", Y)
         if Y.shape != dY.shape:
             raise ValueError(f"{fn}: Y has shape {Y.shape} but dY has {dY.shape}")
+    if activation_needs_input(activation):
+        if Z is None:
+            raise ValueError(f"{fn}: Z (the pre-activation) is required for "
+                             f"activation {activation!r}")
+        Z = c.input("Z", Z)
+        if Z.shape != dY.shape:
+            raise ValueError(f"{fn}: Z has shape {Z.shape} but dY has {dY.shape}")
+    else:
+        Z = None
     for name, want, buf in (("dX", want_dX, dX), ("dW", want_dW, dW), ("db", want_db, db)):
         _want(fn, name, want, buf)
     if accumulate and ((want_dW and dW is None) or (want_db and db is None)):
@@ -221,7 +263,7 @@ def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=Tr
             dZ = np.empty_like(dY)
     else:
         dZ = c.output("dZ", dZ, dY.shape)
-    _no_overlap(fn, "dX", dX, dZ=dZ, W=W)
+    _no_overlap(fn, "dX", dX, dZ=dZ, W=W, Z=Z)
     _no_overlap(fn, "dW", dW, X=X, dZ=dZ)
     if X is None:
         # The kernel picks its float/double version from its first argument, so
@@ -229,7 +271,8 @@ def dense_backward(X, W, Y, dY, activation="linear", *, want_dX=True, want_dW=Tr
         X = np.empty((0, d_in), dtype=W.dtype)
     _dense.dense_backward(_rows(X), W,
                           None if Y is None else _rows(Y), _rows(dY), _rows(dZ),
-                          None if dX is None else _rows(dX), dW, db, code, bool(accumulate))
+                          None if dX is None else _rows(dX), dW, db, code, bool(accumulate),
+                          None if Z is None else _rows(Z))
     return dX, dW, db
 
 
@@ -247,8 +290,12 @@ def activation_forward(X, activation, out=None) -> np.ndarray:
     return Y
 
 
-def activation_backward(Y, dY, activation, out=None) -> np.ndarray:
-    """dX = dY * activation'(.), through the forward output Y.  out may be dY."""
+def activation_backward(Y, dY, activation, out=None, X=None) -> np.ndarray:
+    """dX = dY * activation'(.), through the forward output Y.  out may be dY.
+
+    X, the forward input, is required for the activations of
+    :func:`activation_needs_input` (and ignored for the others).
+    """
     fn = "activation_backward"
     c = _Call(fn)
     Y = c.input("Y", Y, min_ndim=1)
@@ -256,8 +303,18 @@ def activation_backward(Y, dY, activation, out=None) -> np.ndarray:
     if dY.shape != Y.shape:
         raise ValueError(f"{fn}: dY has shape {dY.shape} but Y has {Y.shape}")
     code = activation_code(fn, activation)
+    if activation_needs_input(activation):
+        if X is None:
+            raise ValueError(f"{fn}: X (the forward input) is required for "
+                             f"activation {activation!r}")
+        X = c.input("X", X)
+        if X.shape != Y.shape:
+            raise ValueError(f"{fn}: X has shape {X.shape} but Y has {Y.shape}")
+    else:
+        X = None
     dX = c.output("out", out, Y.shape)
-    _activations.activation_backward(_rows(Y), _rows(dY), _rows(dX), code)
+    _activations.activation_backward(_rows(Y), _rows(dY), _rows(dX), code,
+                                     None if X is None else _rows(X))
     return dX
 
 
@@ -634,3 +691,573 @@ def sparse_categorical_crossentropy(y_pred, labels, from_logits=False, want_grad
                                                None if grad is None else _rows(grad),
                                                bool(from_logits))
     return float(loss), grad
+
+
+
+# ---------------------------------------------------------------------------
+# Convolution (NHWC; kernels in Keras's (kh, kw, c_in, filters) layout)
+
+# Elements of im2col scratch per GEMM: bounds the scratch at 4 MB (float32) or
+# 8 MB (float64) while keeping the GEMMs large.
+_COLS_ELEMENTS = 1 << 20
+
+
+def _pair(fn: str, name: str, value) -> Tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}") \
+            from None
+    for v in (a, b):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{fn}: {name} must be positive integers, got {value!r}")
+    return int(a), int(b)
+
+
+def _padding(fn: str, padding) -> str:
+    p = padding.lower() if isinstance(padding, str) else padding
+    if p not in ("valid", "same"):
+        raise ValueError(f"{fn}: padding must be 'valid' or 'same', got {padding!r}")
+    return p
+
+
+def conv_output_length(length: int, kernel: int, stride: int, dilation: int,
+                       padding: str) -> Tuple[int, int]:
+    """(output length, padding before) along one axis, as Keras/TensorFlow compute
+    them: "same" gives ceil(length / stride) outputs and puts the odd padding
+    element after (pad_before = total // 2)."""
+    eff = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        return max((length - eff) // stride + 1, 0), 0
+    out = -(-length // stride)
+    total = max((out - 1) * stride + eff - length, 0)
+    return out, total // 2
+
+
+def _conv_geometry(fn, in_hw, k_hw, strides, padding, dilation_rate):
+    sh, sw = _pair(fn, "strides", strides)
+    dh, dw = _pair(fn, "dilation_rate", dilation_rate)
+    padding = _padding(fn, padding)
+    oh, pt = conv_output_length(in_hw[0], k_hw[0], sh, dh, padding)
+    ow, pl = conv_output_length(in_hw[1], k_hw[1], sw, dw, padding)
+    return oh, ow, sh, sw, dh, dw, pt, pl
+
+
+def _cols_buffer(dtype, n, oh, ow, K, direct):
+    if direct:
+        return None
+    per = max(oh * ow, 1)
+    samples = max(1, min(n, _COLS_ELEMENTS // max(per * K, 1)))
+    return np.empty((samples * per, K), dtype)
+
+
+def _is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w):
+    return kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w)
+
+
+def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
+                   activation="linear",
+                   Z=None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """Y = activation(conv2d(X, W) + b) for X (n, h, w, c_in), W (kh, kw, c_in, filters).
+
+    strides, dilation_rate: int or pair; padding "valid" or "same" (Keras's
+    split).  With Z=True the pre-activation is kept and ``(Y, Z)`` returned
+    (needed by conv2d_backward for gelu, silu and mish).
+    """
+    fn = "conv2d_forward"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    n, h, w, cin = X.shape
+    kh, kw, wc, f = W.shape
+    if wc != cin:
+        raise ValueError(f"{fn}: X has {cin} channels but W has shape {W.shape}")
+    if b is not None:
+        b = c.input("b", b, ndim=1)
+        if b.shape != (f,):
+            raise ValueError(f"{fn}: b has shape {b.shape}, expected ({f},)")
+    code = activation_code(fn, activation)
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    Y = np.empty((n, oh, ow, f), X.dtype)
+    Zb = np.empty_like(Y) if Z else None
+    cols = _cols_buffer(X.dtype, n, oh, ow, kh * kw * cin,
+                        _is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w))
+    _conv.conv2d_forward(X, W.reshape(kh * kw * cin, f), b, Y, cols, kh, kw, sh, sw, dh, dw,
+                         pt, pl, code, Zb)
+    return (Y, Zb) if Z else Y
+
+
+def conv2d_backward(X, W, Y, dY, strides=1, padding="valid", dilation_rate=1,
+                    activation="linear", *, input_shape=None, want_dX=True, want_dW=True,
+                    want_db=True, dW=None, db=None, accumulate=False,
+                    Z=None) -> Tuple[Optional[np.ndarray], ...]:
+    """Gradients of conv2d_forward: returns (dX, dW, db), None where not wanted.
+
+    X may be None when dW is not wanted (then input_shape, X's shape, is
+    required); Y may be None for a linear activation; Z is required for the
+    activations of :func:`activation_needs_input`.  accumulate=True adds dW and
+    db into the given buffers.
+    """
+    fn = "conv2d_backward"
+    c = _Call(fn)
+    dY = c.input("dY", dY, ndim=4)
+    W = c.input("W", W, ndim=4)
+    kh, kw, cin, f = W.shape
+    if X is not None:
+        X = c.input("X", X, ndim=4)
+        shape = X.shape
+    elif want_dW:
+        raise ValueError(f"{fn}: X is required to compute dW")
+    elif input_shape is None:
+        raise ValueError(f"{fn}: input_shape is required when X is None")
+    else:
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 4:
+            raise ValueError(f"{fn}: input_shape must be (n, h, w, c_in), got {input_shape!r}")
+    n, h, w, xc = shape
+    if xc != cin:
+        raise ValueError(f"{fn}: X has {xc} channels but W has shape {W.shape}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    if dY.shape != (n, oh, ow, f):
+        raise ValueError(f"{fn}: dY has shape {dY.shape}, expected {(n, oh, ow, f)}")
+    code = activation_code(fn, activation)
+    if code != _dense.LINEAR:
+        if Y is None:
+            raise ValueError(f"{fn}: Y is required for activation {activation!r}")
+        Y = c.input("Y", Y)
+        if Y.shape != dY.shape:
+            raise ValueError(f"{fn}: Y has shape {Y.shape} but dY has {dY.shape}")
+    else:
+        Y = None
+    if activation_needs_input(activation):
+        if Z is None:
+            raise ValueError(f"{fn}: Z (the pre-activation) is required for "
+                             f"activation {activation!r}")
+        Z = c.input("Z", Z)
+        if Z.shape != dY.shape:
+            raise ValueError(f"{fn}: Z has shape {Z.shape} but dY has {dY.shape}")
+    else:
+        Z = None
+    _want(fn, "dW", want_dW, dW)
+    _want(fn, "db", want_db, db)
+    if accumulate and ((want_dW and dW is None) or (want_db and db is None)):
+        raise ValueError(f"{fn}: accumulate=True needs the dW and db buffers to add into")
+    dW = c.output("dW", dW, W.shape) if want_dW else None
+    db = c.output("db", db, (f,)) if want_db else None
+    _no_overlap(fn, "dW", dW, X=X, W=W, dY=dY)
+    _no_overlap(fn, "db", db, dY=dY)
+    dX = np.empty(shape, dY.dtype) if want_dX else None
+    dZ = dY if code == _dense.LINEAR and dY.flags.writeable else np.empty_like(dY)
+    K = kh * kw * cin
+    cols = _cols_buffer(dY.dtype, n, oh, ow, K, _is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w))
+    if X is None:
+        X = np.empty((0, 1, 1, 1), dY.dtype)  # picks the kernel's dtype; never read
+    rows = (n * oh * ow, f)
+    _conv.conv2d_backward(X, W.reshape(K, f), None if Y is None else Y.reshape(rows),
+                          dY.reshape(rows), dZ.reshape(rows), dX,
+                          None if dW is None else dW.reshape(K, f), db, cols, h, w, oh, ow,
+                          kh, kw, sh, sw, dh, dw, pt, pl, code, bool(accumulate),
+                          None if Z is None else Z.reshape(rows))
+    return dX, dW, db
+
+
+def depthwise_conv2d_forward(X, W, strides=1, padding="valid",
+                             dilation_rate=1) -> np.ndarray:
+    """Depthwise convolution of X (n, h, w, c) with W (kh, kw, c, depth_multiplier):
+    output channel c * depth_multiplier + m, as Keras.  No bias or activation."""
+    fn = "depthwise_conv2d_forward"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    n, h, w, ch = X.shape
+    kh, kw, wc, dm = W.shape
+    if wc != ch:
+        raise ValueError(f"{fn}: X has {ch} channels but W has shape {W.shape}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    Y = np.empty((n, oh, ow, ch * dm), X.dtype)
+    _conv.depthwise_forward(X, W.reshape(kh * kw, ch * dm), Y, kh, kw, sh, sw, dh, dw, pt, pl)
+    return Y
+
+
+def depthwise_conv2d_backward(X, W, dZ, strides=1, padding="valid", dilation_rate=1, *,
+                              want_dX=True, want_dW=True) -> Tuple[Optional[np.ndarray], ...]:
+    """(dX, dW) of depthwise_conv2d_forward for the output gradient dZ."""
+    fn = "depthwise_conv2d_backward"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    dZ = c.input("dZ", dZ, ndim=4)
+    n, h, w, ch = X.shape
+    kh, kw, wc, dm = W.shape
+    if wc != ch:
+        raise ValueError(f"{fn}: X has {ch} channels but W has shape {W.shape}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    if dZ.shape != (n, oh, ow, ch * dm):
+        raise ValueError(f"{fn}: dZ has shape {dZ.shape}, expected {(n, oh, ow, ch * dm)}")
+    dX = np.empty_like(X) if want_dX else None
+    dW = np.empty(W.shape, X.dtype) if want_dW else None
+    _conv.depthwise_backward(X, W.reshape(kh * kw, ch * dm), dZ, dX,
+                             None if dW is None else dW.reshape(kh * kw, ch * dm),
+                             kh, kw, sh, sw, dh, dw, pt, pl)
+    return dX, dW
+
+
+# ---------------------------------------------------------------------------
+# Pooling (NHWC); 1-D pooling is height 1, global pooling a whole-input window
+
+def _pool_geometry(fn, X_hw, pool_size, strides, padding):
+    ph, pw = _pair(fn, "pool_size", pool_size)
+    sh, sw = _pair(fn, "strides", pool_size if strides is None else strides)
+    padding = _padding(fn, padding)
+    oh, pt = conv_output_length(X_hw[0], ph, sh, 1, padding)
+    ow, pl = conv_output_length(X_hw[1], pw, sw, 1, padding)
+    return oh, ow, ph, pw, sh, sw, pt, pl
+
+
+def max_pool2d_forward(X, pool_size, strides=None,
+                       padding="valid") -> Tuple[np.ndarray, np.ndarray]:
+    """Max pooling of X (n, h, w, c): returns (Y, argmax) (argmax feeds the backward).
+
+    strides defaults to pool_size, as in Keras.
+    """
+    fn = "max_pool2d_forward"
+    X = _Call(fn).input("X", X, ndim=4)
+    n, h, w, ch = X.shape
+    oh, ow, ph, pw, sh, sw, pt, pl = _pool_geometry(fn, (h, w), pool_size, strides, padding)
+    Y = np.empty((n, oh, ow, ch), X.dtype)
+    argmax = np.empty(Y.shape, np.int64)
+    _pool.max_pool2d_forward(X, Y, argmax, ph, pw, sh, sw, pt, pl)
+    return Y, argmax
+
+
+def max_pool2d_backward(dY, argmax, input_shape) -> np.ndarray:
+    """dX (of input_shape) = 0 with dY added where each window's maximum was."""
+    fn = "max_pool2d_backward"
+    dY = _Call(fn).input("dY", dY, ndim=4)
+    argmax = np.asarray(argmax)
+    if argmax.dtype != np.int64:
+        raise TypeError(f"{fn}: argmax must be int64 (from max_pool2d_forward)")
+    if argmax.shape != dY.shape:
+        raise ValueError(f"{fn}: argmax has shape {argmax.shape} but dY has {dY.shape}")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 4 or shape[0] != dY.shape[0] or shape[3] != dY.shape[3]:
+        raise ValueError(f"{fn}: input_shape {input_shape!r} does not match dY {dY.shape}")
+    dX = np.empty(shape, dY.dtype)
+    _pool.max_pool2d_backward(dY, np.ascontiguousarray(argmax), dX)
+    return dX
+
+
+def avg_pool2d_forward(X, pool_size, strides=None, padding="valid") -> np.ndarray:
+    """Average pooling of X (n, h, w, c); "same" padding averages real elements only."""
+    fn = "avg_pool2d_forward"
+    X = _Call(fn).input("X", X, ndim=4)
+    n, h, w, ch = X.shape
+    oh, ow, ph, pw, sh, sw, pt, pl = _pool_geometry(fn, (h, w), pool_size, strides, padding)
+    Y = np.empty((n, oh, ow, ch), X.dtype)
+    _pool.avg_pool2d_forward(X, Y, ph, pw, sh, sw, pt, pl)
+    return Y
+
+
+def avg_pool2d_backward(dY, input_shape, pool_size, strides=None,
+                        padding="valid") -> np.ndarray:
+    """Gradient of avg_pool2d_forward for an input of input_shape."""
+    fn = "avg_pool2d_backward"
+    dY = _Call(fn).input("dY", dY, ndim=4)
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"{fn}: input_shape must be (n, h, w, c), got {input_shape!r}")
+    oh, ow, ph, pw, sh, sw, pt, pl = _pool_geometry(fn, shape[1:3], pool_size, strides,
+                                                    padding)
+    if dY.shape != (shape[0], oh, ow, shape[3]):
+        raise ValueError(f"{fn}: dY has shape {dY.shape}, expected "
+                         f"{(shape[0], oh, ow, shape[3])}")
+    dX = np.empty(shape, dY.dtype)
+    _pool.avg_pool2d_backward(dY, dX, ph, pw, sh, sw, pt, pl)
+    return dX
+
+
+# ---------------------------------------------------------------------------
+# Layer normalization over the last axis
+
+def layernorm_forward(X, gamma, beta, epsilon,
+                      out=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalize each row of X (..., d): returns (Y, mean, inv_std), one statistic per row.
+
+    gamma or beta may be None (scale=False, center=False).
+    """
+    fn = "layernorm_forward"
+    c = _Call(fn)
+    X = c.input("X", X, min_ndim=1)
+    gamma, beta = _channel_vectors(c, X.shape[-1], gamma=gamma, beta=beta)
+    eps = _check_epsilon(fn, epsilon)
+    Y = c.output("out", out, X.shape)
+    X2 = _rows(X)
+    mean = np.empty(X2.shape[0], X.dtype)
+    inv_std = np.empty(X2.shape[0], X.dtype)
+    _layernorm.layernorm_forward(X2, gamma, beta, eps, _rows(Y), mean, inv_std)
+    return Y, mean.reshape(X.shape[:-1]), inv_std.reshape(X.shape[:-1])
+
+
+def layernorm_backward(X, dY, gamma, mean, inv_std, *, want_dX=True, want_dgamma=True,
+                       want_dbeta=True,
+                       accumulate_into=None) -> Tuple[Optional[np.ndarray], ...]:
+    """Backward of layernorm_forward: returns (dX, dgamma, dbeta).
+
+    accumulate_into=(dgamma, dbeta) adds into those buffers, as for batch norm.
+    """
+    fn = "layernorm_backward"
+    c = _Call(fn)
+    X = c.input("X", X, min_ndim=1)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    (gamma,) = _channel_vectors(c, X.shape[-1], gamma=gamma)
+    rows = _rows(X).shape[0]
+    stats = []
+    for name, v in (("mean", mean), ("inv_std", inv_std)):
+        v = c.input(name, v)
+        if v.size != rows or v.shape != X.shape[:-1]:
+            raise ValueError(f"{fn}: {name} has shape {v.shape}, expected {X.shape[:-1]}")
+        stats.append(v.reshape(rows))
+    dgamma, dbeta, acc = _bn_grad_buffers(c, X.shape[-1], want_dgamma, want_dbeta,
+                                          accumulate_into)
+    dX = np.empty(X.shape, X.dtype) if want_dX else None
+    _layernorm.layernorm_backward(_rows(X), _rows(dY), gamma, stats[0], stats[1],
+                                  None if dX is None else _rows(dX), dgamma, dbeta, acc)
+    return dX, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# Embedding
+
+def _ids(fn: str, ids, vocab: int) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.dtype.kind == "f":
+        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+            raise ValueError(f"{fn}: ids must be integers")
+    elif ids.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: ids must be integers, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+        raise ValueError(f"{fn}: ids must be in [0, {vocab}), "
+                         f"got values in [{ids.min()}, {ids.max()}]")
+    return ids
+
+
+def embedding_forward(ids, W) -> np.ndarray:
+    """W[ids]: shape ids.shape + (dim,)."""
+    fn = "embedding_forward"
+    W = _Call(fn).input("W", W, ndim=2)
+    ids = _ids(fn, ids, W.shape[0])
+    Y = np.empty(ids.shape + (W.shape[1],), W.dtype)
+    _embedding.embedding_forward(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64), W,
+                                 Y.reshape(-1, W.shape[1]))
+    return Y
+
+
+def embedding_backward(ids, dY, dW) -> np.ndarray:
+    """In place: dW[ids[i]] += dY[i], touching only the rows looked up.  Returns dW.
+
+    dW is (vocab, dim); pass zeros for a fresh gradient.
+    """
+    fn = "embedding_backward"
+    c = _Call(fn)
+    dW = c.inplace("dW", dW)
+    if dW.ndim != 2:
+        raise ValueError(f"{fn}: dW must be 2-D, got shape {dW.shape}")
+    dY = c.input("dY", dY)
+    ids = _ids(fn, ids, dW.shape[0])
+    if dY.shape != ids.shape + (dW.shape[1],):
+        raise ValueError(f"{fn}: dY has shape {dY.shape}, expected {ids.shape + (dW.shape[1],)}")
+    _embedding.embedding_backward(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64),
+                                  dY.reshape(-1, dW.shape[1]), dW)
+    return dW
+
+
+
+# ---------------------------------------------------------------------------
+# Seeded random fills (the noise layers)
+
+def _random_fill(fn, kernel, shape, dtype, seed, counter) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
+    seed = _check_u64(fn, "seed", seed)
+    counter = _check_u64(fn, "counter", counter)
+    out = np.empty(tuple(int(s) for s in shape), dtype)
+    kernel(out.reshape(-1), seed, counter)
+    return out
+
+
+def random_normal(shape, dtype, seed, counter) -> np.ndarray:
+    """Standard normals from the counter-based generator; uses 2 * size positions."""
+    return _random_fill("random_normal", _noise.normal_fill, shape, dtype, seed, counter)
+
+
+def random_uniform(shape, dtype, seed, counter) -> np.ndarray:
+    """Uniforms in [0, 1) at positions counter + i (dropout's stream)."""
+    return _random_fill("random_uniform", _noise.uniform_fill, shape, dtype, seed, counter)
+
+
+
+# ---------------------------------------------------------------------------
+# Activations with run-time parameters (the ReLU, ELU, PReLU and Softmax layers)
+
+def _relu_params(fn, negative_slope, max_value, threshold):
+    vals = []
+    for name, v in (("negative_slope", negative_slope), ("threshold", threshold)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{fn}: {name} must be a number, got {v!r}")
+        vals.append(float(v))
+    if max_value is None:
+        m = math.inf
+    elif isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) \
+            or max_value < 0:
+        raise ValueError(f"{fn}: max_value must be None or a number >= 0, got {max_value!r}")
+    else:
+        m = float(max_value)
+    return vals[0], m, vals[1]
+
+
+def relu_forward(X, negative_slope=0.0, max_value=None, threshold=0.0) -> np.ndarray:
+    """keras.activations.relu(X, negative_slope, max_value, threshold), elementwise."""
+    fn = "relu_forward"
+    X = _Call(fn).input("X", X)
+    s, m, t = _relu_params(fn, negative_slope, max_value, threshold)
+    Y = np.empty_like(X)
+    _param_act.relu_forward(_flat_rows(X), _flat_rows(Y), s, m, t)
+    return Y
+
+
+def relu_backward(X, dY, negative_slope=0.0, max_value=None, threshold=0.0) -> np.ndarray:
+    """dX = dY * relu'(X) (through the forward input X)."""
+    fn = "relu_backward"
+    c = _Call(fn)
+    X = c.input("X", X)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    s, m, t = _relu_params(fn, negative_slope, max_value, threshold)
+    dX = np.empty_like(X)
+    _param_act.relu_backward(_flat_rows(X), _flat_rows(dY), _flat_rows(dX), s, m, t)
+    return dX
+
+
+def _alpha(fn, alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise ValueError(f"{fn}: alpha must be a number, got {alpha!r}")
+    return float(alpha)
+
+
+def elu_forward(X, alpha=1.0) -> np.ndarray:
+    """X where X > 0, else alpha * (exp(X) - 1)."""
+    X = _Call("elu_forward").input("X", X)
+    Y = np.empty_like(X)
+    _param_act.elu_forward(_flat_rows(X), _flat_rows(Y), _alpha("elu_forward", alpha))
+    return Y
+
+
+def elu_backward(X, dY, alpha=1.0) -> np.ndarray:
+    """dX = dY * elu'(X)."""
+    fn = "elu_backward"
+    c = _Call(fn)
+    X = c.input("X", X)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    dX = np.empty_like(X)
+    _param_act.elu_backward(_flat_rows(X), _flat_rows(dY), _flat_rows(dX), _alpha(fn, alpha))
+    return dX
+
+
+def _prelu_alpha(c, X, alpha):
+    alpha = c.input("alpha", alpha)
+    try:
+        full = np.broadcast_to(alpha, X.shape[1:])
+    except ValueError:
+        raise ValueError(f"{c.fn}: alpha of shape {alpha.shape} does not broadcast to "
+                         f"the samples of X {X.shape}") from None
+    return alpha, np.ascontiguousarray(full).reshape(-1)
+
+
+def prelu_forward(X, alpha) -> np.ndarray:
+    """max(X, 0) + alpha * min(X, 0); alpha broadcasts over one sample (X.shape[1:])."""
+    c = _Call("prelu_forward")
+    X = c.input("X", X, min_ndim=2)
+    _, a = _prelu_alpha(c, X, alpha)
+    Y = np.empty_like(X)
+    _param_act.prelu_forward(X.reshape(X.shape[0], -1), a, Y.reshape(X.shape[0], -1))
+    return Y
+
+
+def prelu_backward(X, alpha, dY,
+                   want_dX=True) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """Returns (dX, dalpha); dalpha has alpha's shape (summed over the batch and the
+    axes alpha is broadcast along)."""
+    fn = "prelu_backward"
+    c = _Call(fn)
+    X = c.input("X", X, min_ndim=2)
+    dY = c.input("dY", dY)
+    if dY.shape != X.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but X has {X.shape}")
+    alpha, a = _prelu_alpha(c, X, alpha)
+    n = X.shape[0]
+    dX = np.empty_like(X) if want_dX else None
+    dfull = np.empty(a.shape, X.dtype)
+    _param_act.prelu_backward(X.reshape(n, -1), a, dY.reshape(n, -1),
+                              None if dX is None else dX.reshape(n, -1), dfull)
+    dfull = dfull.reshape(X.shape[1:])
+    # Sum the per-position slopes' gradients over the axes alpha is shared along.
+    lead = dfull.ndim - alpha.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(alpha.shape)
+                                      if s == 1 and dfull.shape[lead + i] != 1)
+    dalpha = dfull.sum(axis=axes, keepdims=True).reshape(alpha.shape) if axes else \
+        dfull.reshape(alpha.shape)
+    return dX, dalpha
+
+
+def _softmax_rows(c, X, axes):
+    nd = X.ndim
+    axes = sorted({a + nd if a < 0 else a for a in axes})
+    if not axes or axes[0] < 0 or axes[-1] >= nd:
+        raise ValueError(f"{c.fn}: axis {axes} is out of range for shape {X.shape}")
+    rest = [a for a in range(nd) if a not in axes]
+    perm = rest + axes
+    return perm, list(np.argsort(perm))
+
+
+def softmax_forward(X, axis=-1) -> np.ndarray:
+    """Softmax over ``axis`` (an int or a tuple): the softmax kernel on rows."""
+    c = _Call("softmax_forward")
+    X = c.input("X", X, min_ndim=1)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    perm, inverse = _softmax_rows(c, X, axes)
+    Xt = np.ascontiguousarray(X.transpose(perm))
+    k = math.prod(Xt.shape[len(perm) - len(axes):])
+    Y = np.empty_like(Xt)
+    _activations.activation_forward(Xt.reshape(-1, k), Y.reshape(-1, k), _dense.SOFTMAX)
+    return np.ascontiguousarray(Y.transpose(inverse))
+
+
+def softmax_backward(Y, dY, axis=-1) -> np.ndarray:
+    """dX = Y * (dY - sum(dY * Y over axis)), through the softmax kernel's backward."""
+    fn = "softmax_backward"
+    c = _Call(fn)
+    Y = c.input("Y", Y, min_ndim=1)
+    dY = c.input("dY", dY)
+    if dY.shape != Y.shape:
+        raise ValueError(f"{fn}: dY has shape {dY.shape} but Y has {Y.shape}")
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    perm, inverse = _softmax_rows(c, Y, axes)
+    Yt = np.ascontiguousarray(Y.transpose(perm))
+    dYt = np.ascontiguousarray(dY.transpose(perm))
+    k = math.prod(Yt.shape[len(perm) - len(axes):])
+    dX = np.empty_like(Yt)
+    _activations.activation_backward(Yt.reshape(-1, k), dYt.reshape(-1, k), dX.reshape(-1, k),
+                                     _dense.SOFTMAX)
+    return np.ascontiguousarray(dX.transpose(inverse))

@@ -1,4 +1,6 @@
 # Stubs for fastlayers._kernels.activations (csrc/activations.pyx).
+from typing import Optional
+
 import numpy as np
 
 LINEAR: int
@@ -6,6 +8,9 @@ RELU: int
 SIGMOID: int
 TANH: int
 SOFTMAX: int
+COUNT: int
+
+def needs_input(act: int) -> bool: ...
 
 def activation_forward(
     X: np.ndarray,  # const floating[:, ::1] (n, k)
@@ -17,4 +22,5 @@ def activation_backward(
     dY: np.ndarray,  # const floating[:, ::1] (n, k)
     dX: np.ndarray,  # floating[:, ::1] (n, k) OUT, may be dY
     act: int,
+    Z: Optional[np.ndarray] = ...,  # const floating[:, ::1] (n, k) forward input; needs_input
 ) -> None: ...

@@ -18,6 +18,7 @@ def dense_forward(
     b: Optional[np.ndarray],  # const floating[::1] (units,)
     Y: np.ndarray,  # floating[:, ::1] (n, units) OUT
     activation: int,
+    Z: Optional[np.ndarray] = ...,  # floating[:, ::1] (n, units) OUT: X @ W + b
 ) -> None: ...
 def dense_backward(
     X: np.ndarray,  # const floating[:, ::1] (n, d_in); any shape if dW is None, never None
@@ -30,4 +31,5 @@ def dense_backward(
     db: Optional[np.ndarray],  # floating[::1] (units,) OUT or IN/OUT
     activation: int,
     accumulate: bool,
+    Z: Optional[np.ndarray] = ...,  # const floating[:, ::1] (n, units) pre-activation; gelu/silu/mish
 ) -> None: ...

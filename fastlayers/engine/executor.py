@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from .. import _codes
+from .layer import split_backprop_result
 from .program import OpKind, StepProgram
 
 # Batch sizes whose buffers a runner keeps (least recently used dropped first).  A
@@ -390,11 +391,7 @@ class Runner:
         gs = [grads[s] for s in op.outputs]
         res = bp(gs[0] if len(gs) == 1 else gs)
         own = list(layer.weights)
-        if isinstance(res, tuple) and len(res) == 2 and (own or isinstance(res[1], (list, tuple))):
-            dx, dws = res
-        else:
-            dx, dws = res, []
-        dws = list(dws or [])
+        dx, dws = split_backprop_result(res, bool(own))
         if not dws and any(op.train):
             raise ValueError(
                 f"Layer {layer.name!r}: backprop must return (grad_inputs, weight_grads) with one "

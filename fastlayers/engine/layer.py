@@ -68,6 +68,19 @@ def is_symbolic(x: Any) -> bool:
     return False
 
 
+def split_backprop_result(res, has_weights: bool):
+    """``backprop``'s answer as ``(grad_inputs, weight_grads)``.
+
+    The contract allows ``(grad_inputs, weight_grads)`` or, for a layer without
+    weights, ``grad_inputs`` alone; a pair whose second item is a list is read as
+    the first form either way.
+    """
+    if isinstance(res, tuple) and len(res) == 2 and (has_weights or
+                                                      isinstance(res[1], (list, tuple))):
+        return res[0], list(res[1] or [])
+    return res, []
+
+
 def _is_container(layer) -> bool:
     from .container import Container
 

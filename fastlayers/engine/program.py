@@ -260,6 +260,14 @@ class LayerContext:
         self._low.ops.append(op)
         return list(outs)
 
+    def then(self, kind: OpKind, slot: int, **settings) -> List[int]:
+        """A weightless op of this layer on ``slot`` (one of its own outputs), same shape."""
+        low = self._low
+        out = low.new_slot(low.slots[slot].shape, self.layer.dtype)
+        low.ops.append(Op(kind, self.layer, self.path, (slot,), (out,), self.training,
+                          **settings))
+        return [out]
+
     def emit_moved(self, kind: OpKind, weights: Sequence, axis: int, **settings) -> List[int]:
         """An op over the last axis applied to ``axis`` (1-based, the batch axis is 0).
 

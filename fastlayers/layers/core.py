@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _act_codes, _codes
 from ..engine.layer import Layer
-
-from .. import _codes
 from ..engine.program import OpKind
 
+# Every name the kernels know (fastlayers/_act_codes.py), in code order.
 ACTIVATION_CODES = _codes.ACTIVATIONS
-ACTIVATIONS = tuple(ACTIVATION_CODES)
+ACTIVATIONS = tuple(sorted(ACTIVATION_CODES, key=ACTIVATION_CODES.get))
 
 
 def _activation_name(activation, owner: str) -> str:
@@ -65,8 +65,13 @@ class Dense(Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def _lower(self, ctx):
-        return ctx.emit(OpKind.DENSE, [w for w in (self.kernel, self.bias) if w is not None],
-                        act=ACTIVATION_CODES[self.activation])
+        weights = [w for w in (self.kernel, self.bias) if w is not None]
+        if self.activation in _act_codes.NEEDS_INPUT:
+            # gelu/silu/mish: the gradient needs the pre-activation, so it stays in its
+            # own slot and the activation is a separate op.
+            z = ctx.emit(OpKind.DENSE, weights, act=_codes.ACT_LINEAR)
+            return ctx.then(OpKind.ACTIVATION, z[0], act=ACTIVATION_CODES[self.activation])
+        return ctx.emit(OpKind.DENSE, weights, act=ACTIVATION_CODES[self.activation])
 
     def get_config(self):
         cfg = super().get_config()
@@ -79,7 +84,8 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Apply an activation by name: linear, relu, sigmoid, tanh or softmax (last axis)."""
+    """Apply an activation by name (any of ``ACTIVATIONS``; softmax and log_softmax over
+    the last axis)."""
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -1,10 +1,11 @@
-"""BatchNormalization."""
+"""BatchNormalization, LayerNormalization and GroupNormalization."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..engine.program import OpKind
+from .. import ops
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 
 
 class BatchNormalization(Layer):
@@ -106,4 +107,201 @@ class BatchNormalization(Layer):
                    center=self.center, scale=self.scale, beta_initializer=b,
                    gamma_initializer=g, moving_mean_initializer=mm,
                    moving_variance_initializer=mv)
+        return cfg
+
+
+
+# ---------------------------------------------------------------------------
+# Per-sample normalizations (no moving statistics, same in training and inference)
+
+def _norm_axes(owner: str, axis, ndim: int):
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise ValueError(f"{owner}: axis must be an int or a list of ints, got {axis!r}")
+        a = int(a) + ndim if a < 0 else int(a)
+        if not 1 <= a < ndim:
+            raise ValueError(f"{owner}: axis {axis!r} is out of range for {ndim}-D inputs "
+                             "(the batch axis cannot be normalized)")
+        out.append(a)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{owner}: axis {axis!r} repeats an axis")
+    return sorted(out)
+
+
+class LayerNormalization(Layer):
+    """Normalize each sample over ``axis`` (Keras defaults: axis=-1, epsilon=1e-3).
+
+    y = (x - mean) / sqrt(var + epsilon) * gamma + beta, the statistics over
+    ``axis`` for each sample (biased variance); the same in training and
+    inference.  Weights, in order: ``gamma`` (scale=True), ``beta`` (center=True),
+    of shape ``input_shape[axis]``.  Runs on the row kernel of
+    ``csrc/layernorm.pyx`` (axes that are not the trailing ones are moved there
+    first).
+    """
+
+    def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 beta_initializer="zeros", gamma_initializer="ones", rms_scaling: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        owner = f"LayerNormalization {self.name!r}"
+        if rms_scaling:
+            raise ValueError(f"{owner}: rms_scaling=True is not supported")
+        self.axis = axis
+        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
+            raise ValueError(f"{owner}: epsilon must be a number >= 0, got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        from ._args import initializer
+
+        self.beta_initializer = initializer(beta_initializer)
+        self.gamma_initializer = initializer(gamma_initializer)
+        self.gamma = self.beta = None
+
+    def build(self, input_shape):
+        owner = f"Layer {self.name!r} (LayerNormalization)"
+        self._axes = _norm_axes(owner, self.axis, len(input_shape))
+        shape = tuple(input_shape[a] for a in self._axes)
+        if any(s is None for s in shape):
+            raise ValueError(f"{owner}: the normalized axes need known sizes, got "
+                             f"{input_shape}")
+        self._ndim = len(input_shape)
+        if self.scale:
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer)
+        if self.center:
+            self.beta = self.add_weight("beta", shape, self.beta_initializer)
+        self._param_shape = shape
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        if x.ndim != self._ndim or tuple(x.shape[a] for a in self._axes) != self._param_shape:
+            raise ValueError(f"Layer {self.name!r} (LayerNormalization) was built for "
+                             f"axes {self._axes} of size {self._param_shape}, got input "
+                             f"shape {x.shape}")
+        rest = [a for a in range(x.ndim) if a not in self._axes]
+        perm = rest + self._axes
+        moved = perm != list(range(x.ndim))
+        xt = np.ascontiguousarray(x.transpose(perm)) if moved else x
+        d = int(np.prod(self._param_shape))
+        x2 = xt.reshape(-1, d)
+        g = self.gamma.value.reshape(-1) if self.gamma is not None else None
+        b = self.beta.value.reshape(-1) if self.beta is not None else None
+        y2, mean, inv = ops.layernorm_forward(x2, g, b, self.epsilon)
+        inverse = list(np.argsort(perm))
+        y = y2.reshape(xt.shape)
+        y = np.ascontiguousarray(y.transpose(inverse)) if moved else y
+
+        def backprop(dy):
+            dy = np.asarray(dy, dtype=x.dtype)
+            dyt = np.ascontiguousarray(dy.transpose(perm)) if moved else dy
+            dx2, dg, db = ops.layernorm_backward(x2, dyt.reshape(-1, d), g, mean, inv,
+                                                 want_dgamma=self.scale, want_dbeta=self.center)
+            dx = dx2.reshape(xt.shape)
+            dx = np.ascontiguousarray(dx.transpose(inverse)) if moved else dx
+            grads = ([dg.reshape(self._param_shape)] if self.scale else []) + \
+                ([db.reshape(self._param_shape)] if self.center else [])
+            return dx, grads
+
+        return y, backprop
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=self.axis, epsilon=self.epsilon, center=self.center, scale=self.scale)
+        return cfg
+
+
+class GroupNormalization(Layer):
+    """Normalize each sample over groups of channels (Keras: groups=32, axis=-1,
+    epsilon=1e-3).
+
+    The channels (last axis) are split into ``groups`` consecutive groups; each
+    (sample, group) is normalized over its positions and channels, then scaled
+    and shifted per channel.  Weights: ``gamma``, ``beta`` of shape (channels,).
+    Only axis=-1 (channels_last).  The statistics and the input gradient are the
+    layer-norm row kernel on (sample, group) rows; the per-channel affine part is
+    NumPy broadcasting.
+    """
+
+    def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer="zeros",
+                 gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        owner = f"GroupNormalization {self.name!r}"
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"{owner}: groups must be a positive integer, got {groups!r}")
+        if axis != -1:
+            raise ValueError(f"{owner}: only axis=-1 (channels_last) is supported, got {axis!r}")
+        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
+            raise ValueError(f"{owner}: epsilon must be a number >= 0, got {epsilon!r}")
+        self.groups, self.axis, self.epsilon = int(groups), -1, float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        from ._args import initializer
+
+        self.beta_initializer = initializer(beta_initializer)
+        self.gamma_initializer = initializer(gamma_initializer)
+        self.gamma = self.beta = None
+
+    def build(self, input_shape):
+        owner = f"Layer {self.name!r} (GroupNormalization)"
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"{owner}: needs a known channel axis, got {input_shape}")
+        c = int(input_shape[-1])
+        if c % self.groups:
+            raise ValueError(f"{owner}: groups={self.groups} must divide the {c} channels")
+        self._channels = c
+        if self.scale:
+            self.gamma = self.add_weight("gamma", (c,), self.gamma_initializer)
+        if self.center:
+            self.beta = self.add_weight("beta", (c,), self.beta_initializer)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        if x.ndim < 2 or x.shape[-1] != self._channels:
+            raise ValueError(f"Layer {self.name!r} (GroupNormalization) expects "
+                             f"{self._channels} channels on the last axis, got {x.shape}")
+        n, G, c = x.shape[0], self.groups, self._channels
+        # (n, positions, G, c/G) -> (n, G, positions, c/G): one row per (sample, group).
+        grouped = x.reshape(n, -1, G, c // G).transpose(0, 2, 1, 3)
+        shape_g = grouped.shape
+        x2 = np.ascontiguousarray(grouped).reshape(n * G, -1)
+        xhat2, mean, inv = ops.layernorm_forward(x2, None, None, self.epsilon)
+        xhat = xhat2.reshape(shape_g).transpose(0, 2, 1, 3).reshape(x.shape)
+        y = xhat
+        if self.gamma is not None:
+            y = y * self.gamma.value
+        if self.beta is not None:
+            y = y + self.beta.value
+        y = np.ascontiguousarray(y)
+
+        def backprop(dy):
+            dy = np.asarray(dy, dtype=x.dtype)
+            red = tuple(range(x.ndim - 1))
+            grads = []
+            if self.scale:
+                grads.append((dy * xhat).sum(axis=red))
+            if self.center:
+                grads.append(dy.sum(axis=red))
+            dxhat = dy * self.gamma.value if self.gamma is not None else dy
+            d2 = np.ascontiguousarray(
+                dxhat.reshape(n, -1, G, c // G).transpose(0, 2, 1, 3)).reshape(n * G, -1)
+            dx2, _, _ = ops.layernorm_backward(x2, d2, None, mean, inv, want_dgamma=False,
+                                               want_dbeta=False)
+            dx = dx2.reshape(shape_g).transpose(0, 2, 1, 3).reshape(x.shape)
+            return np.ascontiguousarray(dx), grads
+
+        return y, backprop
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(groups=self.groups, axis=self.axis, epsilon=self.epsilon,
+                   center=self.center, scale=self.scale)
         return cfg

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.layer import split_backprop_result
+
 
 
 class GradientCheckResult:
@@ -90,10 +92,7 @@ def check_layer_gradients(layer, inputs, training: bool = False, eps: float = 1e
         raise AssertionError(f"layer {layer.name!r} returned no backprop")
     gs = [r.astype(o.dtype) for r, o in zip(R, outs)]
     res = bp(gs if len(gs) > 1 else gs[0])
-    if layer.weights and isinstance(res, tuple) and len(res) == 2:
-        dx, dws = res
-    else:
-        dx, dws = res, []
+    dx, dws = split_backprop_result(res, bool(layer.weights))
     dxs = list(dx) if as_list else [dx]
     analytic_w = dict(zip((id(w) for w in layer.weights), list(dws or [])))
 

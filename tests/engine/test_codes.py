@@ -26,7 +26,7 @@ def test_activation_codes_match_the_kernels():
     assert act
     for name, value in act.items():
         assert getattr(_codes, name) == value, name
-    assert sorted(_codes.ACTIVATIONS.values()) == sorted(act.values())
+    assert set(_codes.ACTIVATIONS.values()) == set(act.values())
 
 
 def test_epsilon_is_one_constant():

@@ -37,7 +37,7 @@ def test_dense_units_numpy_integer_accepted():
 
 @pytest.mark.parametrize("make", [
     lambda: Dense(3, activation="swish_unknown"),
-    lambda: Dense(3, activation="Relu6"),
+    lambda: Dense(3, activation="Relu7"),
     lambda: Activation("gelu_unknown"),
     lambda: Dense(3, activation=123),
 ], ids=["dense", "dense_close_name", "activation", "dense_non_string"])

@@ -11,7 +11,9 @@ import pytest
 import fastlayers as fl
 from fastlayers.layers import Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten
 
-ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax"]
+ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu", "selu",
+               "silu", "swish", "softplus", "softsign", "hard_sigmoid", "relu6", "exponential",
+               "mish", "log_softmax"]
 
 
 def rand(*shape, seed=0, scale=1.0):
@@ -30,8 +32,11 @@ def np_act(z, name):
         return 1 / (1 + np.exp(-z))
     if name == "tanh":
         return np.tanh(z)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    from fastlayers import _reference, ops
+    return _reference._act(z, ops.ACTIVATIONS[name])  # the later codes' NumPy twins
 
 
 def check(layer, inputs, training):

@@ -1,0 +1,513 @@
+# Design
+# ------
+# 2-D convolution (channels_last, NHWC) lowered to GEMM: im2col copies each
+# output position's receptive field into one row of `cols` (kh*kw*c_in values,
+# ordered (ki, kj, channel) like the Keras kernel (kh, kw, c_in, filters)
+# flattened), so the convolution is cols @ W, one BLAS call per chunk of
+# samples; the backward data gradient is the transposed product followed by
+# col2im, which adds each row back onto the input positions it came from.
+# Conv1D is this kernel with height 1.
+#
+# `cols` is scratch from the caller: its row count fixes how many samples go
+# through one GEMM (a whole batch's im2col can be tens of MB).  A 1x1 kernel
+# with stride 1 and no padding needs no im2col (cols is X itself): the caller
+# passes cols=None.  Bias and activation are fused after the GEMM exactly as in
+# dense.pyx (_act.pxd), so the two layers' activations cannot drift apart.
+#
+# Every (row, tap) reads or writes X only after a bounds test, so no padding or
+# stride given here can reach outside the buffers.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.limits cimport INT_MAX
+from libc.string cimport memcpy, memset
+from openmp cimport omp_get_max_threads
+
+from _act cimport ACT_COUNT, ACT_LINEAR, _act_grad_rows_z, _act_needs_input, _act_rows
+from _blas cimport gemm_split
+from _common cimport _chunks, _colsum, _cp1, _cp2, _p1, _p2
+
+
+cdef inline int _copy_chunks(Py_ssize_t work) noexcept nogil:
+    # im2col/col2im are memory-bound copies: a thread team pays off only for
+    # megabytes, far above the elementwise kernels' PARALLEL_MIN_ELEMENTS.
+    return 1 if work < (1 << 20) else _chunks(work)
+
+
+cdef inline const floating* _cp4(const floating[:, :, :, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
+cdef inline floating* _p4(floating[:, :, :, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
+
+
+cdef struct Geom:
+    Py_ssize_t h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
+
+
+cdef inline void _ox_range(const Geom* g, Py_ssize_t kj, Py_ssize_t* lo,
+                           Py_ssize_t* hi) noexcept nogil:
+    """The outputs ox whose tap kj reads inside the input: 0 <= ox*sw - pl + kj*dw < w."""
+    cdef Py_ssize_t off = kj * g.dw - g.pl   # ix = ox * sw + off
+    cdef Py_ssize_t a = 0, b
+    if off < 0:
+        a = (-off + g.sw - 1) // g.sw
+    b = (g.w - 1 - off) // g.sw + 1 if g.w - 1 - off >= 0 else 0
+    if b > g.ow:
+        b = g.ow
+    if a > b:
+        a = b
+    lo[0] = a
+    hi[0] = b
+
+
+cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
+                             floating* cols) noexcept nogil:
+    """cols rows of output row oy of sample s (ow rows of kh*kw*c values).
+
+    Tap by tap, over the outputs whose tap lands inside the input (computed once
+    per tap), so the copy loops carry no bounds test: the first layers have 1-3
+    channels, where a test or a library call per tap would cost more than the copy.
+    """
+    cdef Py_ssize_t ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
+    cdef floating* dst
+    cdef const floating* src
+    for ki in range(g.kh):
+        iy = oy * g.sh - g.pt + ki * g.dh
+        for kj in range(g.kw):
+            dst = cols + (ki * g.kw + kj) * c
+            if iy < 0 or iy >= g.h:
+                for ox in range(g.ow):
+                    for ch in range(c):
+                        dst[ox * K + ch] = 0
+                continue
+            _ox_range(g, kj, &lo, &hi)
+            for ox in range(lo):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
+            if lo < hi:
+                src = X + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[ox * K] = src[(ox - lo) * step]
+                else:
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[ox * K + ch] = src[(ox - lo) * step + ch]
+            for ox in range(hi, g.ow):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
+
+
+cdef inline void _im2col(const floating* X, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
+                         floating* cols) noexcept nogil:
+    cdef Py_ssize_t r, nrows = ns * g.oh, rowlen = g.ow * g.kh * g.kw * g.c
+    cdef int nc = _copy_chunks(nrows * rowlen), t
+    if nc == 1:
+        for r in range(nrows):
+            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
+        return
+    for t in prange(nc, num_threads=nc, schedule='static'):
+        for r in range(nrows * t // nc, nrows * (t + 1) // nc):
+            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
+
+
+cdef inline void _col2im_sample(const floating* cols, const Geom* g, Py_ssize_t s,
+                                floating* dX) noexcept nogil:
+    """dX[s] += the rows of cols of sample s, each tap added where it was read.
+
+    Tap by tap over the valid outputs (as _im2col_row), so no bounds test per
+    element; the adds of one tap never collide (distinct outputs of one tap read
+    distinct inputs), so the order of the sums is fixed.
+    """
+    cdef Py_ssize_t oy, ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
+    cdef const floating* src
+    cdef floating* dst
+    for oy in range(g.oh):
+        for ki in range(g.kh):
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kj in range(g.kw):
+                _ox_range(g, kj, &lo, &hi)
+                if lo >= hi:
+                    continue
+                src = cols + oy * g.ow * K + (ki * g.kw + kj) * c
+                dst = dX + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[(ox - lo) * step] += src[ox * K]
+                else:
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[(ox - lo) * step + ch] += src[ox * K + ch]
+
+
+cdef inline void _col2im(const floating* cols, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
+                         floating* dX) noexcept nogil:
+    # Parallel over samples only: the windows of one sample overlap, two samples' never.
+    cdef Py_ssize_t s, per = g.h * g.w * g.c, K = g.kh * g.kw * g.c
+    memset(dX + s0 * per, 0, ns * per * sizeof(floating))
+    cdef int nc = _copy_chunks(ns * g.oh * g.ow * K), t
+    if nc > ns:
+        nc = <int>ns
+    if nc <= 1:
+        for s in range(ns):
+            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
+        return
+    for t in prange(nc, num_threads=nc, schedule='static'):
+        for s in range(ns * t // nc, ns * (t + 1) // nc):
+            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
+
+
+cdef int _geom(str fn, Geom* g, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+               Py_ssize_t ow, int kh, int kw, int sh, int sw, int dh, int dw, int pt,
+               int pl, Py_ssize_t wrows, cols_given, Py_ssize_t cols_rows,
+               Py_ssize_t cols_width) except -1:
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or dh < 1 or dw < 1 or pt < 0 or pl < 0:
+        raise ValueError(f"{fn}: kernel size, strides and dilation must be >= 1, "
+                         "padding >= 0")
+    if wrows != kh * kw * c:
+        raise ValueError(f"{fn}: W has {wrows} rows, expected kh * kw * c_in = {kh * kw * c}")
+    g.h, g.w, g.c, g.oh, g.ow = h, w, c, oh, ow
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = kh, kw, sh, sw, dh, dw, pt, pl
+    if cols_given:
+        if cols_width != kh * kw * c:
+            raise ValueError(f"{fn}: cols must have kh * kw * c_in = {kh * kw * c} columns")
+        if oh * ow > 0 and cols_rows < oh * ow:
+            raise ValueError(f"{fn}: cols must hold at least one sample's {oh * ow} rows")
+    elif not (kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0
+              and oh == h and ow == w):
+        raise ValueError(f"{fn}: cols may be None only for a 1x1 kernel with stride 1 "
+                         "and no padding")
+    if oh * ow * kh * kw * c > INT_MAX or c > INT_MAX:
+        raise ValueError(f"{fn}: dimensions above 2**31 - 1 are beyond BLAS")
+    return 0
+
+
+def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
+                   const floating[:, ::1] W,        # (kh * kw * c_in, filters) IN
+                   const floating[::1] b,           # (filters,) IN or None
+                   floating[:, :, :, ::1] Y,        # (n, oh, ow, filters) OUT
+                   floating[:, ::1] cols,           # (rows, kh * kw * c_in) scratch or None
+                   int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                   int activation,
+                   floating[:, :, :, ::1] Z=None):  # (n, oh, ow, filters) OUT or None
+    """Y = act(conv(X, W) + b); Z, if given, keeps the pre-activation.
+
+    Output position (oy, ox) reads input rows oy*sh - pt + ki*dh and columns
+    ox*sw - pl + kj*dw (zero outside the input).
+    """
+    cdef Py_ssize_t n = X.shape[0], f = W.shape[1]
+    cdef Py_ssize_t oh = Y.shape[1], ow = Y.shape[2], K = W.shape[0]
+    cdef Geom g
+    cdef const floating* xp = _cp4(X)
+    cdef const floating* wp = _cp2(W)
+    cdef const floating* bp = NULL
+    cdef floating* yp = _p4(Y)
+    cdef floating* zp = NULL
+    cdef floating* out
+    cdef floating* cp = NULL
+    cdef bint direct = cols is None
+    cdef Py_ssize_t per, s0, ns, rows
+    if not 0 <= activation < ACT_COUNT:
+        raise ValueError(f"conv2d_forward: unknown activation code {activation}")
+    if Y.shape[0] != n or Y.shape[3] != f:
+        raise ValueError("conv2d_forward: Y must be (n, oh, ow, filters)")
+    _geom("conv2d_forward", &g, X.shape[1], X.shape[2], X.shape[3], oh, ow, kh, kw, sh, sw,
+          dh, dw, pt, pl, K, not direct, 0 if direct else cols.shape[0],
+          0 if direct else cols.shape[1])
+    if b is not None:
+        if b.shape[0] != f:
+            raise ValueError("conv2d_forward: b does not match W's filters")
+        bp = _cp1(b)
+    if Z is not None:
+        if Z.shape[0] != n or Z.shape[1] != oh or Z.shape[2] != ow or Z.shape[3] != f:
+            raise ValueError("conv2d_forward: Z does not match Y")
+        zp = _p4(Z)
+    if not direct:
+        cp = _p2(cols)
+    per = oh * ow
+    if n == 0 or per == 0 or f == 0:
+        return
+    out = zp if zp != NULL else yp
+    with nogil:
+        if direct:
+            gemm_split(omp_get_max_threads(), False, False, False, <int>(n * per), <int>f,
+                       <int>K, 1, xp, <int>K, wp, <int>f, 0, out, <int>f)
+        else:
+            ns = cols.shape[0] // per
+            s0 = 0
+            while s0 < n:
+                if ns > n - s0:
+                    ns = n - s0
+                _im2col(xp, &g, s0, ns, cp)
+                rows = ns * per
+                gemm_split(omp_get_max_threads(), False, False, False, <int>rows, <int>f,
+                           <int>K, 1, cp, <int>K, wp, <int>f, 0, out + s0 * per * f, <int>f)
+                s0 += ns
+        _act_rows(out, bp, out, n * per, f, ACT_LINEAR if zp != NULL else activation)
+        if zp != NULL:
+            _act_rows(zp, NULL, yp, n * per, f, activation)
+
+
+def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unread if dW is None
+                    const floating[:, ::1] W,         # (kh * kw * c_in, filters) IN
+                    const floating[:, ::1] Y,         # (n * oh * ow, filters) IN or None if linear
+                    const floating[:, ::1] dY,        # (n * oh * ow, filters) IN
+                    floating[:, ::1] dZ,              # (n * oh * ow, filters) OUT scratch, may be dY
+                    floating[:, :, :, ::1] dX,        # (n, h, w, c_in) OUT or None
+                    floating[:, ::1] dW,              # like W, OUT (IN/OUT if accumulate) or None
+                    floating[::1] db,                 # (filters,) OUT (IN/OUT if accumulate) or None
+                    floating[:, ::1] cols,            # (rows, kh * kw * c_in) scratch or None
+                    int h, int w, int oh, int ow,
+                    int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                    int activation, bint accumulate,
+                    const floating[:, ::1] Z=None):   # (n * oh * ow, filters) IN, pre-activation
+    """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T)."""
+    cdef Py_ssize_t f = W.shape[1], K = W.shape[0], per = <Py_ssize_t>oh * ow
+    cdef Py_ssize_t rows_all = dY.shape[0], n, c, s0, ns, rows
+    cdef Geom g
+    cdef const floating* xp = NULL
+    cdef const floating* wp = _cp2(W)
+    cdef const floating* yp = NULL
+    cdef const floating* zp = NULL
+    cdef const floating* dyp = _cp2(dY)
+    cdef floating* dzp = _p2(dZ)
+    cdef floating* dxp = NULL
+    cdef floating* dwp = NULL
+    cdef floating* dbp = NULL
+    cdef floating* cp = NULL
+    cdef bint direct = cols is None
+    cdef bint want_dx = dX is not None, want_dw = dW is not None, want_db = db is not None
+    cdef floating beta
+    if not 0 <= activation < ACT_COUNT:
+        raise ValueError(f"conv2d_backward: unknown activation code {activation}")
+    if per <= 0 or dY.shape[1] != f or rows_all % per != 0:
+        raise ValueError("conv2d_backward: dY must be (n * oh * ow, filters)")
+    n = rows_all // per
+    if dZ.shape[0] != rows_all or dZ.shape[1] != f:
+        raise ValueError("conv2d_backward: dZ does not match dY")
+    if K % (kh * kw if kh > 0 and kw > 0 else 1) != 0:
+        raise ValueError("conv2d_backward: W's rows are not a multiple of kh * kw")
+    c = K // (kh * kw) if kh > 0 and kw > 0 else 0
+    _geom("conv2d_backward", &g, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, K,
+          not direct, 0 if direct else cols.shape[0], 0 if direct else cols.shape[1])
+    if activation != ACT_LINEAR:
+        if Y is None or Y.shape[0] != rows_all or Y.shape[1] != f:
+            raise ValueError("conv2d_backward: Y (matching dY) is required for a non-linear "
+                             "activation")
+        yp = _cp2(Y)
+    if _act_needs_input(activation):
+        if Z is None or Z.shape[0] != rows_all or Z.shape[1] != f:
+            raise ValueError("conv2d_backward: Z (matching dY) is required for activation "
+                             f"code {activation}")
+        zp = _cp2(Z)
+    if want_dw:
+        if X is None or X.shape[0] != n or X.shape[1] != h or X.shape[2] != w \
+                or X.shape[3] != c:
+            raise ValueError("conv2d_backward: X must be (n, h, w, c_in) to compute dW")
+        if dW.shape[0] != K or dW.shape[1] != f:
+            raise ValueError("conv2d_backward: dW does not match W")
+        xp = _cp4(X)
+        dwp = _p2(dW)
+    if want_dx:
+        if dX.shape[0] != n or dX.shape[1] != h or dX.shape[2] != w or dX.shape[3] != c:
+            raise ValueError("conv2d_backward: dX must be (n, h, w, c_in)")
+        dxp = _p4(dX)
+    if want_db:
+        if db.shape[0] != f:
+            raise ValueError("conv2d_backward: db does not match filters")
+        dbp = _p1(db)
+    if not direct:
+        cp = _p2(cols)
+    with nogil:
+        _act_grad_rows_z(zp, yp, dyp, dzp, rows_all, f, activation)
+        if want_db:
+            _colsum(dzp, rows_all, f, 1.0, dbp, accumulate)
+        if want_dw and (n == 0 or K == 0) and not accumulate:
+            memset(dwp, 0, K * f * sizeof(floating))
+        if (want_dw or want_dx) and n > 0 and K > 0 and f > 0:
+            if direct:
+                if want_dw:
+                    beta = 1 if accumulate else 0
+                    gemm_split(omp_get_max_threads(), True, True, False, <int>K, <int>f,
+                               <int>rows_all, 1, xp, <int>K, dzp, <int>f, beta, dwp, <int>f)
+                if want_dx:
+                    gemm_split(omp_get_max_threads(), False, False, True, <int>rows_all,
+                               <int>K, <int>f, 1, dzp, <int>f, wp, <int>f, 0, dxp, <int>K)
+            else:
+                ns = cols.shape[0] // per
+                s0 = 0
+                while s0 < n:
+                    if ns > n - s0:
+                        ns = n - s0
+                    rows = ns * per
+                    if want_dw:
+                        _im2col(xp, &g, s0, ns, cp)
+                        beta = 1 if (accumulate or s0 > 0) else 0
+                        gemm_split(omp_get_max_threads(), True, True, False, <int>K, <int>f,
+                                   <int>rows, 1, cp, <int>K, dzp + s0 * per * f, <int>f, beta,
+                                   dwp, <int>f)
+                    if want_dx:
+                        gemm_split(omp_get_max_threads(), False, False, True, <int>rows,
+                                   <int>K, <int>f, 1, dzp + s0 * per * f, <int>f, wp, <int>f,
+                                   0, cp, <int>K)
+                        _col2im(cp, &g, s0, ns, dxp)
+                    s0 += ns
+        elif want_dx and dxp != NULL:
+            memset(dxp, 0, n * h * w * c * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------
+# Depthwise convolution: channel c convolved with its own depth_multiplier
+# filters, output channel c * dm + m (Keras's order).  There is no sum over
+# channels, so no GEMM applies: the loops run over the kernel taps with the
+# contiguous (channel, multiplier) block innermost.
+
+cdef inline void _dw_fwd_sample(const floating* X, const floating* W, const Geom* g,
+                                Py_ssize_t dm, Py_ssize_t s, floating* Y) noexcept nogil:
+    cdef Py_ssize_t oy, ox, ki, kj, iy, ix, ch, m, lo, hi, c = g.c, f = g.c * dm
+    cdef const floating* src
+    cdef const floating* wt
+    cdef floating* dst
+    for oy in range(g.oh):
+        dst = Y + (s * g.oh + oy) * g.ow * f
+        for ox in range(g.ow * f):
+            dst[ox] = 0
+        for ki in range(g.kh):
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kj in range(g.kw):
+                _ox_range(g, kj, &lo, &hi)
+                wt = W + (ki * g.kw + kj) * f
+                for ox in range(lo, hi):
+                    ix = ox * g.sw - g.pl + kj * g.dw
+                    src = X + ((s * g.h + iy) * g.w + ix) * c
+                    for ch in range(c):
+                        for m in range(dm):
+                            dst[ox * f + ch * dm + m] += src[ch] * wt[ch * dm + m]
+
+
+cdef inline void _dw_bwd_sample(const floating* X, const floating* W, const floating* dZ,
+                                const Geom* g, Py_ssize_t dm, Py_ssize_t s, floating* dX,
+                                floating* dW) noexcept nogil:
+    """dX[s] = 0 then += taps; dW += this sample's taps (caller zeroes dW first)."""
+    cdef Py_ssize_t oy, ox, ki, kj, iy, ix, ch, m, lo, hi, c = g.c, f = g.c * dm
+    cdef const floating* src
+    cdef const floating* grad
+    cdef const floating* wt
+    cdef floating* gx
+    cdef floating* gw
+    cdef floating acc
+    for oy in range(g.oh):
+        for ki in range(g.kh):
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kj in range(g.kw):
+                _ox_range(g, kj, &lo, &hi)
+                wt = W + (ki * g.kw + kj) * f
+                gw = dW + (ki * g.kw + kj) * f if dW != NULL else NULL
+                for ox in range(lo, hi):
+                    ix = ox * g.sw - g.pl + kj * g.dw
+                    grad = dZ + ((s * g.oh + oy) * g.ow + ox) * f
+                    if dX != NULL:
+                        gx = dX + ((s * g.h + iy) * g.w + ix) * c
+                        for ch in range(c):
+                            acc = 0
+                            for m in range(dm):
+                                acc = acc + grad[ch * dm + m] * wt[ch * dm + m]
+                            gx[ch] += acc
+                    if gw != NULL:
+                        src = X + ((s * g.h + iy) * g.w + ix) * c
+                        for ch in range(c):
+                            for m in range(dm):
+                                gw[ch * dm + m] += src[ch] * grad[ch * dm + m]
+
+
+def depthwise_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
+                      const floating[:, ::1] W,        # (kh * kw, c * dm) IN
+                      floating[:, :, :, ::1] Y,        # (n, oh, ow, c * dm) OUT
+                      int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl):
+    """Y[..., c * dm + m] = sum over taps of X[..., c] * W[tap, c * dm + m] (no bias)."""
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], s, dm
+    cdef Geom g
+    cdef int nc, t
+    if c == 0 or f % c != 0:
+        raise ValueError("depthwise_forward: W's columns must be c * depth_multiplier")
+    dm = f // c
+    if Y.shape[0] != n or Y.shape[3] != f:
+        raise ValueError("depthwise_forward: Y must be (n, oh, ow, c * depth_multiplier)")
+    # _geom's checks with W as (kh * kw * c) rows; there is no im2col scratch here.
+    _geom("depthwise_forward", &g, X.shape[1], X.shape[2], c, Y.shape[1], Y.shape[2],
+          kh, kw, sh, sw, dh, dw, pt, pl, W.shape[0] * c, True, Y.shape[1] * Y.shape[2],
+          kh * kw * c)
+    if n == 0 or Y.shape[1] * Y.shape[2] == 0:
+        return
+    cdef const floating* xp = _cp4(X)
+    cdef const floating* wp = _cp2(W)
+    cdef floating* yp = _p4(Y)
+    if xp == NULL:
+        Y[...] = 0
+        return
+    nc = _copy_chunks(n * g.oh * g.ow * f * kh * kw)
+    if nc > n:
+        nc = <int>n
+    with nogil:
+        if nc <= 1:
+            for s in range(n):
+                _dw_fwd_sample(xp, wp, &g, dm, s, yp)
+        else:
+            for t in prange(nc, num_threads=nc, schedule='static'):
+                for s in range(n * t // nc, n * (t + 1) // nc):
+                    _dw_fwd_sample(xp, wp, &g, dm, s, yp)
+
+
+def depthwise_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c) IN
+                       const floating[:, ::1] W,         # (kh * kw, c * dm) IN
+                       const floating[:, :, :, ::1] dZ,  # (n, oh, ow, c * dm) IN
+                       floating[:, :, :, ::1] dX,        # (n, h, w, c) OUT or None
+                       floating[:, ::1] dW,              # like W, OUT or None
+                       int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl):
+    """Gradients of depthwise_forward w.r.t. X and W (serial: dW sums every sample)."""
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], s, dm
+    cdef Geom g
+    cdef floating* dxp = NULL
+    cdef floating* dwp = NULL
+    if c == 0 or f % c != 0:
+        raise ValueError("depthwise_backward: W's columns must be c * depth_multiplier")
+    dm = f // c
+    if dZ.shape[0] != n or dZ.shape[3] != f:
+        raise ValueError("depthwise_backward: dZ must be (n, oh, ow, c * depth_multiplier)")
+    _geom("depthwise_backward", &g, X.shape[1], X.shape[2], c, dZ.shape[1], dZ.shape[2],
+          kh, kw, sh, sw, dh, dw, pt, pl, W.shape[0] * c, True, dZ.shape[1] * dZ.shape[2],
+          kh * kw * c)
+    if dX is not None:
+        if dX.shape[0] != n or dX.shape[1] != X.shape[1] or dX.shape[2] != X.shape[2] \
+                or dX.shape[3] != c:
+            raise ValueError("depthwise_backward: dX must match X")
+        dxp = _p4(dX)
+        if dxp != NULL:
+            dX[...] = 0
+    if dW is not None:
+        if dW.shape[0] != W.shape[0] or dW.shape[1] != f:
+            raise ValueError("depthwise_backward: dW must match W")
+        dwp = _p2(dW)
+        if dwp != NULL:
+            dW[...] = 0
+    cdef const floating* xp = _cp4(X)
+    cdef const floating* wp = _cp2(W)
+    cdef const floating* dzp = _cp4(dZ)
+    if xp == NULL or dzp == NULL:
+        return
+    with nogil:
+        for s in range(n):
+            _dw_bwd_sample(xp, wp, dzp, &g, dm, s, dxp, dwp)

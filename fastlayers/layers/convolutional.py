@@ -1,0 +1,361 @@
+"""Convolution layers (channels_last): Conv1D, Conv2D, Conv2DTranspose,
+DepthwiseConv2D, SeparableConv2D.
+
+Weights and their order are Keras's, so ``set_weights`` takes Keras arrays as they
+are: ``kernel`` (kh, kw, in, filters) -- (k, in, filters) for Conv1D,
+(kh, kw, filters, in) for Conv2DTranspose -- then ``bias``.  The arithmetic is the
+im2col + BLAS GEMM kernel of ``csrc/conv.pyx`` through :mod:`fastlayers.ops`, with
+the bias and activation fused after the GEMM.  The layers run through the public
+custom-layer protocol (``forward`` returns ``(outputs, backprop)``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .. import ops
+from ..engine.layer import Layer
+from . import _args
+from .core import _activation_name
+
+
+def _conv_out(length, k, s, d, padding, layer=None):
+    if length is None:
+        return None
+    out = ops.conv_output_length(length, k, s, d, padding)[0]
+    if out <= 0 and layer is not None:
+        # Keras refuses too: "Computed output size would be negative".
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): a kernel of "
+                         f"effective size {(k - 1) * d + 1} does not fit an input of length "
+                         f"{length} with padding={padding!r}")
+    return out
+
+
+class _Conv(Layer):
+    """Shared N-D (N = 1, 2) convolution over channels_last inputs."""
+
+    rank = 2
+    _paddings = ("valid", "same")
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid",
+                 data_format: Optional[str] = None, dilation_rate=1, groups: int = 1,
+                 activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**_args.keras_name(type(self), kwargs))
+        owner = f"{type(self).__name__} {self.name!r}"
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
+                or filters < 1:
+            raise ValueError(f"{owner}: filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _args.int_tuple(owner, "kernel_size", kernel_size, self.rank)
+        self.strides = _args.int_tuple(owner, "strides", strides, self.rank)
+        self.dilation_rate = _args.int_tuple(owner, "dilation_rate", dilation_rate, self.rank)
+        self.padding = _args.padding_mode(owner, padding, self._paddings)
+        _args.channels_last(owner, data_format)
+        self.data_format = "channels_last"
+        if groups != 1:
+            raise ValueError(f"{owner}: only groups=1 is supported, got {groups!r}")
+        self.groups = 1
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            # Keras's rule too.
+            raise ValueError(f"{owner}: strides > 1 is not compatible with dilation_rate > 1")
+        self.activation = _activation_name(activation, owner)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _args.initializer(kernel_initializer)
+        self.bias_initializer = _args.initializer(bias_initializer)
+        self.kernel = None
+        self.bias = None
+
+    # -- shapes ---------------------------------------------------------------
+    def _kernel_shape(self, channels: int):
+        return self.kernel_size + (channels, self.filters)
+
+    def build(self, input_shape):
+        _args.check_shape_rank(self, input_shape, self.rank + 2)
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) needs a known "
+                             f"channel dimension, got shape {input_shape}")
+        self._channels = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", self._kernel_shape(self._channels),
+                                      self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        _args.check_shape_rank(self, input_shape, self.rank + 2)
+        spatial = [_conv_out(n, k, s, d, self.padding, self) for n, k, s, d in
+                   zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate)]
+        return (input_shape[0],) + tuple(spatial) + (self.filters,)
+
+    # -- compute (through the 2-D kernel) ---------------------------------------
+    def _as_2d(self, x, W):
+        """(x, W, strides, dilation, padding) for the 2-D kernel."""
+        return x, W, self.strides, self.dilation_rate, self.padding
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        _args.check_input(self, x, self.rank + 2, self._channels)
+        self.compute_output_shape((None,) + x.shape[1:])  # a kernel that does not fit raises
+        x2, W2, strides, dilation, padding = self._as_2d(x, self.kernel.value)
+        b = self.bias.value if self.bias is not None else None
+        keep_z = ops.activation_needs_input(self.activation)
+        res = ops.conv2d_forward(x2, W2, b, strides, padding, dilation, self.activation,
+                                 Z=keep_z)
+        y2, z2 = res if keep_z else (res, None)
+        y = y2[:, 0] if self.rank == 1 else y2
+
+        def backprop(dy):
+            dx, dW, db = ops.conv2d_backward(x2, W2, y2, np.reshape(dy, y2.shape), strides,
+                                             padding, dilation, self.activation,
+                                             want_db=self.use_bias, Z=z2)
+            grads = [dW.reshape(self.kernel.shape)] + ([db] if self.use_bias else [])
+            return dx.reshape(x.shape), grads
+
+        return y, backprop
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                   padding=self.padding, data_format=self.data_format,
+                   dilation_rate=self.dilation_rate, groups=self.groups,
+                   activation=self.activation, use_bias=self.use_bias)
+        return cfg
+
+
+class Conv2D(_Conv):
+    """2-D convolution over (batch, rows, cols, channels); kernel (kh, kw, in, filters).
+
+    ``padding="same"`` pads as Keras/TensorFlow do (the odd element after).
+    """
+
+    rank = 2
+
+
+class Conv1D(_Conv):
+    """1-D convolution over (batch, steps, channels); kernel (k, in, filters).
+
+    padding is "valid", "same" or "causal" (left padding only, for sequence models).
+    Runs as the 2-D kernel with height 1.
+    """
+
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+    def compute_output_shape(self, input_shape):
+        _args.check_shape_rank(self, input_shape, 3)
+        steps = input_shape[1]
+        if steps is not None:
+            steps = _conv_out(steps, self.kernel_size[0], self.strides[0],
+                              self.dilation_rate[0],
+                              "same" if self.padding == "causal" else self.padding, self)
+            if self.padding == "causal":
+                steps = (input_shape[1] - 1) // self.strides[0] + 1
+        return (input_shape[0], steps, self.filters)
+
+    def forward(self, inputs, training=False):
+        if self.padding != "causal":
+            return super().forward(inputs, training)
+        x = np.asarray(inputs)
+        _args.check_input(self, x, 3, self._channels)
+        left = (self.kernel_size[0] - 1) * self.dilation_rate[0]
+        y, bp = super().forward(np.pad(x, ((0, 0), (left, 0), (0, 0))), training)
+
+        def backprop(dy):
+            dx, grads = bp(dy)
+            return dx[:, left:], grads
+
+        return y, backprop
+
+    def _as_2d(self, x, W):
+        # Causal padding is applied in forward: here it is a valid convolution.
+        return (x[:, None], W[None], (1,) + self.strides, (1,) + self.dilation_rate,
+                "valid" if self.padding == "causal" else self.padding)
+
+
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution; kernel (kh, kw, filters, in) as Keras.
+
+    Its forward pass is the input gradient of a convolution with that kernel, and
+    its backward pass a forward convolution: the same GEMM kernels.  Output size:
+    "valid": (n - 1) * stride + (k - 1) * dilation + 1; "same": n * stride.
+    ``output_padding`` is not supported.
+    """
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         1, activation, use_bias, kernel_initializer, bias_initializer,
+                         **kwargs)
+        if output_padding is not None:
+            raise ValueError(f"Conv2DTranspose {self.name!r}: output_padding is not supported")
+        self.output_padding = None
+
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (self.filters, channels)
+
+    def _out_len(self, n, k, s, d):
+        if n is None:
+            return None
+        if self.padding == "same":
+            return n * s
+        return (n - 1) * s + (k - 1) * d + 1
+
+    def compute_output_shape(self, input_shape):
+        _args.check_shape_rank(self, input_shape, 4)
+        spatial = [self._out_len(n, k, s, d) for n, k, s, d in
+                   zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)]
+        return (input_shape[0],) + tuple(spatial) + (self.filters,)
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        _args.check_input(self, x, 4, self._channels)
+        W = self.kernel.value
+        out_shape = (x.shape[0],) + self.compute_output_shape((None,) + x.shape[1:])[1:]
+        geom = (self.strides, self.padding, self.dilation_rate)
+        z, _, _ = ops.conv2d_backward(None, W, None, x, *geom, input_shape=out_shape,
+                                      want_dW=False, want_db=False)
+        if self.bias is not None:
+            z += self.bias.value
+        if self.activation == "linear":
+            y = z
+        else:
+            y = ops.activation_forward(z, self.activation)
+
+        def backprop(dy):
+            dy = np.asarray(dy, dtype=z.dtype)
+            dz = dy if self.activation == "linear" else \
+                ops.activation_backward(y, dy, self.activation, X=z)
+            dx = ops.conv2d_forward(dz, W, None, *geom)
+            _, dW, _ = ops.conv2d_backward(dz, W, None, x, *geom, want_dX=False,
+                                           want_db=False)
+            grads = [dW]
+            if self.use_bias:
+                grads.append(dz.reshape(-1, self.filters).sum(axis=0))
+            return dx, grads
+
+        return y, backprop
+
+
+class DepthwiseConv2D(_Conv):
+    """Depthwise 2-D convolution: each input channel convolved with its own
+    ``depth_multiplier`` filters; weight ``kernel`` (kh, kw, in, depth_multiplier),
+    output channel c * depth_multiplier + m, as Keras.  The depthwise kernel of
+    csrc/conv.pyx (no channel sum, so no GEMM); bias and activation after it.
+    """
+
+    rank = 2
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier,
+                                                                 (int, np.integer)) \
+                or depth_multiplier < 1:
+            raise ValueError(f"DepthwiseConv2D: depth_multiplier must be a positive integer, "
+                             f"got {depth_multiplier!r}")
+        super().__init__(1, kernel_size, strides, padding, data_format, dilation_rate, 1,
+                         activation, use_bias, depthwise_initializer, bias_initializer,
+                         **kwargs)
+        self.depth_multiplier = int(depth_multiplier)
+        self.depthwise_initializer = self.kernel_initializer
+
+    def build(self, input_shape):
+        _args.check_shape_rank(self, input_shape, 4)
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer {self.name!r} (DepthwiseConv2D) needs a known channel "
+                             f"dimension, got shape {input_shape}")
+        self._channels = int(input_shape[-1])
+        self.filters = self._channels * self.depth_multiplier
+        self.kernel = self.add_weight(
+            "kernel", self.kernel_size + (self._channels, self.depth_multiplier),
+            self.depthwise_initializer)
+        self.depthwise_kernel = self.kernel
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+        self.built = True
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        _args.check_input(self, x, 4, self._channels)
+        self.compute_output_shape((None,) + x.shape[1:])  # a kernel that does not fit raises
+        W = self.kernel.value
+        geom = (self.strides, self.padding, self.dilation_rate)
+        z = ops.depthwise_conv2d_forward(x, W, *geom)
+        if self.bias is not None:
+            z += self.bias.value
+        y = z if self.activation == "linear" else ops.activation_forward(z, self.activation)
+
+        def backprop(dy):
+            dy = np.asarray(dy, dtype=z.dtype)
+            dz = dy if self.activation == "linear" else \
+                ops.activation_backward(y, dy, self.activation, X=z)
+            dx, dW = ops.depthwise_conv2d_backward(x, W, dz, *geom)
+            grads = [dW]
+            if self.use_bias:
+                grads.append(dz.reshape(-1, self.filters).sum(axis=0))
+            return dx, grads
+
+        return y, backprop
+
+
+class SeparableConv2D(Layer):
+    """Depthwise then pointwise (1x1) convolution; weights depthwise_kernel
+    (kh, kw, in, depth_multiplier), pointwise_kernel (1, 1, in * depth_multiplier,
+    filters), bias, as Keras."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**_args.keras_name(type(self), kwargs))
+        self._depthwise = DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier,
+                                          data_format, dilation_rate, None, False,
+                                          depthwise_initializer, dtype=self.dtype,
+                                          name=f"{self.name}_depthwise")
+        self._pointwise = Conv2D(filters, 1, activation=activation, use_bias=use_bias,
+                                 kernel_initializer=pointwise_initializer,
+                                 bias_initializer=bias_initializer, dtype=self.dtype,
+                                 name=f"{self.name}_pointwise")
+        self.filters = self._pointwise.filters
+        self.kernel_size = self._depthwise.kernel_size
+        self.strides = self._depthwise.strides
+        self.padding = self._depthwise.padding
+        self.dilation_rate = self._depthwise.dilation_rate
+        self.depth_multiplier = self._depthwise.depth_multiplier
+        self.activation = self._pointwise.activation
+        self.use_bias = self._pointwise.use_bias
+
+    def build(self, input_shape):
+        self._depthwise.build(input_shape)
+        mid = self._depthwise.compute_output_shape(input_shape)
+        self._pointwise.build(mid)
+        # The weights belong to this layer (Keras's names and order).
+        dw, pw = self._depthwise.kernel, self._pointwise.kernel
+        dw.name, pw.name = "depthwise_kernel", "pointwise_kernel"
+        self._weights = [dw, pw] + ([self._pointwise.bias] if self.use_bias else [])
+        for w in self._weights:
+            w.layer = self
+        self.depthwise_kernel, self.pointwise_kernel = dw, pw
+        self.bias = self._pointwise.bias
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._pointwise.compute_output_shape(
+            self._depthwise.compute_output_shape(input_shape))
+
+    def forward(self, inputs, training=False):
+        h, bp1 = self._depthwise.forward(inputs, training)
+        y, bp2 = self._pointwise.forward(h, training)
+
+        def backprop(dy):
+            dh, g2 = bp2(dy)
+            dx, g1 = bp1(dh)
+            return dx, g1 + g2
+
+        return y, backprop

@@ -1,0 +1,64 @@
+"""Embedding: integer ids -> rows of a (input_dim, output_dim) matrix."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..engine.layer import Layer
+from . import _args
+
+
+class Embedding(Layer):
+    """Look up ``embeddings[ids]``: (batch, ...) ids -> (batch, ..., output_dim).
+
+    Weight: ``embeddings`` (input_dim, output_dim), initialized "uniform"
+    (RandomUniform(-0.05, 0.05)) as in Keras.  Its gradient is a scatter-add of the
+    output gradient into the rows that were looked up (csrc/embedding.pyx); the
+    other rows get exact zeros (the custom-layer protocol passes a dense gradient).
+    Ids arrive as the layer's float dtype (the engine casts inputs) and are rounded
+    to the nearest integer -- Keras truncates, which differs only for ids that are
+    not integers; ids outside [0, input_dim) raise ValueError.  The ids get a zero
+    gradient.  ``mask_zero=True`` is not supported (it raises): no layer here
+    consumes masks yet.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform",
+                 mask_zero: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"Embedding {self.name!r}"
+        for name, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{owner}: {name} must be a positive integer, got {v!r}")
+        if mask_zero:
+            raise ValueError(f"{owner}: mask_zero=True is not supported (no masking yet)")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.mask_zero = False
+        self.embeddings_initializer = _args.initializer(embeddings_initializer)
+        self.embeddings = None
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        ids = np.rint(x).astype(np.int64) if x.dtype.kind == "f" else x
+        W = self.embeddings.value
+        y = ops.embedding_forward(ids, W)
+
+        def backprop(dy):
+            dW = np.zeros_like(W)
+            ops.embedding_backward(ids, np.asarray(dy, dtype=W.dtype), dW)
+            return np.zeros(x.shape, dtype=W.dtype), [dW]
+
+        return y, backprop
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                   mask_zero=self.mask_zero)
+        return cfg
