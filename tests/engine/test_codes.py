@@ -10,7 +10,7 @@ CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
 def _enums(path):
     text = path.read_text()
     return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"^\s+([A-Z][A-Z0-9_]*)\s*=\s*(\d+)\s*$", text, re.M)}
+            for m in re.finditer(r"^\s+([A-Z][A-Z0-9_]*)\s*=\s*(\d+)\s*(?:#.*)?$", text, re.M)}
 
 
 def test_codes_pxd_matches_codes_py():
