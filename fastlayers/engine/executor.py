@@ -35,13 +35,15 @@ class Runner:
 
     busy = False  # eager runners: buffers in use by a call whose backprop is pending
 
-    def __init__(self, program: StepProgram, optimizer=None):
+    def __init__(self, program: StepProgram, optimizer=None, lock=None):
         from .._kernels.executor import Executor
 
         self.program = program
         self.optimizer = optimizer
         self.dtype = np.dtype(program.dtype)
-        self._lock = threading.RLock()
+        # A model's runners share its lock: a predict cannot read weights a training
+        # step in another thread is writing (steps of one model run one at a time).
+        self._lock = lock if lock is not None else threading.RLock()
         slots = program.slots
         sizes = np.array([s.size for s in slots], dtype=np.intp)
         self._input_slots = set(program.inputs)
@@ -291,9 +293,7 @@ class Runner:
     def _unfuse(self) -> None:
         from .program import unfused
 
-        lock = self._lock
-        self.__init__(unfused(self.program), self.optimizer)
-        self._lock = lock
+        self.__init__(unfused(self.program), self.optimizer, self._lock)
 
     def _optimizer_changed(self) -> None:
         """The optimizer's kind or clipping changed after compile(): set the executor up again.
@@ -305,9 +305,7 @@ class Runner:
         """
         from .program import for_optimizer
 
-        lock = self._lock
-        self.__init__(for_optimizer(self.program, self.optimizer), self.optimizer)
-        self._lock = lock
+        self.__init__(for_optimizer(self.program, self.optimizer), self.optimizer, self._lock)
 
     def gradients_ready(self, hyper, gradient_hook=None) -> None:
         """The point between gradients and updates: every gradient summed, no weight moved.

@@ -169,6 +169,9 @@ class _Lowering:
             raise ValueError(f"Model {self.model.name!r}: a tensor has an unknown dimension "
                              f"{tuple(shape)}; give every Input a full shape")
         shape = tuple(int(s) for s in shape)
+        if any(s == 0 for s in shape):
+            raise ValueError(f"Model {self.model.name!r}: a tensor of shape {(None,) + shape} "
+                             f"has a zero-sized dimension; every dimension must be >= 1")
         if any(s < 0 for s in shape):
             raise ValueError(f"Model {self.model.name!r}: a tensor has an unknown dimension "
                              f"{shape}; give every Input a full shape")

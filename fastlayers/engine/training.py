@@ -115,7 +115,7 @@ class Model(Container):
         c.flags_version = _layer_mod.FLAGS_VERSION[0]
         c.train = Runner(lower(self, training=True, picture=picture, backprop=True,
                                losses=loss_list, loss_weights=lw,
-                               fuse_sgd=opt.fusable), opt)
+                               fuse_sgd=opt.fusable), opt, self._step_lock())
         # The fast path: one input, one built-in loss, no metrics, no callbacks.
         c.fast = (not c.has_metrics and not c.train.program.has_callbacks
                   and len(self.outputs) == 1)
@@ -190,6 +190,15 @@ class Model(Container):
                 f"train_on_batch keep updating the compiled set. Call compile() again to "
                 f"apply the change.", UserWarning, stacklevel=3)
 
+    def _step_lock(self):
+        """The model's lock, shared by all its runners (created on first use)."""
+        lock = self.__dict__.get("_steps_lock")
+        if lock is None:
+            import threading
+
+            lock = self.__dict__.setdefault("_steps_lock", threading.RLock())
+        return lock
+
     # ------------------------------------------------------------------ programs
     def _eval_runner(self, c: _Compiled) -> Runner:
         v = _layer_mod.FLAGS_VERSION[0]
@@ -197,7 +206,7 @@ class Model(Container):
         if r is None:
             c._eval.clear()
             r = c._eval[v] = Runner(lower(self, training=False, losses=c.losses,
-                                          loss_weights=c.loss_weights))
+                                          loss_weights=c.loss_weights), lock=self._step_lock())
         return r
 
     def _predict_runner(self) -> Runner:
@@ -205,7 +214,8 @@ class Model(Container):
         r = self._predict_runners.get(v)
         if r is None:
             self._predict_runners.clear()
-            r = self._predict_runners[v] = Runner(lower(self, training=False))
+            r = self._predict_runners[v] = Runner(lower(self, training=False),
+                                                  lock=self._step_lock())
         return r
 
     # ------------------------------------------------------------------ data
