@@ -11,6 +11,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from _team cimport fl_blas_single
+
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha,
@@ -62,13 +64,17 @@ cdef inline void gemm_split(int nthreads, bint split_rows,
     """gemm() with C split into `nthreads` row (or column) slices, one per thread.
 
     Each slice is an independent single-threaded BLAS call on its own part of
-    C, so the caller must have set the BLAS library to one thread.  Splitting
+    C: the BLAS is put back to one thread first if someone (threadpoolctl)
+    raised it, since a threaded BLAS inside every slice is many times slower
+    (and a serial product must not wake BLAS threads beside a spinning team).
+    Pass nthreads = team() from _team.pxd.  Splitting
     along the weight's axis gives each thread half of the weight matrix: at the
     batch sizes of small models this scales where BLAS's own threading does not
     (DESIGN.md "Performance notes").
     """
     cdef int total = m if split_rows else n
     cdef int chunk, t, lo, hi
+    fl_blas_single()
     if nthreads <= 1 or total < 2 * SPLIT_ALIGN or <double>m * n * k < SPLIT_MIN_MADDS:
         gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return

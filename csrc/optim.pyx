@@ -18,6 +18,8 @@ from libc.stdlib cimport free, malloc
 # (plan.pyx), so both update weights identically.
 from _optim cimport _adam_one, _sgd_one
 
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 cdef int _gather(list arrays, floating** ptrs, Py_ssize_t* sizes, str fn,
                  str what) except -1:

@@ -26,7 +26,6 @@ from libc.string cimport memcpy
 
 
 from _act cimport ACT_LINEAR, _act_grad_rows, _act_rows
-from openmp cimport omp_get_max_threads
 
 from _blas cimport SPLIT_MIN_MADDS, gemm_split
 from _common cimport _chunks, _colsum
@@ -37,6 +36,9 @@ from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _mae
                     _mse_sum)
 from _optim cimport _adam_one, _sgd_one
 from _rng cimport rng_key
+from _team cimport team
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
 
 cdef enum:
     OP_DENSE = 0
@@ -333,7 +335,7 @@ cdef class TrainPlan:
 
 cdef inline void _begin(TrainPlan p) noexcept nogil:
     """Pick the team size for this run: the OpenMP team, if a product is worth it."""
-    p.nthreads = omp_get_max_threads() if p.split_worth else 1
+    p.nthreads = team() if p.split_worth else 1
 
 
 cdef bint _gather_rows(floating tag, object X, object T, object order, Py_ssize_t lo,

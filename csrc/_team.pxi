@@ -1,0 +1,30 @@
+# Included by every kernel .pyx (`include "_team.pxi"` after its cimports): binds
+# this extension module to the process-wide team record (see _team.pxd), so its
+# loops use the team set by fastlayers.backend.set_num_threads from any thread.
+from openmp cimport omp_get_max_threads as _omp_get_max_threads
+
+from _team cimport fl_team_bind, fl_team_is_bound, team as _team_now
+
+
+def _team_bound():
+    """True once this module reads the process-wide team record (test hook)."""
+    return fl_team_is_bound()
+
+
+def get_team():
+    """Threads this module's parallel loops would use if started from this thread."""
+    return _team_now()
+
+
+def _omp_max_threads():
+    """omp_get_max_threads() in the calling thread (fastlayers._threads reads a new thread's)."""
+    return _omp_get_max_threads()
+
+
+def _bind_team():
+    import fastlayers._threads as _threads_mod  # stdlib-only module: safe during `import fastlayers`
+
+    fl_team_bind(_threads_mod.state_address(_omp_max_threads))
+
+
+_bind_team()
