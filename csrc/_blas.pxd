@@ -11,7 +11,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from _team cimport fl_blas_single
+from libc.stdint cimport int64_t
+
+from _team cimport fl_blas_single, fl_now_ns, fl_team_observe
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -74,13 +76,20 @@ cdef inline void gemm_split(int nthreads, bint split_rows,
     """
     cdef int total = m if split_rows else n
     cdef int chunk, t, lo, hi
+    cdef int64_t start
+    cdef int64_t stamps[2]
+    cdef int64_t* marks = stamps  # written by the thread of slice 0
     fl_blas_single()
     if nthreads <= 1 or total < 2 * SPLIT_ALIGN or <double>m * n * k < SPLIT_MIN_MADDS:
         gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     chunk = (total + nthreads - 1) // nthreads
     chunk = (chunk + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
+    # Slice 0 is the largest: the region should take about as long (_team.pxd).
+    start = fl_now_ns()
     for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+        if t == 0:
+            marks[0] = fl_now_ns()
         lo = t * chunk
         hi = lo + chunk
         if hi > total:
@@ -94,3 +103,6 @@ cdef inline void gemm_split(int nthreads, bint split_rows,
                 # Columns lo..hi of op(B): column offsets of B, or row offsets of B^T.
                 gemm(trans_a, trans_b, m, hi - lo, k, alpha, A, lda,
                      B + (lo * ldb if trans_b else lo), ldb, beta, C + lo, ldc)
+        if t == 0:
+            marks[1] = fl_now_ns()
+    fl_team_observe(fl_now_ns() - start, marks[1] - marks[0])

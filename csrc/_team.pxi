@@ -3,7 +3,9 @@
 # loops use the team set by fastlayers.backend.set_num_threads from any thread.
 from openmp cimport omp_get_max_threads as _omp_get_max_threads
 
-from _team cimport fl_team_bind, fl_team_is_bound, team as _team_now
+from libc.stdint cimport int64_t
+
+from _team cimport fl_team_bind, fl_team_is_bound, fl_team_observe, team as _team_now
 
 
 def _team_bound():
@@ -16,12 +18,17 @@ def get_team():
     return _team_now()
 
 
+def _observe_split(int64_t region_ns, int64_t first_slice_ns):
+    """Feed one split product's timing to the starvation guard (test hook)."""
+    fl_team_observe(region_ns, first_slice_ns)
+
+
 def _omp_max_threads():
     """omp_get_max_threads() in the calling thread (fastlayers._threads reads a new thread's)."""
     return _omp_get_max_threads()
 
 
-def _bind_team():
+cdef _bind_team():
     import fastlayers._threads as _threads_mod  # stdlib-only module: safe during `import fastlayers`
 
     fl_team_bind(_threads_mod.state_address(_omp_max_threads))

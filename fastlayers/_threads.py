@@ -11,6 +11,11 @@ owns the process-wide record they read (``csrc/_team.pxd``):
 - ``omp_default``: what ``omp_get_max_threads()`` answers in a fresh thread.  A
   lower answer in the calling thread is a limit set by threadpoolctl (or
   ``omp_set_num_threads``) and lowers the team for calls from that thread.
+- the starvation guard: each split product times itself, and when the team
+  keeps waiting for a thread that another process has pushed off its core, the
+  kernels run single-threaded for a backoff (0.25 s, doubling up to 8 s while
+  it keeps happening) before trying the team again.  On a 2-core machine with
+  one core busy a 1.3 ms step otherwise took 60 ms.
 - the get/set thread-count functions of scipy's OpenBLAS, the BLAS the kernels
   call: every product resets it to one thread if someone (threadpoolctl) raised
   it, since a threaded BLAS inside each slice of the split was 70x slower.
@@ -45,10 +50,12 @@ SPINCOUNT_DEFAULT = "10000"
 class _TeamState(ctypes.Structure):
     # Must match fl_team_state in csrc/_team.pxd field for field.
     _fields_ = [("team", ctypes.c_int), ("omp_default", ctypes.c_int),
-                ("blas_get", ctypes.c_void_p), ("blas_set", ctypes.c_void_p)]
+                ("blas_get", ctypes.c_void_p), ("blas_set", ctypes.c_void_p),
+                ("slow", ctypes.c_int), ("level", ctypes.c_int),
+                ("serial_until", ctypes.c_int64), ("serial_since", ctypes.c_int64)]
 
 
-_STATE = _TeamState(1, 0, None, None)
+_STATE = _TeamState(1, 0, None, None, 0, 0, 0, 0)
 _LOCK = threading.Lock()
 _BOUND = False
 _FORKED = False
@@ -157,6 +164,12 @@ def _bind_blas() -> None:
     # Another BLAS (a conda or system scipy): left to its own threading.
 
 
+def reset_guard() -> None:
+    """Forget the starvation guard's observations and end any backoff (test hook)."""
+    _STATE.slow = _STATE.level = 0
+    _STATE.serial_until = _STATE.serial_since = 0
+
+
 def blas_threads() -> Optional[int]:
     """scipy's OpenBLAS thread count now, or None if it was not found (test hook)."""
     if not _STATE.blas_get:
@@ -188,6 +201,7 @@ def _after_fork_in_child() -> None:
     global _FORKED
     _FORKED = True
     _STATE.team = 1
+    reset_guard()
 
 
 _STATE.team = default_team()
