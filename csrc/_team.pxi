@@ -1,6 +1,16 @@
 # Included by every kernel .pyx (`include "_team.pxi"` after its cimports): binds
 # this extension module to the process-wide team record (see _team.pxd), so its
 # loops use the team set by fastlayers.backend.set_num_threads from any thread.
+#
+# A new kernel module takes part by
+#   1. `include "_team.pxi"` once, at module level after its cimports;
+#   2. sizing every parallel region from _team.pxd, never from omp_get_max_threads():
+#      `from _team cimport team` (or `team_for_step`, once per step in an executor,
+#      which also puts scipy's BLAS back to one thread), then
+#      `gemm_split(team(), ...)`, `nc = _chunks(size)` with `prange(nc, num_threads=nc)`,
+#      and `num_threads=team()` on any other prange;
+#   3. listing its stubs for the functions below in its .pyi.
+# tests/test_threads.py checks that every built module is bound.
 from openmp cimport omp_get_max_threads as _omp_get_max_threads
 
 from libc.stdint cimport int64_t

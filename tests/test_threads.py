@@ -4,6 +4,7 @@ BLAS kept single-threaded under threadpoolctl, fork, and OpenMP's wait policy.
 What depends on the environment (variables, affinity, fork) runs in a fresh
 interpreter with a timeout, so a hang or a crash fails one test.
 """
+import ctypes
 import importlib
 import os
 import pkgutil
@@ -51,12 +52,18 @@ def restore_threads():
 
 
 @pytest.fixture(autouse=True)
-def quiet_guard():
+def clean_team_state():
     # The starvation guard reacts to this (busy, shared) machine: start each test
-    # from a clean record, and leave one behind.
+    # from a clean record.  And a library sharing our OpenMP runtime may have
+    # lowered this thread's OpenMP limit, which lowers the team here (torch's
+    # set_num_threads does, in tests/training): lift it for the test.
+    omp = ctypes.CDLL("libgomp.so.1")  # the runtime already loaded by the kernels
+    before = dense._omp_max_threads()
+    omp.omp_set_num_threads(_threads._STATE.omp_default)
     _threads.reset_guard()
     yield
     _threads.reset_guard()
+    omp.omp_set_num_threads(before)
 
 
 def team_in_new_thread(module=dense):

@@ -7,7 +7,6 @@ OP_KINDS: Dict[str, int]
 LOSS_KINDS: Dict[str, int]
 OPT_KINDS: Dict[str, int]
 
-def set_blas_threads_functions(set_addr: int, get_addr: int) -> None: ...
 
 class TrainPlan:
     bad_labels: bool
