@@ -10,7 +10,8 @@ owns the process-wide record they read (``csrc/_team.pxd``):
   kernels read this record and pass the team size to every parallel loop.
 - ``omp_default``: what ``omp_get_max_threads()`` answers in a fresh thread.  A
   lower answer in the calling thread is a limit set by threadpoolctl (or
-  ``omp_set_num_threads``) and lowers the team for calls from that thread.
+  ``omp_set_num_threads``; also ``torch.set_num_threads`` when torch shares this
+  OpenMP runtime) and lowers the team for calls from that thread.
 - the starvation guard: each split product times itself, and when the team
   keeps waiting for a thread that another process has pushed off its core, the
   kernels run single-threaded for a backoff (0.25 s, doubling up to 8 s while

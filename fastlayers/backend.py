@@ -118,7 +118,9 @@ def set_num_threads(n: Optional[int]) -> None:
     fastlayers splits large matrix products over its own thread team and keeps
     scipy's BLAS single-threaded inside each slice (NumPy's BLAS is untouched).
     A threadpoolctl limit on OpenMP below the default lowers the team for calls
-    made inside it.
+    made inside it, and while other processes keep the cores busy the kernels
+    drop to one thread for a while (a team waiting for a descheduled thread is
+    many times slower than one thread).
     """
     global _NUM_THREADS
     if n is not None:
