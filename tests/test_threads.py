@@ -26,13 +26,13 @@ CORES = _threads.usable_cores()
 needs_two_cores = pytest.mark.skipif(CORES < 2, reason="needs two usable cores")
 
 
-def run_python(code, env=None, timeout=60, prefix=()):
+def run_python(code, env=None, timeout=60):
     """Run `code` in a fresh interpreter on this checkout; its stdout, stripped."""
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
-    proc = subprocess.run([*prefix, sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
@@ -103,8 +103,11 @@ def test_default_team_is_the_usable_cores_and_import_leaves_the_environment():
 
 
 def test_default_team_honours_omp_num_threads():
-    out = run_python(REPORT, env={"OMP_NUM_THREADS": "1"})
-    assert out == "1 1 1"
+    # ...and set_num_threads overrides it, in every thread.
+    out = run_python(REPORT + "fl.backend.set_num_threads(2)\n" + REPORT[REPORT.index("seen"):],
+                     env={"OMP_NUM_THREADS": "1"})
+    two = min(2, CORES)
+    assert out.split("\n") == ["1 1 1", f"{two} {two} {two}"]
 
 
 @pytest.mark.parametrize("value, expected", [("1", 1), ("1,4", 1), (" 1 ", 1), ("64", CORES),
