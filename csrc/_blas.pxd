@@ -11,6 +11,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from libc.stdint cimport int64_t
+
+from _team cimport fl_blas_single, fl_now_ns, fl_team_observe
+
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha,
@@ -62,19 +66,30 @@ cdef inline void gemm_split(int nthreads, bint split_rows,
     """gemm() with C split into `nthreads` row (or column) slices, one per thread.
 
     Each slice is an independent single-threaded BLAS call on its own part of
-    C, so the caller must have set the BLAS library to one thread.  Splitting
+    C: the BLAS is put back to one thread first if someone (threadpoolctl)
+    raised it, since a threaded BLAS inside every slice is many times slower
+    (and a serial product must not wake BLAS threads beside a spinning team).
+    Pass nthreads = team() from _team.pxd.  Splitting
     along the weight's axis gives each thread half of the weight matrix: at the
     batch sizes of small models this scales where BLAS's own threading does not
     (DESIGN.md "Performance notes").
     """
     cdef int total = m if split_rows else n
     cdef int chunk, t, lo, hi
+    cdef int64_t start
+    cdef int64_t stamps[2]
+    cdef int64_t* marks = stamps  # written by the thread of slice 0
+    fl_blas_single()
     if nthreads <= 1 or total < 2 * SPLIT_ALIGN or <double>m * n * k < SPLIT_MIN_MADDS:
         gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     chunk = (total + nthreads - 1) // nthreads
     chunk = (chunk + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
+    # Slice 0 is the largest: the region should take about as long (_team.pxd).
+    start = fl_now_ns()
     for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+        if t == 0:
+            marks[0] = fl_now_ns()
         lo = t * chunk
         hi = lo + chunk
         if hi > total:
@@ -88,3 +103,6 @@ cdef inline void gemm_split(int nthreads, bint split_rows,
                 # Columns lo..hi of op(B): column offsets of B, or row offsets of B^T.
                 gemm(trans_a, trans_b, m, hi - lo, k, alpha, A, lda,
                      B + (lo * ldb if trans_b else lo), ldb, beta, C + lo, ldc)
+        if t == 0:
+            marks[1] = fl_now_ns()
+    fl_team_observe(fl_now_ns() - start, marks[1] - marks[0])

@@ -9,6 +9,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from _common cimport COL_BLOCK, _chunks
+from _team cimport team
 
 
 cdef inline void _train_block(const floating* X, Py_ssize_t n, Py_ssize_t c,
@@ -166,7 +167,7 @@ cdef inline void _bn_train(const floating* X, Py_ssize_t n, Py_ssize_t c,
             _train_block(X, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma, beta, eps,
                          Y, mean, var, inv_std)
         return
-    for blk in prange(nblocks, schedule='static'):
+    for blk in prange(nblocks, num_threads=team(), schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _train_block(X, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma, beta, eps,
                      Y, mean, var, inv_std)
@@ -186,7 +187,7 @@ cdef inline void _bn_infer(const floating* X, Py_ssize_t n, Py_ssize_t c,
             _infer_block(X, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma, beta, mm, mv,
                          eps, Y)
         return
-    for blk in prange(nblocks, schedule='static'):
+    for blk in prange(nblocks, num_threads=team(), schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _infer_block(X, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma, beta, mm, mv,
                      eps, Y)
@@ -216,7 +217,7 @@ cdef inline void _bn_backward_train(const floating* X, const floating* dY, Py_ss
             _train_backward_block(X, dY, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma,
                                   mean, inv_std, dX, dgamma, dbeta, accumulate)
         return
-    for blk in prange(nblocks, schedule='static'):
+    for blk in prange(nblocks, num_threads=team(), schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _train_backward_block(X, dY, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma,
                               mean, inv_std, dX, dgamma, dbeta, accumulate)
@@ -235,7 +236,7 @@ cdef inline void _bn_backward_infer(const floating* X, const floating* dY, Py_ss
             _infer_backward_block(X, dY, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma,
                                   mm, mv, eps, dX, dgamma, dbeta, accumulate)
         return
-    for blk in prange(nblocks, schedule='static'):
+    for blk in prange(nblocks, num_threads=team(), schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _infer_backward_block(X, dY, n, c, blk * COL_BLOCK, j1 if j1 < c else c, gamma,
                               mm, mv, eps, dX, dgamma, dbeta, accumulate)

@@ -3,7 +3,8 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, logf, sqrt, sqrtf, tanh, tanhf
-from openmp cimport omp_get_max_threads
+
+from _team cimport team
 
 
 cdef enum:
@@ -23,7 +24,7 @@ cdef inline int _chunks(Py_ssize_t work) noexcept nogil:
     still costs an OpenMP region entry (about 0.6 us), more than a small layer's
     whole loop.  Chunk c of nc covers [size * c // nc, size * (c + 1) // nc).
     """
-    return 1 if work < PARALLEL_MIN_ELEMENTS else omp_get_max_threads()
+    return 1 if work < PARALLEL_MIN_ELEMENTS else team()
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -100,11 +101,12 @@ cdef inline void _colsum(const floating* A,  # (n, k) IN
     reads sequential.
     """
     cdef Py_ssize_t nblocks = (k + COL_BLOCK - 1) // COL_BLOCK, blk, j1
-    if nblocks == 1 or _chunks(n * k) == 1:
+    cdef int nt = _chunks(n * k)
+    if nblocks == 1 or nt == 1:
         for blk in range(nblocks):
             j1 = (blk + 1) * COL_BLOCK
             _colsum_block(A, n, k, blk * COL_BLOCK, j1 if j1 < k else k, alpha, out, add)
         return
-    for blk in prange(nblocks, schedule='static'):
+    for blk in prange(nblocks, num_threads=nt, schedule='static'):
         j1 = (blk + 1) * COL_BLOCK
         _colsum_block(A, n, k, blk * COL_BLOCK, j1 if j1 < k else k, alpha, out, add)

@@ -13,6 +13,8 @@ from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
                    ACT_TANH, _act_grad_rows_z, _act_needs_input, _act_rows)
 from _common cimport _cp2, _p2
 
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 LINEAR = ACT_LINEAR
 RELU = ACT_RELU
 SIGMOID = ACT_SIGMOID

@@ -21,6 +21,8 @@ from _bn cimport (_bn_backward_infer, _bn_backward_train, _bn_infer, _bn_train,
                  _bn_update_moving)
 from _common cimport _cp1, _cp2, _p1, _p2
 
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 def batchnorm_forward_train(const floating[:, ::1] X,   # (n, c) IN, n >= 1
                             const floating[::1] gamma,  # (c,) IN or None

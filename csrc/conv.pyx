@@ -20,11 +20,15 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy, memset
-from openmp cimport omp_get_max_threads
 
 from _act cimport ACT_COUNT, ACT_LINEAR, _act_grad_rows_z, _act_needs_input, _act_rows
 from _blas cimport gemm_split
 from _common cimport _chunks, _colsum, _cp1, _cp2, _p1, _p2
+
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 
 cdef inline int _copy_chunks(Py_ssize_t work) noexcept nogil:
@@ -239,7 +243,7 @@ def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
     out = zp if zp != NULL else yp
     with nogil:
         if direct:
-            gemm_split(omp_get_max_threads(), False, False, False, <int>(n * per), <int>f,
+            gemm_split(team(), False, False, False, <int>(n * per), <int>f,
                        <int>K, 1, xp, <int>K, wp, <int>f, 0, out, <int>f)
         else:
             ns = cols.shape[0] // per
@@ -249,7 +253,7 @@ def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
                     ns = n - s0
                 _im2col(xp, &g, s0, ns, cp)
                 rows = ns * per
-                gemm_split(omp_get_max_threads(), False, False, False, <int>rows, <int>f,
+                gemm_split(team(), False, False, False, <int>rows, <int>f,
                            <int>K, 1, cp, <int>K, wp, <int>f, 0, out + s0 * per * f, <int>f)
                 s0 += ns
         _act_rows(out, bp, out, n * per, f, ACT_LINEAR if zp != NULL else activation)
@@ -337,10 +341,10 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
             if direct:
                 if want_dw:
                     beta = 1 if accumulate else 0
-                    gemm_split(omp_get_max_threads(), True, True, False, <int>K, <int>f,
+                    gemm_split(team(), True, True, False, <int>K, <int>f,
                                <int>rows_all, 1, xp, <int>K, dzp, <int>f, beta, dwp, <int>f)
                 if want_dx:
-                    gemm_split(omp_get_max_threads(), False, False, True, <int>rows_all,
+                    gemm_split(team(), False, False, True, <int>rows_all,
                                <int>K, <int>f, 1, dzp, <int>f, wp, <int>f, 0, dxp, <int>K)
             else:
                 ns = cols.shape[0] // per
@@ -352,11 +356,11 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
                     if want_dw:
                         _im2col(xp, &g, s0, ns, cp)
                         beta = 1 if (accumulate or s0 > 0) else 0
-                        gemm_split(omp_get_max_threads(), True, True, False, <int>K, <int>f,
+                        gemm_split(team(), True, True, False, <int>K, <int>f,
                                    <int>rows, 1, cp, <int>K, dzp + s0 * per * f, <int>f, beta,
                                    dwp, <int>f)
                     if want_dx:
-                        gemm_split(omp_get_max_threads(), False, False, True, <int>rows,
+                        gemm_split(team(), False, False, True, <int>rows,
                                    <int>K, <int>f, 1, dzp + s0 * per * f, <int>f, wp, <int>f,
                                    0, cp, <int>K)
                         _col2im(cp, &g, s0, ns, dxp)

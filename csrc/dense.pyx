@@ -14,30 +14,20 @@
 # an add for db, so a second use of a layer costs no extra buffer.
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from openmp cimport omp_get_max_threads, omp_set_num_threads
 
 from _act cimport (ACT_COUNT, ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX,
                    ACT_TANH, _act_grad_rows_z, _act_needs_input, _act_rows)
 from _blas cimport gemm_split
 from _common cimport _colsum, _cp1, _cp2, _p1, _p2
+from _team cimport team
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
 
 LINEAR = ACT_LINEAR
 RELU = ACT_RELU
 SIGMOID = ACT_SIGMOID
 TANH = ACT_TANH
 SOFTMAX = ACT_SOFTMAX
-
-
-def set_omp_threads(int n):
-    """Set the OpenMP team size used by the elementwise loops of every kernel."""
-    if n < 1:
-        raise ValueError(f"set_omp_threads: n must be >= 1, got {n}")
-    omp_set_num_threads(n)
-
-
-def get_omp_threads():
-    """The OpenMP team size a parallel loop would use now."""
-    return omp_get_max_threads()
 
 
 cdef inline int _check_activation(str fn, int activation) except -1:
@@ -81,12 +71,12 @@ def dense_forward(const floating[:, ::1] X,  # (n, d_in) IN
         zp = _p2(Z)
     with nogil:
         if zp != NULL:
-            gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in,
+            gemm_split(team(), False, False, False, n, u, d_in, 1, xp, d_in,
                        wp, u, 0, zp, u)
             _act_rows(zp, bp, zp, n, u, ACT_LINEAR)
             _act_rows(zp, NULL, yp, n, u, activation)
         else:
-            gemm_split(omp_get_max_threads(), False, False, False, n, u, d_in, 1, xp, d_in,
+            gemm_split(team(), False, False, False, n, u, d_in, 1, xp, d_in,
                        wp, u, 0, yp, u)
             _act_rows(yp, bp, yp, n, u, activation)
 
@@ -158,10 +148,40 @@ def dense_backward(const floating[:, ::1] X,   # (n, d_in) IN; unread (any shape
     with nogil:
         _act_grad_rows_z(zp, yp, dyp, dzp, n, u, activation)
         if want_dx:
-            gemm_split(omp_get_max_threads(), False, False, True, n, d_in, u, 1, dzp, u, wp, u,
+            gemm_split(team(), False, False, True, n, d_in, u, 1, dzp, u, wp, u,
                        0, dxp, d_in)
         if want_dw:
-            gemm_split(omp_get_max_threads(), True, True, False, d_in, u, n, 1, xp, d_in, dzp, u,
+            gemm_split(team(), True, True, False, d_in, u, n, 1, xp, d_in, dzp, u,
                        beta, dwp, u)
         if want_db:
             _colsum(dzp, n, u, 1.0, dbp, accumulate)
+
+
+def _gemm_split_memview(int nthreads, bint split_rows, bint trans_a, bint trans_b,
+                        double alpha,
+                        const floating[:, ::1] A,  # op(A) is (m, k) IN
+                        const floating[:, ::1] B,  # op(B) is (k, n) IN
+                        double beta,
+                        floating[:, ::1] C):       # (m, n) IN/OUT
+    """C = alpha * op(A) @ op(B) + beta * C through _blas.gemm_split (test hook).
+
+    The team size and split axis are the caller's, so a test reaches every
+    branch (row or column slices, the serial fallback) whatever the machine.
+    """
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    if nthreads < 1:
+        raise ValueError(f"_gemm_split_memview: nthreads must be >= 1, got {nthreads}")
+    if (A.shape[1] if trans_a else A.shape[0]) != m:
+        raise ValueError("_gemm_split_memview: op(A) does not have C's rows")
+    if (B.shape[1] if trans_b else B.shape[0]) != k or (B.shape[0] if trans_b else B.shape[1]) != n:
+        raise ValueError("_gemm_split_memview: op(B) is not (k, n)")
+    _check_blas_dims("_gemm_split_memview", m, n, k)
+    cdef const floating* ap = _cp2(A)
+    cdef const floating* bp = _cp2(B)
+    cdef floating* cp = _p2(C)
+    # Leading dimensions of empty operands still have to be >= 1 for BLAS.
+    cdef int lda = max(A.shape[1], 1), ldb = max(B.shape[1], 1), ldc = max(n, 1)
+    with nogil:
+        gemm_split(nthreads, split_rows, trans_a, trans_b, m, n, k, <floating>alpha,
+                   ap, lda, bp, ldb, <floating>beta, cp, ldc)

@@ -17,6 +17,8 @@ from _common cimport _cp2, _p2
 from _dropout cimport _dropout_bwd, _dropout_fwd
 from _rng cimport rng_key
 
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 def dropout_forward(const floating[:, ::1] X,  # (n, k) IN
                     floating[:, ::1] Y,        # (n, k) OUT, may be X

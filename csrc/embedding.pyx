@@ -11,6 +11,11 @@ from libc.string cimport memcpy
 
 from _common cimport _cp2, _p2
 
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
+
 
 cdef int _check_ids(str fn, const int64_t[::1] ids, Py_ssize_t vocab) except -1:
     cdef Py_ssize_t i

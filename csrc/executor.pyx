@@ -38,7 +38,11 @@ from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dis
                     _dist_sum)
 from _optim cimport sq_norm, update_one
 from _rng cimport rng_key
-from openmp cimport omp_get_max_threads
+
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 
 cdef struct XOp:
@@ -123,7 +127,8 @@ cdef class Executor:
     cdef void** grad           # per slot: bound gradient buffers (NULL: none)
     cdef void* scratch         # bound: the largest slot, for accumulating gradients
     cdef bint f32
-    cdef int nthreads
+    cdef int nthreads          # this step's team (team_for_step(), or 1 when no product splits)
+    cdef bint split_worth
     cdef Py_ssize_t n          # bound batch size
     cdef Py_ssize_t row_offset # dropout: first global row of this batch
     cdef Py_ssize_t global_n   # dropout: rows of the global batch (counter advance)
@@ -267,7 +272,7 @@ cdef class Executor:
         self.n = n
         self.row_offset = 0
         self.global_n = n
-        self.nthreads = omp_get_max_threads() if self._split_worth(n) else 1
+        self.split_worth = self._split_worth(n)
 
     cdef bint _split_worth(self, Py_ssize_t n):
         cdef int i
@@ -500,6 +505,9 @@ cdef inline void _merge_backward(Executor ex, XOp* op, const floating* G,
 
 cdef int _forward(Executor ex, floating tag) except -1:
     cdef int l, i
+    # The team is decided per step: the process-wide size, BLAS kept single-threaded,
+    # and the starvation guard's verdict (csrc/_team.pxd).
+    ex.nthreads = team_for_step() if ex.split_worth else 1
     cdef XOp* op
     cdef Py_ssize_t n = ex.n, rows, size, o, off, c
     cdef floating* out

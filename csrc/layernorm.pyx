@@ -12,6 +12,11 @@ from cython.parallel cimport prange
 
 from _common cimport COL_BLOCK, _chunks, _colsum, _cp1, _cp2, _p1, _p2
 
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
+
 
 cdef inline void _ln_row(const floating* x, const floating* gamma, const floating* beta,
                          double eps, Py_ssize_t d, floating* y, floating* mean,
@@ -173,7 +178,7 @@ def layernorm_backward(const floating[:, ::1] X,       # (m, d) IN
                     _dgamma_block(xp, dyp, mp, ip, m, d, blk * COL_BLOCK, j1 if j1 < d else d,
                                   dgp, accumulate)
             else:
-                for blk in prange(nblocks, schedule='static'):
+                for blk in prange(nblocks, num_threads=team(), schedule='static'):
                     j1 = (blk + 1) * COL_BLOCK
                     _dgamma_block(xp, dyp, mp, ip, m, d, blk * COL_BLOCK, j1 if j1 < d else d,
                                   dgp, accumulate)

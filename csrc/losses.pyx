@@ -23,6 +23,9 @@ from _common cimport PARALLEL_MIN_ELEMENTS, _cp2, _p2
 # The per-element and per-row arithmetic lives in _loss.pxd, shared with the
 # compiled step (executor.pyx), so both give bit-identical losses.
 from _loss cimport _bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_sum
+from _team cimport team
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
 
 # Keras's backend.epsilon(), the clip for probabilities.
 from _codes cimport epsilon
@@ -89,11 +92,11 @@ def binary_crossentropy(const floating[:, ::1] P,   # (n, k) IN, probabilities o
     inv = <floating>(1.0 / size)
     with nogil:
         if from_logits:
-            for i in prange(size, schedule='static',
+            for i in prange(size, schedule='static', num_threads=team(),
                             use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
                 total += _bce_logits(p[i], t[i], inv, g + i if g != NULL else NULL)
         else:
-            for i in prange(size, schedule='static',
+            for i in prange(size, schedule='static', num_threads=team(),
                             use_threads_if=size >= PARALLEL_MIN_ELEMENTS):
                 total += _bce_probs(p[i], t[i], lo, hi, inv, g + i if g != NULL else NULL)
     return total / size
@@ -134,12 +137,12 @@ def softmax_crossentropy_sparse(const floating[:, ::1] Z,      # (n, k) IN, logi
                 bad = True
         if not bad:
             if from_logits:
-                for i in prange(n, schedule='static',
+                for i in prange(n, schedule='static', num_threads=team(),
                                 use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
                     total += _ce_logits_row(z + i * k, NULL, lab[i],
                                             g + i * k if g != NULL else NULL, k, inv_n)
             else:
-                for i in prange(n, schedule='static',
+                for i in prange(n, schedule='static', num_threads=team(),
                                 use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
                     total += _ce_probs_row(z + i * k, NULL, lab[i],
                                            g + i * k if g != NULL else NULL, k, lo, hi, inv_n)
@@ -170,11 +173,13 @@ def softmax_crossentropy(const floating[:, ::1] Z,   # (n, k) IN, logits or prob
     inv_n = 1.0 / n
     with nogil:
         if from_logits:
-            for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+            for i in prange(n, schedule='static', num_threads=team(),
+                            use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
                 total += _ce_logits_row(z + i * k, t + i * k, -1,
                                         g + i * k if g != NULL else NULL, k, inv_n)
         else:
-            for i in prange(n, schedule='static', use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
+            for i in prange(n, schedule='static', num_threads=team(),
+                            use_threads_if=n * k >= PARALLEL_MIN_ELEMENTS):
                 total += _ce_probs_row(z + i * k, t + i * k, -1,
                                        g + i * k if g != NULL else NULL, k, lo, hi, inv_n)
     return total * inv_n

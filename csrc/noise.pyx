@@ -14,6 +14,11 @@ from libc.stdint cimport uint64_t
 from _common cimport _chunks
 from _rng cimport rng_key, rng_uniform
 
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
+
 cdef double TWO_PI = 6.283185307179586
 
 

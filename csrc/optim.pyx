@@ -18,6 +18,8 @@ cimport _codes
 from _codes cimport HYPER_LEN, OPT_COUNT
 from _optim cimport n_slots, sq_norm as _sq_norm, update_one
 
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
 
 cdef int _gather(list arrays, floating** ptrs, Py_ssize_t* sizes, str what) except -1:
     # Writable arrays: sizes < 0 are filled in, others must match.

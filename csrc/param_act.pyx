@@ -12,6 +12,11 @@ from libc.math cimport INFINITY, expm1, exp
 
 from _common cimport _chunks, _cp1, _cp2, _p1, _p2, COL_BLOCK
 
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
+
 
 cdef inline floating _relu(floating x, double slope, double maxv, double thr) noexcept nogil:
     # keras.activations.relu, case by case.

@@ -16,6 +16,11 @@ from libc.string cimport memset
 
 from _common cimport _chunks
 
+from _team cimport team, team_for_step
+
+include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
+
+
 
 cdef inline int _pool_chunks(Py_ssize_t work) noexcept nogil:
     # Window loops are memory-bound: a thread team pays off only for megabytes.

@@ -4,6 +4,13 @@
 in training or inference?) are independent switches, with the semantics written
 in rules R1-R9 of DESIGN.md.
 """
+# The kernels own their threading (an OpenMP team, single-threaded BLAS per slice):
+# _threads is imported first so that OpenMP's wait policy is in place when the
+# first kernel loads it, and so that every kernel module can bind to its team.
+from . import _threads as _threads_mod
+
+with _threads_mod.runtime_environment():
+    from ._kernels import dense as _dense  # noqa: F401  (loads the OpenMP runtime)
 from . import (backend, callbacks, distribute, initializers, layers, losses, metrics, models,
                optimizers, saving, utils)
 from .engine.container import Container
@@ -13,11 +20,7 @@ from .engine.training import Model
 
 __version__ = "0.1.0"
 
-# The kernels own their threading: an OpenMP team, single-threaded BLAS per slice.
-from . import _threads as _threads_mod
-
-_threads_mod.apply(backend._NUM_THREADS)
-del _threads_mod
+del _threads_mod, _dense
 
 __all__ = ["Input", "Layer", "Container", "Model", "Sequential", "backend", "layers", "losses",
            "metrics", "models", "optimizers", "initializers", "callbacks", "saving", "utils", "distribute"]

@@ -12,7 +12,7 @@ one raises an ``AttributeError`` that says what to use instead.
 """
 from __future__ import annotations
 
-import os
+import numbers
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -175,24 +175,41 @@ def function(inputs: Sequence[Any], outputs: Any):
 
 
 def set_num_threads(n: Optional[int]) -> None:
-    """Bound the threads used by fastlayers' kernels (``None``: all cores).
+    """Set the number of threads fastlayers' kernels use, in every thread of the process.
 
-    fastlayers splits large matrix products over its own OpenMP team and calls
-    BLAS single-threaded per slice, so this one number bounds both.  It runs
-    scipy's BLAS single-threaded in this process (NumPy's own BLAS is untouched).
+    ``n`` is a positive int, or None for the default: ``OMP_NUM_THREADS`` if set,
+    else every CPU this process may run on (its affinity mask, so under
+    ``taskset -c 0`` one thread).  A larger ``n`` is capped at those usable CPUs:
+    more threads than cores would only wait on each other.  In a process forked
+    from one that ran the kernels the team stays at one thread (OpenMP's threads
+    do not survive ``fork``).
+
+    fastlayers splits large matrix products over its own thread team and keeps
+    scipy's BLAS single-threaded inside each slice (NumPy's BLAS is untouched).
+    A threadpoolctl limit on OpenMP below the default lowers the team for calls
+    made inside it, and while other processes keep the cores busy the kernels
+    drop to one thread for a while (a team waiting for a descheduled thread is
+    many times slower than one thread).
     """
     global _NUM_THREADS
-    if n is not None and (int(n) != n or n < 1):
-        raise ValueError(f"set_num_threads: expected a positive integer or None, got {n!r}")
-    _NUM_THREADS = None if n is None else int(n)
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"set_num_threads: n must be a positive int or None, "
+                            f"got {type(n).__name__} {n!r}")
+        if n < 1:
+            raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
+        n = int(n)
     from . import _threads
 
-    _threads.apply(_NUM_THREADS)
+    _threads.apply(n)
+    _NUM_THREADS = n
 
 
 def get_num_threads() -> int:
-    """Return the thread bound set by :func:`set_num_threads` (or the core count)."""
-    return _NUM_THREADS or (os.cpu_count() or 1)
+    """The number of threads the kernels use (after the caps of :func:`set_num_threads`)."""
+    from . import _threads
+
+    return _threads.team()
 
 
 def clear_session() -> None:

@@ -6,15 +6,21 @@ shapes its layers need, the group names expand, the flop arithmetic counts what 
 README says, a missing optimizer is reported instead of failing, and the loss check
 catches a disagreement after N steps.
 """
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench import graphs, runner
-from bench.__main__ import parse
-from bench.peers import Unavailable, keraslike
-from bench.scenarios import GROUPS, OPTIMIZERS, SCENARIOS, dense_step_flops, make_arrays
+# The bench lives beside the package in the checkout; appended (not prepended) so the
+# installed fastlayers, which pytest tests, is still the one imported.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from bench import graphs, runner  # noqa: E402
+from bench.__main__ import parse  # noqa: E402
+from bench.peers import Unavailable, keraslike  # noqa: E402
+from bench.scenarios import GROUPS, OPTIMIZERS, SCENARIOS, dense_step_flops, make_arrays  # noqa: E402,E501
 
 NEW = GROUPS["graphs"]
 

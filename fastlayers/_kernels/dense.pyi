@@ -10,8 +10,6 @@ SIGMOID: int
 TANH: int
 SOFTMAX: int
 
-def set_omp_threads(n: int) -> None: ...
-def get_omp_threads() -> int: ...
 def dense_forward(
     X: np.ndarray,  # const floating[:, ::1] (n, d_in)
     W: np.ndarray,  # const floating[:, ::1] (d_in, units)
@@ -33,3 +31,20 @@ def dense_backward(
     accumulate: bool,
     Z: Optional[np.ndarray] = ...,  # const floating[:, ::1] (n, units) pre-activation; gelu/silu/mish
 ) -> None: ...
+def _gemm_split_memview(
+    nthreads: int,
+    split_rows: bool,
+    trans_a: bool,
+    trans_b: bool,
+    alpha: float,
+    A: np.ndarray,  # const floating[:, ::1], op(A) is (m, k)
+    B: np.ndarray,  # const floating[:, ::1], op(B) is (k, n)
+    beta: float,
+    C: np.ndarray,  # floating[:, ::1] (m, n) IN/OUT
+) -> None: ...
+
+# Every kernel module includes csrc/_team.pxi:
+def get_team() -> int: ...
+def _team_bound() -> bool: ...
+def _omp_max_threads() -> int: ...
+def _observe_split(region_ns: int, first_slice_ns: int) -> None: ...

@@ -191,12 +191,3 @@ def test_dense_backward_matches_finite_differences(activation, rng):
             args[which][idx] -= 2 * h
             numeric[idx] = (up - loss(*args)) / (2 * h)
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
-
-
-def test_set_omp_threads_round_trip():
-    before = K.get_omp_threads()
-    K.set_omp_threads(1)
-    assert K.get_omp_threads() == 1
-    K.set_omp_threads(before)
-    with pytest.raises(ValueError):
-        K.set_omp_threads(0)

@@ -57,15 +57,14 @@ def test_dropout_is_deterministic_in_seed_and_counter(make):
 
 def test_dropout_mask_independent_of_thread_count(make):
     X = make((181, 191), np.float64)
-    from fastlayers._kernels import dense
-    n = dense.get_omp_threads()
+    import fastlayers as fl
     try:
-        dense.set_omp_threads(1)
+        fl.backend.set_num_threads(1)
         one = ops.dropout_forward(X, 0.5, 3, 0)[1]
-        dense.set_omp_threads(2)
+        fl.backend.set_num_threads(2)
         two = ops.dropout_forward(X, 0.5, 3, 0)[1]
     finally:
-        dense.set_omp_threads(n)
+        fl.backend.set_num_threads(None)
     np.testing.assert_array_equal(one, two)
 
 
