@@ -11,8 +11,8 @@ from . import _threads as _threads_mod
 
 with _threads_mod.runtime_environment():
     from ._kernels import dense as _dense  # noqa: F401  (loads the OpenMP runtime)
-from . import (backend, callbacks, distribute, initializers, layers, losses, metrics, models,
-               optimizers, saving, utils)
+from . import (backend, callbacks, constraints, distribute, initializers, layers, losses, metrics,
+               models, optimizers, regularizers, saving, utils)
 from .engine.container import Container
 from .engine.layer import Input, Layer
 from .engine.sequential import Sequential

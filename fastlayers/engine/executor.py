@@ -74,6 +74,7 @@ class Runner:
             ex.set_optimizer(optimizer.kind)
         self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
         self._opt_version = getattr(optimizer, "_version", None)
+        self._regularized = program.regularized
         ex.callback_forward = self._callback_forward
         ex.callback_backward = self._callback_backward
         ex.callback_loss = self._callback_loss
@@ -273,16 +274,25 @@ class Runner:
         opt = self.optimizer
         ex = self._ex
         hyper = opt.begin_step()
-        if gradient_hook is None and opt.global_clipnorm is None:
+        regularized = self._regularized
+        if gradient_hook is None and opt.global_clipnorm is None and not regularized:
             total = ex.step(hyper)
         else:
             ex.forward(True)
             total = ex.losses_and_backward(hyper)
             self.gradients_ready(hyper, gradient_hook)
             ex.update(hyper)
+            if regularized:
+                self._apply_constraints()
             ex.commit()
         opt.end_step()
         return total
+
+    def _apply_constraints(self) -> None:
+        """Project the trained weights that have a constraint (frozen ones never move)."""
+        for w in self.program.weights:
+            if w.constraint is not None:
+                np.copyto(w.value, w.constraint(w.value), casting="same_kind")
 
     def _check_optimizer(self) -> None:
         """A hyperparameter changed: re-set the executor if its kind or fusing changed."""
@@ -313,6 +323,11 @@ class Runner:
         The data-parallel exchange runs here (``gradient_hook``), then global-norm
         clipping, which must see the averaged gradients.
         """
+        if self._regularized:
+            # The penalties' gradients join the loss's before anything else sees them.
+            for w, g in zip(self.program.weights, self.grads):
+                if w.regularizer is not None:
+                    g += w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
         if gradient_hook is not None:
             gradient_hook([g for g, f in zip(self.grads, self.program.fused) if not f])
         opt = self.optimizer

@@ -68,6 +68,11 @@ def is_symbolic(x: Any) -> bool:
     return False
 
 
+def regularization_losses(layer) -> List[float]:
+    """The penalty of every regularized weight of ``layer`` (a model: of all its layers)."""
+    return [w.regularizer.penalty(w.value) for w in layer.weights if w.regularizer is not None]
+
+
 def split_backprop_result(res, has_weights: bool):
     """``backprop``'s answer as ``(grad_inputs, weight_grads)``.
 
@@ -139,7 +144,8 @@ class Layer:
 
     def add_weight(self, name: Optional[str] = None, shape: Sequence[int] = (),
                    initializer: Any = "glorot_uniform", trainable: bool = True,
-                   dtype: Optional[str] = None) -> Weight:
+                   dtype: Optional[str] = None, regularizer: Any = None,
+                   constraint: Any = None) -> Weight:
         """Create a weight owned by this layer and return it.
 
         ``trainable=False`` creates state (e.g. moving statistics): never updated by
@@ -163,7 +169,12 @@ class Layer:
             raise ValueError(
                 f"Layer {self.name!r}: initializer for {name!r} returned shape {value.shape}, "
                 f"expected {shape}")
-        w = Weight(name, np.array(value, dtype=dt, order="C"), trainable, layer=self)
+        from .. import constraints as _constraints
+        from .. import regularizers as _regularizers
+
+        w = Weight(name, np.array(value, dtype=dt, order="C"), trainable, layer=self,
+                   regularizer=_regularizers.get(regularizer),
+                   constraint=_constraints.get(constraint))
         self._weights.append(w)
         return w
 
@@ -548,7 +559,9 @@ class Layer:
         """The current values of the added losses (of this layer and, for a model, its layers)."""
         from . import extras
 
-        return extras.loss_values(self)
+        # Weight penalties first (every regularized weight reached, frozen ones too: Keras
+        # reports them), then the losses layers added.
+        return regularization_losses(self) + extras.loss_values(self)
 
     @property
     def updates(self) -> list:

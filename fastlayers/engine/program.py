@@ -142,6 +142,11 @@ class StepProgram:
         return [op.describe() for op in self.ops]
 
     @property
+    def regularized(self) -> bool:
+        """Some trained weight has a regularizer or a constraint (worked in Python)."""
+        return any(w.regularizer is not None or w.constraint is not None for w in self.weights)
+
+    @property
     def has_callbacks(self) -> bool:
         return any(op.kind == OpKind.CALLBACK for op in self.ops)
 
@@ -407,7 +412,8 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
         _mixed_dtype_error(model, low)
     dtype = low.slots[0].dtype if low.slots else np.dtype(model.dtype)
     no_callbacks = not any(op.kind == OpKind.CALLBACK for op in low.ops)
-    fused = [fuse_sgd and no_callbacks and uses[id(w)] == 1 for w in weights]
+    fused = [fuse_sgd and no_callbacks and uses[id(w)] == 1 and w.regularizer is None
+             and w.constraint is None for w in weights]
     fused_ids = {id(w) for w, f in zip(weights, fused) if f}
     for op in low.ops:
         op.fused_sgd = tuple(t and id(w) in fused_ids and op.kind == OpKind.DENSE

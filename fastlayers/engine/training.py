@@ -118,7 +118,7 @@ class Model(Container):
                                fuse_sgd=opt.fusable), opt, self._step_lock())
         # The fast path: one input, one built-in loss, no metrics, no callbacks.
         c.fast = (not c.has_metrics and not c.train.program.has_callbacks
-                  and len(self.outputs) == 1)
+                  and len(self.outputs) == 1 and not self._penalized())
         self._compiled = c
         if not picture.weights:
             warnings.warn(f"{owner} was compiled with no trainable weights: fit and "
@@ -329,7 +329,23 @@ class Model(Container):
         return out
 
     # ------------------------------------------------------------------ steps
+    def _penalized(self) -> bool:
+        return any(w.regularizer is not None for w in self.weights)
+
+    def _penalty(self) -> float:
+        """The weight penalties Keras reports in the loss (frozen weights' too), now."""
+        if not self._penalized():
+            return 0.0
+        from .layer import regularization_losses
+
+        return float(sum(regularization_losses(self)))
+
     def _train_step(self, c: _Compiled, xs, ys, sws=None, rows=None):
+        penalty = self._penalty()  # of the weights this step's loss was computed with
+        total, per_output, outs = self._train_step_core(c, xs, ys, sws, rows)
+        return total + penalty, per_output, outs
+
+    def _train_step_core(self, c: _Compiled, xs, ys, sws=None, rows=None):
         with backend.learning_phase_scope(1):
             if _extras.needed(c.train.program):
                 return self._step_with_extras(c.train.train_step, c.picture, xs, ys, sws,
@@ -352,9 +368,10 @@ class Model(Container):
     def _test_step(self, c: _Compiled, xs, ys, sws=None):
         runner = self._eval_runner(c)
         if _extras.needed(runner.program):
-            return self._step_with_extras(runner.run, None, xs, ys, sws)
+            total, per_output, outs = self._step_with_extras(runner.run, None, xs, ys, sws)
+            return total + self._penalty(), per_output, outs
         total, per_output, outs = runner.run(xs, ys, sws)
-        return total, per_output, outs
+        return total + self._penalty(), per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
         runner = self._predict_runner()

@@ -16,12 +16,16 @@ class Weight:
     kernels and optimizers can update it in place.
     """
 
-    __slots__ = ("name", "layer", "trainable", "_value", "__weakref__")
+    __slots__ = ("name", "layer", "trainable", "_value", "regularizer", "constraint",
+                 "__weakref__")
 
-    def __init__(self, name: str, value: np.ndarray, trainable: bool = True, layer=None):
+    def __init__(self, name: str, value: np.ndarray, trainable: bool = True, layer=None,
+                 regularizer=None, constraint=None):
         self.name = name
         self.layer = layer
         self.trainable = bool(trainable)
+        self.regularizer = regularizer  # fastlayers.regularizers: penalty and its gradient
+        self.constraint = constraint    # fastlayers.constraints: applied after each update
         value = np.asarray(value)
         # np.ascontiguousarray would turn a 0-d weight into shape (1,).
         self._value = value if value.flags.c_contiguous else value.copy(order="C")

@@ -26,8 +26,20 @@ class Dense(Layer):
     """``activation(inputs · kernel + bias)`` over the last axis; kernel is (input_dim, units)."""
 
     def __init__(self, units: int, activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        from .. import constraints, regularizers
+
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        if activity_regularizer is not None:
+            raise ValueError(f"Dense {self.name!r}: activity_regularizer is not supported yet; "
+                             f"use kernel_regularizer/bias_regularizer")
+        self.activity_regularizer = None
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense {self.name!r}: units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -47,9 +59,13 @@ class Dense(Layer):
             raise ValueError(
                 f"Dense {self.name!r}: needs inputs with a known last dimension, got shape {input_shape}")
         d_in = int(input_shape[-1])
-        self.kernel = self.add_weight("kernel", (d_in, self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (d_in, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -77,9 +93,18 @@ class Dense(Layer):
         cfg = super().get_config()
         from .. import initializers
 
+        from .. import constraints, regularizers
+
         cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
                    kernel_initializer=initializers.serialize(self.kernel_initializer),
                    bias_initializer=initializers.serialize(self.bias_initializer))
+        # Only when set, so files without them stay what Keras writes for the defaults.
+        for key, value in (("kernel_regularizer", regularizers.serialize(self.kernel_regularizer)),
+                           ("bias_regularizer", regularizers.serialize(self.bias_regularizer)),
+                           ("kernel_constraint", constraints.serialize(self.kernel_constraint)),
+                           ("bias_constraint", constraints.serialize(self.bias_constraint))):
+            if value is not None:
+                cfg[key] = value
         return cfg
 
 
