@@ -143,7 +143,8 @@ SCRIPT = textwrap.dedent("""
 def run_script(tmp_path, backup, out, kill_at):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The fastlayers under test (installed, or the built checkout), not the source tree.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fl.__file__)))
     return subprocess.run([sys.executable, str(script), str(backup), str(out), str(kill_at)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
 

@@ -20,7 +20,8 @@ HAS_SAVE = hasattr(fl.models, "load_model") and hasattr(fl.Model, "save")
 
 @pytest.mark.skipif(not HAS_SAVE, reason="model.save / fl.models.load_model not merged yet")
 def test_example_runs_as_a_script(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The fastlayers under test (installed, or the built checkout), not the source tree.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fl.__file__)))
     run = subprocess.run([sys.executable, str(EXAMPLE), str(tmp_path / "out")], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
