@@ -23,4 +23,5 @@ __version__ = "0.1.0"
 del _threads_mod, _dense
 
 __all__ = ["Input", "Layer", "Container", "Model", "Sequential", "backend", "layers", "losses",
-           "metrics", "models", "optimizers", "initializers", "callbacks", "saving", "utils", "distribute"]
+           "metrics", "models", "optimizers", "initializers", "callbacks", "saving", "utils",
+           "distribute", "regularizers", "constraints"]

@@ -118,7 +118,7 @@ MERGE_MINIMUM = 5
 
 # Activations fused into ops: the one table is fastlayers/_act_codes.py (its pxd twin is
 # csrc/_act.pxd); the names ACT_<NAME> and ACTIVATIONS are re-exported here.
-from ._act_codes import ACTIVATION_CODES as ACTIVATIONS  # noqa: E402
+from ._act_codes import ACTIVATION_CODES as ACTIVATIONS  # noqa: E402,F401
 from ._act_codes import ENUM_NAMES as _ACT_ENUM  # noqa: E402
 
 globals().update({f"ACT_{k}": v for k, v in _ACT_ENUM.items()})

@@ -7,7 +7,7 @@ at the same time (seed 003).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

@@ -495,7 +495,7 @@ class VJPRunner(Runner):
 
     def _bind(self, n: int) -> tuple:
         b = super()._bind(n)
-        values, grads = b[0], b[1]
+        grads = b[1]
         for s in self.program.inputs:
             if grads[s] is None or grads[s].shape[0] != n:
                 grads[s] = np.zeros((n,) + self.program.slots[s].shape, self.dtype)

@@ -431,8 +431,6 @@ def for_optimizer(program: StepProgram, optimizer) -> StepProgram:
 
     Both executors call this, so the fused updates a step runs are decided here.
     """
-    from .. import _codes
-
     if not any(program.fused) or optimizer.fusable:
         return program
     return unfused(program)

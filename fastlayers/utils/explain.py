@@ -1,7 +1,7 @@
 """``model.explain_trainable()``: for every weight, will ``fit`` update it, and if not, why."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 
 class TrainableReport:
@@ -44,55 +44,40 @@ class TrainableReport:
     __repr__ = __str__
 
 
-def _reason(weight, layer, path) -> str:
-    if not weight.trainable:
-        return "state, created non-trainable"
-    for c in path:
-        if not c.trainable:
-            kind = type(c).__name__
-            return f"{kind} {c.name!r} has trainable=False"
-    if not layer.trainable:
-        return f"layer {layer.name!r} has trainable=False"
-    return ""
-
-
 def explain_trainable(model) -> TrainableReport:
-    """Build the report for ``model`` (see :class:`TrainableReport`)."""
-    from ..engine.container import Container
+    """Build the report for ``model`` (see :class:`TrainableReport`).
+
+    It reads the one walk over the model's paths (:func:`fastlayers.engine.paths.walk`),
+    the same answer ``trainable_weights``, ``compile()`` and the step program use.
+    """
+    from ..engine.paths import walk
 
     now = {id(w) for w in model.trainable_weights}
     compiled = getattr(model, "_compiled", None)
     rows: List[Dict] = []
-    seen: Dict[int, Optional[Dict]] = {}
-
-    def walk(container, path):
-        for layer in container.layers:
-            if isinstance(layer, Container):
-                walk(layer, path + [layer])
+    seen: Dict[int, Dict] = {}
+    for use in walk(model):
+        names = "/".join(c.name for c in use.path)
+        for w in use.layer.weights:
+            path = f"{names}/{use.layer.name}/{w.name}"
+            row = seen.get(id(w))
+            if row is not None:
+                # Reached again: show the path that trains it, if this is the one.
+                if row["_frozen_path"] and use.weight_trains(w):
+                    row["path"], row["_frozen_path"], row["reason"] = path, False, ""
                 continue
-            for w in layer.weights:
-                trains_now = id(w) in now
-                names = "/".join(c.name for c in path)
-                if id(w) in seen:
-                    # Reached again: show the path that trains it, if this is the one.
-                    row = seen[id(w)]
-                    if trains_now and row["_frozen_path"] and not _reason(w, layer, path):
-                        row["path"] = f"{names}/{layer.name}/{w.name}"
-                        row["_frozen_path"] = False
-                    continue
-                seen[id(w)] = None
-                rows.append({
-                    "_frozen_path": bool(_reason(w, layer, path)),
-                    "path": f"{names}/{layer.name}/{w.name}",
-                    "shape": tuple(w.shape),
-                    "updated_by_fit": None if compiled is None else id(w) in compiled.train_ids,
-                    "after_compile": trains_now,
-                    "reason": "" if trains_now else _reason(w, layer, path),
-                    "weight": w,
-                })
-                seen[id(w)] = rows[-1]
-
-    walk(model, [model])
+            trains_now = id(w) in now
+            row = {
+                "_frozen_path": not use.weight_trains(w),
+                "path": path,
+                "shape": tuple(w.shape),
+                "updated_by_fit": None if compiled is None else id(w) in compiled.train_ids,
+                "after_compile": trains_now,
+                "reason": "" if trains_now else use.reason(w),
+                "weight": w,
+            }
+            seen[id(w)] = row
+            rows.append(row)
     for row in rows:
         del row["_frozen_path"]
     return TrainableReport(model.name, rows)

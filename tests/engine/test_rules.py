@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import fastlayers as fl
-from fastlayers import ops
 from fastlayers.layers import BatchNormalization, Dense, Dropout
 
 
