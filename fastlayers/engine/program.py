@@ -268,12 +268,13 @@ class LayerContext:
         self._low.ops.append(op)
         return list(outs)
 
-    def then(self, kind: OpKind, slot: int, **settings) -> List[int]:
-        """A weightless op of this layer on ``slot`` (one of its own outputs), same shape."""
+    def then(self, kind: OpKind, slot: int, layer=None, **settings) -> List[int]:
+        """A weightless op of this layer (or of a helper ``layer`` it owns) on ``slot``,
+        one of its own outputs, with the same shape."""
         low = self._low
         out = low.new_slot(low.slots[slot].shape, self.layer.dtype)
-        low.ops.append(Op(kind, self.layer, self.path, (slot,), (out,), self.training,
-                          **settings))
+        low.ops.append(Op(kind, layer or self.layer, self.path, (slot,), (out,),
+                          self.training, **settings))
         return [out]
 
     def emit_moved(self, kind: OpKind, weights: Sequence, axis: int, **settings) -> List[int]:

@@ -330,7 +330,13 @@ class Model(Container):
 
     # ------------------------------------------------------------------ steps
     def _penalized(self) -> bool:
-        return any(w.regularizer is not None for w in self.weights)
+        return any(w.regularizer is not None for w in self.weights) or bool(self._activity_ops())
+
+    def _activity_ops(self) -> list:
+        from .paths import walk
+
+        return [u.layer._activity for u in walk(self)
+                if getattr(u.layer, "_activity", None) is not None]
 
     def _penalty(self) -> float:
         """The weight penalties Keras reports in the loss (frozen weights' too), now."""
@@ -340,9 +346,15 @@ class Model(Container):
 
         return float(sum(regularization_losses(self)))
 
+    def _activity_penalty(self) -> float:
+        """The activity penalties the last run recorded (its outputs' regularizers)."""
+        return float(sum(a._penalty for a in self._activity_ops()))
+
     def _train_step(self, c: _Compiled, xs, ys, sws=None, rows=None):
         penalty = self._penalty()  # of the weights this step's loss was computed with
         total, per_output, outs = self._train_step_core(c, xs, ys, sws, rows)
+        if penalty or self._penalized():
+            penalty += self._activity_penalty()
         return total + penalty, per_output, outs
 
     def _train_step_core(self, c: _Compiled, xs, ys, sws=None, rows=None):
@@ -371,7 +383,10 @@ class Model(Container):
             total, per_output, outs = self._step_with_extras(runner.run, None, xs, ys, sws)
             return total + self._penalty(), per_output, outs
         total, per_output, outs = runner.run(xs, ys, sws)
-        return total + self._penalty(), per_output, outs
+        pen = self._penalty()
+        if self._penalized():
+            pen += self._activity_penalty()
+        return total + pen, per_output, outs
 
     def _predict_arrays(self, xs, training: bool = False) -> List[np.ndarray]:
         runner = self._predict_runner()

@@ -1,7 +1,7 @@
 """Layers with Keras's names."""
 from ..engine.container import Container
 from ..engine.layer import Input, InputLayer, Layer
-from .core import Activation, Dense, Flatten, Lambda
+from .core import Activation, ActivityRegularization, Dense, Flatten, Lambda
 from .dropout import Dropout
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                     average, concatenate, dot, maximum, minimum, multiply, subtract)
@@ -25,7 +25,7 @@ MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = MaxPooling1D, MaxPooling2D, Average
 GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
 GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 
-__all__ = ["Layer", "InputLayer", "Input", "Dense", "Lambda", "Activation", "Flatten", "Dropout",
+__all__ = ["Layer", "InputLayer", "Input", "Dense", "Lambda", "ActivityRegularization", "Activation", "Flatten", "Dropout",
            "BatchNormalization", "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum",
            "Minimum", "Dot", "concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "dot", "Container",

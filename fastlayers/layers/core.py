@@ -34,10 +34,11 @@ class Dense(Layer):
 
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        if activity_regularizer is not None:
-            raise ValueError(f"Dense {self.name!r}: activity_regularizer is not supported yet; "
-                             f"use kernel_regularizer/bias_regularizer")
-        self.activity_regularizer = None
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        # The penalty on the outputs runs as its own op after this layer's.
+        self._activity = (None if self.activity_regularizer is None else ActivityRegularization(
+            regularizer=self.activity_regularizer, name=f"{self.name}_activity",
+            dtype=self.dtype))
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
@@ -86,8 +87,12 @@ class Dense(Layer):
             # gelu/silu/mish: the gradient needs the pre-activation, so it stays in its
             # own slot and the activation is a separate op.
             z = ctx.emit(OpKind.DENSE, weights, act=_codes.ACT_LINEAR)
-            return ctx.then(OpKind.ACTIVATION, z[0], act=ACTIVATION_CODES[self.activation])
-        return ctx.emit(OpKind.DENSE, weights, act=ACTIVATION_CODES[self.activation])
+            y = ctx.then(OpKind.ACTIVATION, z[0], act=ACTIVATION_CODES[self.activation])
+        else:
+            y = ctx.emit(OpKind.DENSE, weights, act=ACTIVATION_CODES[self.activation])
+        if self._activity is not None:
+            y = ctx.then(OpKind.CALLBACK, y[0], layer=self._activity)
+        return y
 
     def get_config(self):
         cfg = super().get_config()
@@ -191,3 +196,42 @@ class Lambda(Layer):
                 f"Lambda {self.name!r} is on a path that needs gradients but has no backprop "
                 f"function; give Lambda(function, backprop=lambda inputs, outputs, grad: ...) "
                 f"or freeze everything below it")
+
+
+class ActivityRegularization(Layer):
+    """Identity that adds ``l1 * sum(|x|) + l2 * sum(x**2)`` over the batch, divided by the
+    batch size (tf.keras's activity regularization), to the loss ``fit`` minimizes.
+
+    Runs as a callback op: forward passes its input on and records the penalty;
+    backward adds the penalty's gradient to the incoming one.  Dense's
+    ``activity_regularizer`` is this op after the Dense op.
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        from .. import regularizers
+
+        self.regularizer = (regularizers.get(regularizer) if regularizer is not None
+                            else regularizers.L1L2(l1=l1, l2=l2))
+        self._penalty = 0.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, inputs, training=False):
+        x = np.asarray(inputs)
+        n = max(1, len(x))
+        self._penalty = self.regularizer.penalty(x) / n
+
+        def backprop(g):
+            return np.asarray(g) + self.regularizer.gradient(x).astype(x.dtype) / n
+
+        return x.copy(), backprop
+
+    def call(self, inputs, training=None):
+        return self.forward(inputs, training)[0]
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(self.regularizer.get_config())
+        return cfg

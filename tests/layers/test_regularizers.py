@@ -80,3 +80,24 @@ def test_config_round_trip_keeps_regularizers_and_constraints():
     assert isinstance(again.kernel_regularizer, fl.regularizers.L1L2)
     assert again.kernel_regularizer.l2 == 0.2 and isinstance(again.bias_constraint,
                                                              fl.constraints.MaxNorm)
+
+
+def test_activity_regularizer_adds_the_mean_penalty_and_its_gradient(float64):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
+    d = Dense(2, input_shape=(4,), use_bias=False, activity_regularizer=fl.regularizers.L2(0.5))
+    m = fl.Sequential([d])
+    m.compile(fl.optimizers.SGD(0.1), "mse")
+    W = d.kernel.numpy()
+    loss = m.train_on_batch(x, y)
+    p = x @ W
+    assert loss == pytest.approx(np.mean((p - y) ** 2) + 0.5 * np.sum(p ** 2) / 8, rel=1e-10)
+    g = x.T @ (2 * (p - y) / p.size + 2 * 0.5 * p / 8)
+    np.testing.assert_allclose(d.kernel.numpy(), W - 0.1 * g, rtol=1e-10)
+    # The layer's backprop is the identity plus the penalty's gradient (mean over the batch).
+    a = fl.layers.ActivityRegularization(l1=0.1, l2=0.2)
+    z = rng.standard_normal((3, 4))
+    out, bp = a.forward(z, training=True)
+    np.testing.assert_array_equal(out, z)
+    assert a._penalty == pytest.approx((0.1 * np.abs(z).sum() + 0.2 * (z ** 2).sum()) / 3)
+    np.testing.assert_allclose(bp(np.ones_like(z)), 1 + (0.1 * np.sign(z) + 0.4 * z) / 3)
