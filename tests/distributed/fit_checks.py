@@ -83,6 +83,43 @@ def check_frozen_sync_bn(dtype):
         print(f"ok frozen-sync-bn {dtype}")
 
 
+def check_evaluate_predict(dtype):
+    """evaluate/predict shard the rows over the ranks and gather them in order: the same
+    values as one process on all the data (odd row counts, sample weights, two outputs)."""
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    x, y = data(dtype, n=51)
+    sw = np.linspace(0.5, 2.0, len(x))
+    m = mlp(dtype)
+    m.compile(fl.optimizers.SGD(0.1), fl.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+    inp = fl.Input((6,))
+    two = fl.Model(inp, [Dense(2, name="a")(inp), Dense(3, name="b")(inp)])
+    strategy = fl.distribute.get_strategy()
+    gathered = []
+    gather = strategy.allgather_rows
+    strategy.allgather_rows = lambda a: gathered.append(len(a)) or gather(a)
+    scalars = strategy.stats["scalar_bytes"]
+    results = []
+    for s in (strategy, None):
+        fl.distribute.set_strategy(s)
+        results.append([m.predict(x, batch_size=8, verbose=0),
+                        *two.predict(x, batch_size=5, verbose=0),
+                        m.evaluate(x, y, batch_size=8, verbose=0),
+                        m.evaluate(x, y, batch_size=7, verbose=0, sample_weight=sw),
+                        m.predict(x[:1], verbose=0)])
+    fl.distribute.set_strategy(strategy)
+    del strategy.allgather_rows
+    # Sharded: three outputs gathered, each from this rank's rows (the 1-row predict is
+    # not: fewer rows than ranks), and the evaluations reduced.
+    r, size = fl.distribute.rank(), fl.distribute.size()
+    assert gathered == [len(x) * (r + 1) // size - len(x) * r // size] * 3, gathered
+    assert strategy.stats["scalar_bytes"] > scalars
+    for i, (a, b) in enumerate(zip(*results)):
+        np.testing.assert_allclose(a, b, err_msg=f"evaluate/predict {i}", **tol)
+    if fl.distribute.is_primary():
+        print(f"ok evaluate-predict {dtype}")
+
+
 def check_gan(dtype, rounds=3, batch=16):
     """GAN idiom, alternating two compiled models that share d: the same on N ranks as on one."""
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
@@ -130,6 +167,7 @@ def main():
         check("sync-bn", lambda d: mlp(d, bn=True), opts["momentum"], dtype)
         check_frozen_sync_bn(dtype)
         check_gan(dtype)
+        check_evaluate_predict(dtype)
     return 0
 
 
