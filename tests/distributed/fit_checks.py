@@ -4,7 +4,9 @@ Every rank trains two identical models on the same global batches: one with
 ``distribute=DataParallel()`` (its shard of each batch, gradients averaged across
 ranks), one alone with ``distribute=False`` (the whole batch).  Their weights must
 agree (float64 to 1e-10, float32 to 1e-5), be identical on every rank, frozen
-weights must never change nor be sent.  Exits non-zero on the first failure.
+weights must never change nor be sent.  A synchronized BatchNormalization trains as
+on one process (a frozen one is the native inference op); ``evaluate``/``predict``
+shard the rows and give the one-process results.  Exits non-zero on the first failure.
 """
 import sys
 
