@@ -7,6 +7,7 @@ Examples:
     python -m bench --scenarios mlp,tiny --frameworks fastlayers,torch
     python -m bench --scenarios graphs               # the seeds' graphs + RMSprop/AdamW
     python -m bench --save-results                   # also rewrite bench/RESULTS.md
+    python -m bench --distributed [--epochs 3]       # 1 process × 2 threads vs mpirun -n 2
 """
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ def parse(argv=None):
                    help="steps under tracemalloc in the memory scenario (default 1000)")
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="output directory")
     p.add_argument("--quick", action="store_true", help="fast smoke run")
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: fit samples/s of 1 process × 2 threads against mpirun -n 2 "
+                        "× 1 thread, bytes and wait per step (bench/distributed.py; its own "
+                        "options: --epochs, --rows, --batch, --out)")
     p.add_argument("--from-json", metavar="PATH",
                    help="re-render the report of an earlier run's results.json; runs nothing")
     p.add_argument("--save-results", action="store_true",
@@ -91,6 +96,11 @@ def parse(argv=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--distributed" in argv:
+        from . import distributed
+
+        return distributed.main([a for a in argv if a != "--distributed"])
     opts = parse(argv)
     os.makedirs(opts.out, exist_ok=True)
     if opts.from_json:

@@ -626,10 +626,16 @@ class Model(Container):
 
         Returns the loss, or ``[loss, <output>_loss..., metrics...]`` as Keras does
         (names in ``metrics_names``), or a dict with ``return_dict=True``.
+        After ``fl.distribute.init()`` under ``mpirun``, array data is sharded over the
+        ranks and the means combined (weighted by rows), the same on every rank.
         """
         self._ensure_graph("evaluate", _first_array(x))
         c = self._require_compiled("evaluate")
         owner = f"Model {self.name!r}"
+        strategy = self._shard_strategy(x, steps)
+        if strategy is not None:
+            return self._sharded_evaluate(strategy, c, x, y, batch_size, verbose, sample_weight,
+                                          callbacks, return_dict)
         if batch_size is not None:
             batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
@@ -651,9 +657,16 @@ class Model(Container):
 
     def predict(self, x, batch_size: Optional[int] = None, verbose: Any = "auto",
                 steps: Optional[int] = None, callbacks=None):
-        """The model's outputs on ``x`` in inference mode (a list for several outputs)."""
+        """The model's outputs on ``x`` in inference mode (a list for several outputs).
+
+        After ``fl.distribute.init()`` under ``mpirun``, array data is sharded over the
+        ranks and the outputs gathered in order: every rank returns all of them.
+        """
         self._ensure_graph("predict", _first_array(x))
         owner = f"Model {self.name!r}"
+        strategy = self._shard_strategy(x, steps)
+        if strategy is not None:
+            return self._sharded_predict(strategy, x, batch_size, verbose, callbacks)
         if batch_size is not None:
             batch_size = _check_batch_size(batch_size, owner)
         verbose = _check_verbose(verbose, owner)
@@ -680,6 +693,67 @@ class Model(Container):
             raise ValueError(f"{owner}: predict() got no data")
         res = [np.concatenate(ch, axis=0) for ch in chunks]
         return res if self._list_outputs else res[0]
+
+    # ------------------------------------------------------------------ over ranks
+    def _shard_strategy(self, x, steps):
+        """The strategy ``evaluate``/``predict`` shard array data over: the default one
+        (``fl.distribute.init()``) in a world of more than one rank, else ``None``."""
+        if self.__dict__.get("_sharding") or steps is not None or not _is_arrays(x):
+            return None
+        from .. import distribute as _dist
+
+        strategy = _dist.get_strategy()
+        return strategy if strategy is not None and strategy.size > 1 else None
+
+    def _run_shard(self, strategy, fn, xs, *rest):
+        """``fn`` on this rank's contiguous rows of ``xs`` and of each list in ``rest``
+        (the whole data on every rank when there are fewer rows than ranks)."""
+        n = len(xs[0])
+        if n >= strategy.size:
+            local = strategy.shard(np.arange(n))
+            lo, hi = strategy.row_offset, strategy.row_offset + len(local)
+            cut = lambda arrays: None if arrays is None else [  # noqa: E731
+                None if a is None else a[lo:hi] for a in arrays]
+            xs, rest = cut(xs), [cut(r) for r in rest]
+        self._sharding = True
+        try:
+            return fn(xs, *rest), len(xs[0]), n
+        finally:
+            self._sharding = False
+
+    def _sharded_predict(self, strategy, x, batch_size, verbose, callbacks):
+        xs = self._standardize_x(x, "predict")
+        verbose = verbose if strategy.is_primary else 0
+        res, local, n = self._run_shard(strategy, lambda a: self.predict(
+            a, batch_size=batch_size, verbose=verbose, callbacks=callbacks), xs)
+        outs = res if self._list_outputs else [res]
+        if local == n:  # not sharded (fewer rows than ranks): every rank has every row
+            return res
+        outs = [strategy.allgather_rows(o) for o in outs]
+        return outs if self._list_outputs else outs[0]
+
+    def _sharded_evaluate(self, strategy, c, x, y, batch_size, verbose, sample_weight,
+                          callbacks, return_dict):
+        xs = self._standardize_x(x, "evaluate")
+        n = len(xs[0])
+        ys = self._standardize_y(self._feed_targets(y, c), n, c, "evaluate")
+        sws = self._standardize_sw(sample_weight, n, "evaluate")
+        verbose = verbose if strategy.is_primary else 0
+        logs, local, n = self._run_shard(strategy, lambda a, b, w: self.evaluate(
+            a, b, batch_size=batch_size, verbose=verbose, sample_weight=w,
+            callbacks=callbacks, return_dict=True), xs, ys, sws)
+        if local == n:
+            return logs if return_dict else self._as_values(logs, c)
+        # Each rank's means weighted by its rows: the global means (exact for the loss and
+        # for sample-mean metrics such as accuracy).
+        names = list(logs)
+        sums = strategy.reduce_scalars(np.array([logs[k] for k in names]) * local)
+        logs = {k: float(v) / n for k, v in zip(names, sums)}
+        return logs if return_dict else self._as_values(logs, c)
+
+    def _as_values(self, logs, c):
+        values = [logs[k] for k in self._log_names(c)]
+        return values[0] if len(values) == 1 else values
 
     # ------------------------------------------------------------------ asking what trains
     def summary(self, line_length: int = 90, show_trainable: bool = False, print_fn=None):

@@ -22,6 +22,17 @@ class BatchNormalization(Layer):
     ``fit``/``train_on_batch`` that frozen state is the one captured at
     ``compile()`` (R4).  Weights, in order: ``gamma``, ``beta`` (trainable),
     ``moving_mean``, ``moving_variance`` (created non-trainable).
+
+    ``synchronized=True`` (Keras 3's argument): under a data-parallel ``fit`` the
+    batch statistics are those of the global batch (every rank's sums and counts
+    combined with ``fl.distribute.allreduce``), for the normalization, the moving
+    statistics and the backward pass, so N ranks train as one process on the
+    global batch.  On one process it is the plain layer.  It is decided when the
+    step is lowered: inside an MPI launcher (``mpirun``) a synchronized layer that
+    needs batch statistics runs as a NumPy callback op, which asks at each step
+    whether the model is being fit with a strategy of size > 1 (so a model
+    compiled before ``fl.distribute.init()`` synchronizes too); outside a launcher
+    it is the native op.  A frozen (inference-mode) layer exchanges nothing (R7).
     """
 
     # Read by compile() when it takes the picture of which layers run frozen (R4).
@@ -30,8 +41,12 @@ class BatchNormalization(Layer):
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros",
-                 moving_variance_initializer="ones", **kwargs):
+                 moving_variance_initializer="ones", synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(synchronized, (bool, np.bool_)):
+            raise TypeError(f"BatchNormalization {self.name!r}: synchronized must be a bool, "
+                            f"got {synchronized!r}")
+        self.synchronized = bool(synchronized)
         if not isinstance(axis, (int, np.integer)):
             raise TypeError(f"BatchNormalization {self.name!r}: axis must be an int, got {axis!r}")
         if not 0.0 <= float(momentum) <= 1.0:
@@ -92,11 +107,26 @@ class BatchNormalization(Layer):
         batch = ctx.training and not ctx.frozen
         settings = dict(epsilon=self.epsilon, momentum=self.momentum, batch_stats=batch,
                         update_stats=batch and ctx.updates_state)
+        if self.synchronized and batch and _may_synchronize():
+            model = getattr(getattr(ctx, "_low", None), "model", None)
+            return ctx.emit(OpKind.CALLBACK, self.weights, kwargs={
+                "_bn_mode": (batch, settings["update_stats"]), "_bn_model": model})
         weights = [w for w in (self.gamma, self.beta) if w is not None]
         if self._axis == len(ctx.slot(0).shape):
             return ctx.emit(OpKind.BATCHNORM, weights, **settings)
         # Another axis than the last: the same op on the channels moved last.
         return ctx.emit_moved(OpKind.BATCHNORM, weights, self._axis, **settings)
+
+    def forward(self, inputs, training=False, _bn_mode=None, _bn_model=None):
+        """``(outputs, backprop)``; ``_bn_mode`` and ``_bn_model`` are set by the
+        synchronized callback op only (see ``_lower``)."""
+        if _bn_mode is None:
+            return super().forward(inputs, training=training)
+        from . import _sync_batchnorm
+
+        strategy = getattr(_bn_model, "_distribute", None)
+        sync = strategy is not None and strategy.size > 1
+        return _sync_batchnorm.forward(self, inputs, *_bn_mode, sync=sync)
 
     def get_config(self):
         cfg = super().get_config()
@@ -106,8 +136,16 @@ class BatchNormalization(Layer):
         cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
                    center=self.center, scale=self.scale, beta_initializer=b,
                    gamma_initializer=g, moving_mean_initializer=mm,
-                   moving_variance_initializer=mv)
+                   moving_variance_initializer=mv, synchronized=self.synchronized)
         return cfg
+
+
+def _may_synchronize() -> bool:
+    """Whether this process may be one of several ranks (started by an MPI launcher,
+    or in a world already larger than one); outside one, sync BN is the native op."""
+    from ..distribute import _world
+
+    return _world.launcher_size() != 1 or _world.WORLD.size > 1
 
 
 

@@ -63,9 +63,27 @@ FIT_CHECKS = Path(__file__).with_name("fit_checks.py")
 
 
 def test_data_parallel_fit_equals_one_process_fit(mpirun, mpi_env):
-    """fit_checks.py: SGD, momentum, Adam, frozen layers, a shared layer, dropout and a GAN
-    alternation give the one-process weights on two ranks; frozen weights are never sent."""
+    """fit_checks.py: SGD, momentum, Adam, frozen layers, a shared layer, dropout, synchronized BatchNormalization and a GAN
+    alternation give the one-process weights on two ranks; frozen weights are never sent;
+    evaluate/predict sharded over the ranks give the one-process results."""
     out = subprocess.run([mpirun, "-n", "2", "--oversubscribe", sys.executable, str(FIT_CHECKS)],
                          capture_output=True, text=True, env=mpi_env(), timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("ok ") == 14, out.stdout
+    assert out.stdout.count("ok ") == 20, out.stdout
+
+
+def test_bench_distributed_runs(mpirun, mpi_env, tmp_path):
+    """``python -m bench --distributed`` on a tiny epoch: both jobs run and the 2-rank one
+    reports the mlp's gradient bytes per step (no timing is checked)."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "bench", "--distributed", "--rows", "512",
+                          "--epochs", "1", "--out", str(tmp_path)], cwd=root,
+                         capture_output=True, text=True, env=mpi_env(), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    import json
+
+    results = json.loads((tmp_path / "distributed.json").read_text())["results"]
+    assert [r["ranks"] for r in results] == [1, 2]  # threads: capped by the cores
+    params = 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+    assert results[1]["bytes_per_step"] == 4 * params and results[1]["steps"] == 2
+    assert results[0]["bytes_per_step"] == 0
