@@ -150,3 +150,13 @@ def test_unknown_weighted_metric_fails_in_compile():
     m = Model(x, Dense(1)(x))
     with pytest.raises(ValueError, match="Unknown metric 'maee'"):
         m.compile("sgd", "mse", weighted_metrics=["maee"])
+
+
+@pytest.mark.parametrize("fmt", ["fastlayers", "keras"])
+def test_weighted_metrics_survive_save_and_load(tmp_path, fmt):
+    m = fixed_model()
+    m.save(tmp_path / "m.keras", format=fmt)
+    loaded = fl.models.load_model(tmp_path / "m.keras")
+    assert loaded.metrics_names == ["loss", "mae", "weighted_mae"]
+    got = loaded.evaluate(XS, Y, sample_weight=SW, verbose=0, return_dict=True)
+    assert (got["mae"], got["weighted_mae"]) == pytest.approx((PLAIN_MAE, WEIGHTED_MAE))
