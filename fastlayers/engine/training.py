@@ -747,8 +747,7 @@ class _Tracker:
 
     def __init__(self, model: Model, c: _Compiled):
         self.model = model
-        self.metrics = [(i, name, metric, weighted)
-                        for i, name, metric, weighted in _metric_entries(model, c)]
+        self.metrics = _metric_entries(model, c)  # (output, name, Metric, weighted)
         self.losses = c.losses
         self.n = 0
         self.loss = 0.0
