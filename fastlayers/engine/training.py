@@ -9,6 +9,7 @@ prediction -- runs a program on the one executor.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -76,7 +77,12 @@ class Model(Container):
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Optional[Sequence] = None,
                 loss_weights: Any = None, weighted_metrics: Optional[Sequence] = None,
                 **kwargs) -> None:
-        """Configure training, take the trainable picture (R4) and lower the step program."""
+        """Configure training, take the trainable picture (R4) and lower the step program.
+
+        ``weighted_metrics``: metrics (same forms as ``metrics``) whose epoch value is the
+        mean weighted by ``sample_weight``/``class_weight``; logged as ``weighted_<name>``
+        (Keras 2.2.4's names).  Plain ``metrics`` ignore the sample weights, as in Keras.
+        """
         owner = f"Model {self.name!r}"
         if kwargs:
             raise TypeError(f"{owner}: compile() got unexpected keyword argument(s) "
@@ -92,26 +98,12 @@ class Model(Container):
         lw = [1.0 if w is None else float(w)
               for w in _per_output(loss_weights, names, "loss_weights", owner)] \
             if loss_weights is not None else [1.0] * len(names)
-        if metrics is None:
-            metric_ids = [[] for _ in names]
-        elif isinstance(metrics, dict):
-            metric_ids = [list(np.atleast_1d(metrics.get(n, []))) for n in names]
-        elif isinstance(metrics, (list, tuple)) and len(metrics) == len(names) > 1 and all(
-                isinstance(m, (list, tuple)) for m in metrics):
-            metric_ids = [list(m) for m in metrics]
-        else:
-            metric_ids = [list(metrics) for _ in names]
-        if weighted_metrics:
-            for ids in metric_ids:
-                ids.extend(m for m in weighted_metrics if m not in ids)
-        # An output without a loss has no targets: no metrics either (Keras 2 skips it).
-        metric_ids = [ids if l is not None else [] for ids, l in zip(metric_ids, loss_list)]
-        for ids, l, t in zip(metric_ids, loss_list, self.outputs):
-            for m in ids:
-                _metrics.get(m, l, t.shape)  # unknown names fail here, not in fit
+        metric_ids = _metric_ids_per_output(metrics, names, loss_list, self.outputs)
+        weighted_ids = _metric_ids_per_output(weighted_metrics, names, loss_list, self.outputs)
         opt = _optimizers.get(optimizer)
         picture = paths.take_picture(self)
         c = _Compiled(opt, loss_list, lw, metric_ids, picture)
+        _set_weighted_metrics(c, weighted_ids)
         c.flags_version = _layer_mod.FLAGS_VERSION[0]
         c.train = Runner(lower(self, training=True, picture=picture, backprop=True,
                                losses=loss_list, loss_weights=lw,
@@ -161,9 +153,7 @@ class Model(Container):
         names = ["loss"]
         if len(self.outputs) > 1:
             names += [f"{n}_loss" for n, l in zip(self.output_names, c.losses) if l is not None]
-        for i, (ids, loss, t) in enumerate(zip(c.metric_ids, c.losses, self.outputs)):
-            for m in ids:
-                names.append(self._metric_name(_metrics.get(m, loss, t.shape).name, i))
+        names += [name for _, name, _, _ in _metric_entries(self, c)]
         return names
 
     def _require_compiled(self, what: str) -> _Compiled:
@@ -397,12 +387,9 @@ class Model(Container):
             _, _, outs = runner.run(xs)
         return [o.copy() for o in outs]
 
-    def _result(self, total, per_output, outs, ys, c, return_dict=False):
-        metrics = []
-        for i, (ids, loss, t) in enumerate(zip(c.metric_ids, c.losses, self.outputs)):
-            for m in ids:
-                metric = _metrics.get(m, loss, t.shape)
-                metrics.append((self._metric_name(metric.name, i), metric.fn(ys[i], outs[i])))
+    def _result(self, total, per_output, outs, ys, c, return_dict=False, sws=None):
+        metrics = [(name, _batch_metric(metric, ys[i], outs[i], sws, i, weighted))
+                   for i, name, metric, weighted in _metric_entries(self, c)]
         values = [float(total)]
         if len(self.outputs) > 1:
             values += [float(v) for v, l in zip(per_output, c.losses) if l is not None]
@@ -432,7 +419,7 @@ class Model(Container):
                                    len(xs[0]), "train_on_batch")
         self._check_stale(c)
         total, per_output, outs = self._train_step(c, xs, ys, sws)
-        return self._result(total, per_output, outs, ys, c, return_dict)
+        return self._result(total, per_output, outs, ys, c, return_dict, sws)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """The loss (and metrics) on one batch, in inference mode."""
@@ -442,7 +429,7 @@ class Model(Container):
         ys = self._standardize_y(self._feed_targets(y, c), len(xs[0]), c, "test_on_batch")
         sws = self._standardize_sw(sample_weight, len(xs[0]), "test_on_batch")
         total, per_output, outs = self._test_step(c, xs, ys, sws)
-        return self._result(total, per_output, outs, ys, c, return_dict)
+        return self._result(total, per_output, outs, ys, c, return_dict, sws)
 
     def predict_on_batch(self, x):
         """The model's outputs on one batch, in inference mode."""
@@ -866,11 +853,7 @@ class _Tracker:
 
     def __init__(self, model: Model, c: _Compiled):
         self.model = model
-        self.metrics = []
-        for i, (ids, loss, t) in enumerate(zip(c.metric_ids, c.losses, model.outputs)):
-            for m in ids:
-                metric = _metrics.get(m, loss, t.shape)
-                self.metrics.append((i, model._metric_name(metric.name, i), metric))
+        self.metrics = _metric_entries(model, c)  # (output, name, Metric, weighted)
         self.losses = c.losses
         self.n = 0
         self.loss = 0.0
@@ -883,13 +866,13 @@ class _Tracker:
         for i, v in enumerate(per_output):
             if i < len(self.per_output):
                 self.per_output[i] += v * b
-        for i, _, metric in self.metrics:
-            metric.update_state(ys[i], outs[i])
+        for i, _, metric, weighted in self.metrics:
+            metric.update_state(ys[i], outs[i], _output_weights(sws, i) if weighted else None)
 
     def reduced_logs(self, strategy) -> Dict[str, float]:
         """The epoch's logs, metrics averaged over ranks (the loss is already global)."""
         logs = self.logs()
-        names = [name for _, name, _ in self.metrics]
+        names = [name for _, name, _, _ in self.metrics]
         if names:
             vals = strategy.reduce_scalars(np.array([logs[k] for k in names]), op="mean")
             logs.update(zip(names, (float(v) for v in vals)))
@@ -902,6 +885,73 @@ class _Tracker:
             for name, v, l in zip(self.model.output_names, self.per_output, self.losses):
                 if l is not None:
                     logs[f"{name}_loss"] = v / n
-        for _, name, metric in self.metrics:
+        for _, name, metric, _ in self.metrics:
             logs[name] = metric.result()
         return logs
+
+
+# ---------------------------------------------------------------------- weighted_metrics
+def _metric_ids_per_output(metrics, names, losses, outputs) -> List[list]:
+    """``metrics`` (or ``weighted_metrics``) spread over the outputs: one list for all, a
+    list of lists, or a dict by output name; checked by name here, not in ``fit``."""
+    if metrics is None:
+        ids_list = [[] for _ in names]
+    elif isinstance(metrics, dict):
+        ids_list = [list(np.atleast_1d(metrics.get(n, []))) for n in names]
+    elif isinstance(metrics, (list, tuple)) and len(metrics) == len(names) > 1 and all(
+            isinstance(m, (list, tuple)) for m in metrics):
+        ids_list = [list(m) for m in metrics]
+    else:
+        ids_list = [list(metrics) for _ in names]
+    # An output without a loss has no targets: no metrics either (Keras 2 skips it).
+    ids_list = [ids if l is not None else [] for ids, l in zip(ids_list, losses)]
+    for ids, l, t in zip(ids_list, losses, outputs):
+        for m in ids:
+            _metrics.get(m, l, t.shape)  # unknown names fail here, not in fit
+    return ids_list
+
+
+def _set_weighted_metrics(c: _Compiled, weighted_ids: List[list]) -> None:
+    """Record ``compile(weighted_metrics=...)``: per output, the metrics weighted by the
+    sample weights (class weights included).  They leave the fast path, as metrics do."""
+    c.weighted_metric_ids = weighted_ids
+    c.has_metrics = c.has_metrics or any(weighted_ids)
+
+
+def _metric_entries(model: Model, c: _Compiled) -> list:
+    """``(output index, log name, fresh Metric, weighted)`` for every compiled metric, in
+    Keras 2.2.4's order: per output, the plain metrics, then the weighted ones.
+
+    Names follow Keras 2.2.4: a weighted metric is always ``weighted_<name>`` (for several
+    outputs ``<output>_weighted_<name>``).  tf-keras and Keras 3 add the prefix only when
+    the plain name is taken; Keras 2 programs read ``history["weighted_acc"]``, so the
+    prefix is kept even without a clash.  Plain metrics ignore the sample weights (Keras).
+    """
+    entries = []
+    weighted_ids = getattr(c, "weighted_metric_ids", None) or [[] for _ in c.metric_ids]
+    for i, (ids, wids, loss, t) in enumerate(zip(c.metric_ids, weighted_ids, c.losses,
+                                                model.outputs)):
+        for m in ids:
+            metric = _metrics.get(m, loss, t.shape)
+            entries.append((i, model._metric_name(metric.name, i), metric, False))
+        for m in wids:
+            # A copy: the same Metric object may be compiled both plain and weighted.
+            metric = copy.copy(_metrics.get(m, loss, t.shape))
+            metric.reset_state()
+            entries.append((i, model._metric_name("weighted_" + metric.name, i), metric, True))
+    return entries
+
+
+def _output_weights(sws, i: int):
+    """Output ``i``'s sample weights (``None``: every sample counts once)."""
+    return None if sws is None or i >= len(sws) else sws[i]
+
+
+def _batch_metric(metric, y, out, sws, i: int, weighted: bool) -> float:
+    """One batch's metric value (``train_on_batch``/``test_on_batch``)."""
+    if not weighted:
+        return metric.fn(y, out)
+    m = copy.copy(metric)
+    m.reset_state()
+    m.update_state(y, out, _output_weights(sws, i))
+    return m.result()

@@ -1,4 +1,5 @@
-"""The compile configuration (optimizer, losses, loss weights, metrics) as JSON."""
+"""The compile configuration (optimizer, losses, loss weights, metrics, weighted metrics)
+as JSON."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -76,16 +77,22 @@ def get_compile_config(model) -> Optional[dict]:
         return _pending_compile_config(model)
     single = len(c.losses) == 1
     losses = [_loss_dict(l) for l in c.losses]
-    metric_ids = [[_metric_id(m) for m in ids] for ids in c.metric_ids]
-    if single:
-        metrics = metric_ids[0] or None
-    elif all(ids == metric_ids[0] for ids in metric_ids):
-        metrics = metric_ids[0] or None
-    else:
-        metrics = {n: ids for n, ids in zip(model.output_names, metric_ids) if ids}
     lw = None if all(w == 1.0 for w in c.loss_weights) else list(c.loss_weights)
-    return {"optimizer": optimizer_dict(c.optimizer),
-            "loss": losses[0] if single else losses, "loss_weights": lw, "metrics": metrics}
+    out = {"optimizer": optimizer_dict(c.optimizer),
+           "loss": losses[0] if single else losses, "loss_weights": lw,
+           "metrics": _metrics_entry(model, c.metric_ids)}
+    weighted = getattr(c, "weighted_metric_ids", None)
+    if weighted and any(weighted):
+        out["weighted_metrics"] = _metrics_entry(model, weighted)
+    return out
+
+
+def _metrics_entry(model, ids_per_output):
+    """One list for all outputs, or a dict by output name; ``None`` when empty."""
+    metric_ids = [[_metric_id(m) for m in ids] for ids in ids_per_output]
+    if len(metric_ids) == 1 or all(ids == metric_ids[0] for ids in metric_ids):
+        return metric_ids[0] or None
+    return {n: ids for n, ids in zip(model.output_names, metric_ids) if ids}
 
 
 def _pending_compile_config(model) -> Optional[dict]:
@@ -97,13 +104,17 @@ def _pending_compile_config(model) -> Optional[dict]:
     if not pending:
         return None
     args, kwargs = pending
-    bound = dict(zip(("optimizer", "loss", "metrics", "loss_weights"), args))
+    bound = dict(zip(("optimizer", "loss", "metrics", "loss_weights", "weighted_metrics"),
+                     args))
     bound.update(kwargs)
     lw = bound.get("loss_weights")
-    return {"optimizer": optimizer_dict(_optimizers.get(bound.get("optimizer", "sgd"))),
-            "loss": _loss_dict(_losses.get(bound.get("loss"))),
-            "loss_weights": list(lw) if isinstance(lw, (list, tuple)) else lw,
-            "metrics": [_metric_id(m) for m in bound.get("metrics") or []] or None}
+    out = {"optimizer": optimizer_dict(_optimizers.get(bound.get("optimizer", "sgd"))),
+           "loss": _loss_dict(_losses.get(bound.get("loss"))),
+           "loss_weights": list(lw) if isinstance(lw, (list, tuple)) else lw,
+           "metrics": [_metric_id(m) for m in bound.get("metrics") or []] or None}
+    if bound.get("weighted_metrics"):
+        out["weighted_metrics"] = [_metric_id(m) for m in bound["weighted_metrics"]]
+    return out
 
 
 def _loss_from(entry, custom_objects, where: str):
@@ -135,6 +146,14 @@ def _metric_from(m, custom_objects):
     return resolve(m, custom_objects) if isinstance(m, str) and resolve(m, custom_objects) else m
 
 
+def _metrics_from(metrics, custom_objects):
+    if isinstance(metrics, dict):
+        return {k: [_metric_from(m, custom_objects) for m in v] for k, v in metrics.items()}
+    if metrics is not None:
+        return [_metric_from(m, custom_objects) for m in metrics]
+    return None
+
+
 def compile_from_config(model, config: dict, custom_objects=None, where: str = "compile_config"):
     """Call ``model.compile`` with a saved compile configuration."""
     if not isinstance(config, dict):
@@ -148,13 +167,11 @@ def compile_from_config(model, config: dict, custom_objects=None, where: str = "
             loss = {k: _loss_from(v, custom_objects, where) for k, v in loss.items()}
         else:
             loss = _loss_from(loss, custom_objects, where)
-        metrics = config.get("metrics")
-        if isinstance(metrics, dict):
-            metrics = {k: [_metric_from(m, custom_objects) for m in v] for k, v in metrics.items()}
-        elif metrics is not None:
-            metrics = [_metric_from(m, custom_objects) for m in metrics]
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                      loss_weights=config.get("loss_weights"))
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=_metrics_from(config.get("metrics"), custom_objects),
+                      loss_weights=config.get("loss_weights"),
+                      weighted_metrics=_metrics_from(config.get("weighted_metrics"),
+                                                     custom_objects))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{where}: cannot compile the loaded model: {exc}; load it with "
                          f"compile=False to skip") from None

@@ -135,7 +135,8 @@ def from_keras(entry, where: str):
 
 
 def _compile_from_keras(cc: dict, where: str) -> dict:
-    out = {"loss_weights": cc.get("loss_weights"), "metrics": cc.get("metrics")}
+    out = {"loss_weights": cc.get("loss_weights"), "metrics": cc.get("metrics"),
+           "weighted_metrics": cc.get("weighted_metrics")}
     opt = cc.get("optimizer")
     if isinstance(opt, dict):
         ocfg = dict(opt.get("config") or {})
@@ -477,7 +478,7 @@ def _compile_to_keras(cc: dict) -> dict:
                           "config": ocfg, "registered_name": None},
             "loss": [loss(l) for l in ls] if isinstance(ls, list) else loss(ls),
             "loss_weights": cc.get("loss_weights"), "metrics": cc.get("metrics"),
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "weighted_metrics": cc.get("weighted_metrics"), "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
 
 

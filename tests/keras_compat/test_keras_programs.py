@@ -108,8 +108,6 @@ def test_weighted_metrics_are_accepted_and_reported():
     assert len(m.evaluate(xs, y, verbose=0)) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="weighted_metrics are neither named weighted_<name> nor "
-                                       "weighted by sample_weight yet (lead's training.py)")
 def test_weighted_metrics_use_the_sample_weights():
     x = Input((3,))
     m = Model(x, Dense(1, kernel_initializer="ones", use_bias=False)(x))
