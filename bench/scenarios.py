@@ -5,7 +5,7 @@ all of them start from bit-identical float32 weights and see the same batch.
 
 Weights are stored in the Keras layout: kernel ``(in, out)``, bias ``(out,)``.
 Peers whose layout differs (torch ``Linear.weight`` is ``(out, in)``) transpose
-when they set them.
+when they set them; conv kernels are ``(kh, kw, in, out)`` (torch ``(out, in, kh, kw)``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import graphs
+from . import cnn, graphs
 
 LEARNING_RATE = 0.01
 SEED = 1234
@@ -47,11 +47,12 @@ class Scenario:
     # "sce+mse" (two outputs)
     loss: str = "mse"
     dropout: float = 0.0  # Dropout(rate) after every hidden layer, training mode
-    frozen: int = 0  # number of leading Dense layers with trainable=False
+    frozen: int = 0  # leading Dense layers with trainable=False (a cnn: frozen convolutions)
     fit_rows: int = 0  # rows of synthetic data for the fit scenario
     exact_loss: bool = True  # False where masks differ between frameworks
     frameworks: tuple = ("fastlayers", "torch", "jax", "keras", "numpy")
     graph: str = ""  # a bench.graphs.GRAPHS entry instead of the Dense chain in `layers`
+    cnn: str = ""  # a bench.cnn.CNNS entry instead of the Dense chain in `layers`
     optimizer: str = "sgd"  # an OPTIMIZERS entry
     check_steps: int = 1  # the loss check also compares the loss after this many steps
     check_rtol_n: float = 1e-3  # ... within this (relative) for exact scenarios
@@ -61,6 +62,10 @@ class Scenario:
     @property
     def graph_spec(self):
         return graphs.GRAPHS[self.graph] if self.graph else None
+
+    @property
+    def cnn_spec(self):
+        return cnn.CNNS[self.cnn] if self.cnn else None
 
     @property
     def n_dense(self):
@@ -79,6 +84,12 @@ class Scenario:
 # loss compared after 5 steps as well as after 1, issue 7's target of 1.5×.
 _GRAPH = {"frameworks": ("fastlayers", "torch", "jax", "keras"), "check_steps": 5,
           "target": 1.5}
+
+# The CNN scenarios: the graphs' peers, their own targets. At SGD(0.01) a conv net's loss
+# moves slowly (a frozen conv1 in cnn-small is 2e-4 away after 5 steps), so the check runs
+# 20 steps within 1e-4; the four frameworks agree to ~1e-6 there.
+_CNN = {"frameworks": ("fastlayers", "torch", "jax", "keras"), "check_steps": 20,
+        "check_rtol_n": 1e-4}
 
 SCENARIOS = {
     s.name: s
@@ -178,6 +189,25 @@ SCENARIOS = {
             # weights with tiny gradients move differently, ~2e-3 apart after 5 steps
             "step", MLP, 64, "sce", optimizer="adamw-clip", check_rtol_n=1e-2, **_GRAPH,
         ),
+        # -- issue 11's convolutional scenarios (bench/cnn.py) ------------------------------
+        Scenario(
+            "cnn-small",
+            "8×8×1 images → Conv2D(16, 3, same) relu → MaxPooling2D → Conv2D(32, 3, same) "
+            "relu → GlobalAveragePooling2D → Dense(10), softmax CE from logits",
+            "step", batch=64, loss="sce", cnn="cnn-small", **_CNN, target=1.5,
+        ),
+        Scenario(
+            "cnn-mnist",
+            "28×28×1 images → Conv2D(32, 3) relu → MaxPooling2D → Conv2D(64, 3) relu → "
+            "MaxPooling2D → Flatten → Dense(10), softmax CE from logits",
+            "step", batch=64, loss="sce", cnn="cnn-mnist", **_CNN, target=1.0,
+        ),
+        Scenario(
+            "cnn-frozen",
+            "cnn-mnist with both convolutions frozen (trainable=False): a forward pass of "
+            "the base plus the head's step; also timed: a forward-only pass",
+            "step", batch=64, loss="sce", cnn="cnn-frozen", frozen=2, **_CNN, target=1.2,
+        ),
     )
 }
 
@@ -187,6 +217,7 @@ ORDER = list(SCENARIOS)
 GROUPS = {
     "graphs": ("shared", "merged", "container", "gan", "bn-base", "multi-io", "rmsprop",
                "adamw-clip"),
+    "cnn": ("cnn-small", "cnn-mnist", "cnn-frozen"),
 }
 
 
@@ -201,6 +232,8 @@ def dense_step_flops(sc: Scenario, batch: int | None = None) -> float:
     b = batch or sc.batch
     if sc.graph:
         return graphs.step_flops(sc.graph_spec, b)
+    if sc.cnn:
+        return cnn.step_flops(sc.cnn_spec, b)
     total = 0.0
     lowest_trainable = sc.frozen
     for j, (i, o, _) in enumerate(sc.layers):
@@ -217,6 +250,8 @@ def dense_forward_flops(sc: Scenario, batch: int | None = None) -> float:
     b = batch or sc.batch
     if sc.graph:
         return graphs.forward_flops(sc.graph_spec, b)
+    if sc.cnn:
+        return cnn.forward_flops(sc.cnn_spec, b)
     return sum(2.0 * b * i * o for i, o, _ in sc.layers)
 
 
@@ -283,6 +318,8 @@ def make_arrays(sc: Scenario, quick: bool = False) -> dict:
     rng = np.random.default_rng([SEED, sum(map(ord, sc.name))])
     if sc.graph:
         return graphs.make_arrays(sc.graph_spec, sc.batch, rng)
+    if sc.cnn:
+        return cnn.make_arrays(sc.cnn_spec, sc.batch, rng)
     out = {}
     for j, (i, o, _) in enumerate(sc.layers):
         out[f"W{j}"] = _glorot(rng, i, o)

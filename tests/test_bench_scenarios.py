@@ -20,7 +20,8 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench import graphs, runner  # noqa: E402
 from bench.__main__ import parse  # noqa: E402
 from bench.peers import Unavailable, keraslike  # noqa: E402
-from bench.scenarios import GROUPS, OPTIMIZERS, SCENARIOS, dense_step_flops, make_arrays  # noqa: E402,E501
+from bench.scenarios import (GROUPS, OPTIMIZERS, SCENARIOS, dense_forward_flops,  # noqa: E402
+                             dense_step_flops, make_arrays)
 
 NEW = GROUPS["graphs"]
 
@@ -135,3 +136,69 @@ def test_loss_check_tolerances_per_scenario():
     fws["fastlayers"] = _fw(2.4861, 2.47, 3.0)
     runner.loss_check(SCENARIOS["merged"], fws)
     assert fws["fastlayers"]["check"].startswith("MISMATCH")
+
+
+# -- issue 11's CNN scenarios ---------------------------------------------------------------
+CNN_GROUP = GROUPS["cnn"]
+
+
+def test_cnn_group_expands_with_its_targets():
+    assert parse(["--scenarios", "cnn"]).scenarios == ["cnn-small", "cnn-mnist", "cnn-frozen"]
+    targets = {n: SCENARIOS[n].target for n in CNN_GROUP}
+    assert targets == {"cnn-small": 1.5, "cnn-mnist": 1.0, "cnn-frozen": 1.2}
+    for n in CNN_GROUP:
+        sc = SCENARIOS[n]
+        assert sc.kind == "step" and sc.batch == 64 and sc.loss == "sce" and sc.cnn == n
+        assert {"fastlayers", "torch", "jax"} <= set(sc.frameworks) and sc.check_steps > 1
+        assert not sc.layers and not sc.graph
+    assert SCENARIOS["cnn-frozen"].frozen == 2  # also times a forward-only pass
+    assert SCENARIOS["cnn-frozen"].cnn_spec.frozen == ("conv1", "conv2")
+
+
+@pytest.mark.parametrize("name", CNN_GROUP)
+def test_cnn_arrays_are_in_keras_layout(name):
+    sc = SCENARIOS[name]
+    a = make_arrays(sc)
+    h = {"cnn-small": 8}.get(name, 28)
+    assert a["x"].shape == (64, h, h, 1) and a["x"].dtype == np.float32
+    assert a["y"].shape == (64,) and 0 <= a["y"].min() and a["y"].max() < 10
+    assert a["W_conv1"].shape == (3, 3, 1, 32 if h == 28 else 16)
+    assert a["W_conv2"].shape == ((3, 3, 32, 64) if h == 28 else (3, 3, 16, 32))
+    # cnn-mnist: 28 -> conv 26 -> pool 13 -> conv 11 -> pool 5: 5*5*64 flattened features
+    assert a["W_head"].shape == ((5 * 5 * 64, 10) if h == 28 else (32, 10))
+    assert all(a[f"b_{n}"].shape == (a[f"W_{n}"].shape[-1],) for n in ("conv1", "conv2", "head"))
+    b = make_arrays(sc)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_cnn_flops_count_the_im2col_gemms_a_step_needs():
+    c1 = 2.0 * 64 * 26 * 26 * 9 * 1 * 32  # conv1 forward over the batch
+    c2 = 2.0 * 64 * 11 * 11 * 9 * 32 * 64
+    d = 2.0 * 64 * 1600 * 10
+    # all trainable: forward + dW everywhere, dX for conv2 and the head (conv1 has no
+    # trainable layer below it)
+    assert dense_step_flops(SCENARIOS["cnn-mnist"]) == 2 * (c1 + c2 + d) + c2 + d
+    # both convolutions frozen: forward + the head's dW, no dX anywhere
+    assert dense_step_flops(SCENARIOS["cnn-frozen"]) == c1 + c2 + 2 * d
+    small = 2.0 * 64 * (8 * 8 * 9 * 16 + 4 * 4 * 9 * 16 * 32 + 32 * 10)
+    assert dense_forward_flops(SCENARIOS["cnn-small"]) == small
+
+
+@pytest.mark.parametrize("name", ["cnn-small", "cnn-mnist"])
+def test_cnn_torch_and_fastlayers_peers_do_the_same_work(name):
+    """The kernel permutations (conv (kh, kw, in, out) -> (out, in, kh, kw), the Dense
+    after Flatten from (h, w, c) rows to (c, h, w)) give torch the same model."""
+    pytest.importorskip("torch")
+    from bench.peers import fastlayers_peer, torch_peer
+
+    sc = SCENARIOS[name]
+    a = make_arrays(sc)
+    runs = []
+    for peer in (fastlayers_peer, torch_peer):
+        r = peer.build(sc, a)
+        before = r.eval_loss()
+        r.train(2)
+        runs.append((before, r.eval_loss()))
+    (fb, fa), (tb, ta) = runs
+    assert fb == pytest.approx(tb, rel=1e-5) and fa == pytest.approx(ta, rel=1e-5)
+    assert abs(fa - fb) > 1e-4  # the steps moved the loss: the comparison means something

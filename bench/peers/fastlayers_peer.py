@@ -4,7 +4,8 @@ Sequential + Dense/Dropout, ``set_weights([kernel (in,out), bias])``, ``trainabl
 before ``compile``, SGD(0.01), ``train_on_batch`` / ``test_on_batch`` /
 ``predict_on_batch`` / ``fit``.  The graph scenarios (``Model``, ``Container``,
 ``Concatenate``, ``BatchNormalization``, ``loss_weights``) and the RMSprop / AdamW
-optimizers are built by ``keraslike`` with the same public API.  Nothing here reaches
+optimizers are built by ``keraslike`` with the same public API, and so are the CNN
+scenarios (``Conv2D``, ``MaxPooling2D``, ``GlobalAveragePooling2D``, ``Flatten``).  Nothing here reaches
 into fastlayers' internals.
 """
 import numpy as np
@@ -97,6 +98,9 @@ def build(sc, arrays):
     if sc.graph:
         _seed()
         return keraslike.build_graph(fl, sc, arrays)
+    if sc.cnn:
+        _seed()
+        return keraslike.build_cnn(fl, sc, arrays)
     return Runner(sc, arrays)
 
 

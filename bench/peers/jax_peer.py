@@ -2,14 +2,15 @@
 with donated parameter / optimizer-state / key buffers; block_until_ready at the end
 of each timed run.  Dropout masks come from jax.random inside the jitted step.
 
-Graph scenarios: ``jax_graphs``; the RMSprop / AdamW optimizers: ``jax_optim``."""
+Graph scenarios: ``jax_graphs``; the CNN scenarios: ``jax_cnn``; the RMSprop / AdamW
+optimizers: ``jax_optim``."""
 import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
 
 from ..scenarios import gemm_variants, weights_of
-from . import jax_graphs, jax_optim
+from . import jax_cnn, jax_graphs, jax_optim
 
 MODULE = "jax"
 
@@ -119,6 +120,8 @@ class Runner:
 def build(sc, arrays):
     if sc.graph:
         return jax_graphs.build(sc, arrays)
+    if sc.cnn:
+        return jax_cnn.build(sc, arrays)
     return Runner(sc, arrays)
 
 

@@ -1,7 +1,7 @@
 """Keras 3 on the JAX backend: Sequential, compile(SGD(0.01)), train_on_batch / fit.
 
 The graph scenarios and the RMSprop / AdamW ones go through ``keraslike``, the same
-builder as fastlayers' (Keras 3 has no ``Container``: a functional ``Model`` stands in).
+builder as fastlayers' (Keras 3 has no ``Container``: a functional ``Model`` stands in), and so do the CNNs.
 
 The worker sets KERAS_BACKEND=jax in the environment before this module imports keras.
 """
@@ -81,4 +81,7 @@ def build(sc, arrays):
     if sc.graph:
         keras.utils.set_random_seed(0)
         return keraslike.build_graph(keras, sc, arrays, keras_semantics=True)
+    if sc.cnn:
+        keras.utils.set_random_seed(0)
+        return keraslike.build_cnn(keras, sc, arrays)
     return Runner(sc, arrays)

@@ -166,3 +166,45 @@ def build_graph(lib, sc, arrays, keras_semantics=False):
     xs = [np.ascontiguousarray(arrays[n], np.float32) for n, _ in g.inputs]
     ys = [arrays[t] for t, _, _ in g.targets]
     return GraphRunner(model, xs, ys)
+
+
+class CNNRunner(GraphRunner):
+    """A compiled CNN with its batch; ``forward`` for the frozen scenario."""
+
+    def forward(self, k):
+        pob, x = self.model.predict_on_batch, self.x
+        for _ in range(k):
+            pob(x)
+
+
+def build_cnn(lib, sc, arrays):
+    """The scenario's CNN (``bench.cnn``) as a ``Sequential``, channels_last, with the
+    initial weights of ``arrays`` and ``trainable=False`` on its frozen layers before
+    ``compile``."""
+    c = sc.cnn_spec
+    L = lib.layers
+    layers, weighted = [lib.Input(shape=c.input)], []
+    for spec in c.layers:
+        kind = spec[0]
+        if kind == "conv":
+            _, name, filters, k, pad, act = spec
+            layer = L.Conv2D(filters, k, padding=pad, activation=act, name=name)
+            weighted.append(layer)
+        elif kind == "dense":
+            _, name, units, act = spec
+            layer = L.Dense(units, activation=act, name=name)
+            weighted.append(layer)
+        elif kind == "pool":
+            layer = L.MaxPooling2D(2)
+        elif kind == "gap":
+            layer = L.GlobalAveragePooling2D()
+        else:
+            layer = L.Flatten()
+        layers.append(layer)
+    model = lib.Sequential(layers, name=c.name.replace("-", "_"))
+    for layer in weighted:
+        layer.set_weights([arrays[f"W_{layer.name}"], arrays[f"b_{layer.name}"]])
+        if layer.name in c.frozen:
+            layer.trainable = False
+    model.compile(optimizer=optimizer(lib, sc), loss=loss(lib, "sce"))
+    return CNNRunner(model, [np.ascontiguousarray(arrays["x"], np.float32)], [arrays["y"]])

@@ -1,13 +1,14 @@
 """PyTorch, CPU, eager: nn.Sequential + torch.optim.SGD, zero_grad(set_to_none=True).
 
-Graph scenarios: ``torch_graphs``; the RMSprop / AdamW optimizers: ``torch_optim``.
+Graph scenarios: ``torch_graphs``; the CNN scenarios: ``torch_cnn``; the RMSprop / AdamW
+optimizers: ``torch_optim``.
 """
 import numpy as np
 import torch
 from torch import nn
 
 from ..scenarios import gemm_variants, weights_of
-from . import torch_graphs, torch_optim
+from . import torch_cnn, torch_graphs, torch_optim
 
 MODULE = "torch"
 
@@ -101,6 +102,8 @@ class Runner:
 def build(sc, arrays):
     if sc.graph:
         return torch_graphs.build(sc, arrays)
+    if sc.cnn:
+        return torch_cnn.build(sc, arrays)
     return Runner(sc, arrays)
 
 

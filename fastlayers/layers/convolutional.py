@@ -196,6 +196,12 @@ class Conv2DTranspose(_Conv):
             raise ValueError(f"Conv2DTranspose {self.name!r}: output_padding is not supported")
         self.output_padding = None
 
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("groups", None)  # not an argument of Keras's Conv2DTranspose
+        cfg.update(output_padding=None)
+        return cfg
+
     def _kernel_shape(self, channels):
         return self.kernel_size + (self.filters, channels)
 
@@ -265,6 +271,14 @@ class DepthwiseConv2D(_Conv):
         self.depth_multiplier = int(depth_multiplier)
         self.depthwise_initializer = self.kernel_initializer
 
+    def get_config(self):
+        # Keras's DepthwiseConv2D arguments: no filters / groups (they follow the input)
+        cfg = super().get_config()
+        for key in ("filters", "groups"):
+            cfg.pop(key, None)
+        cfg.update(depth_multiplier=self.depth_multiplier)
+        return cfg
+
     def build(self, input_shape):
         _args.check_shape_rank(self, input_shape, 4)
         if input_shape[-1] is None:
@@ -330,6 +344,14 @@ class SeparableConv2D(Layer):
         self.depth_multiplier = self._depthwise.depth_multiplier
         self.activation = self._pointwise.activation
         self.use_bias = self._pointwise.use_bias
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                   padding=self.padding, data_format=self._depthwise.data_format,
+                   dilation_rate=self.dilation_rate, depth_multiplier=self.depth_multiplier,
+                   activation=self.activation, use_bias=self.use_bias)
+        return cfg
 
     def build(self, input_shape):
         self._depthwise.build(input_shape)

@@ -180,6 +180,11 @@ class SpatialDropout1D(_SpatialDropout):
     def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
         super().__init__(rate, None, seed, **kwargs)
 
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("data_format", None)  # Keras's SpatialDropout1D has none
+        return cfg
+
 
 class SpatialDropout2D(_SpatialDropout):
     """Drop whole channels of (batch, rows, cols, channels) in training mode."""

@@ -26,11 +26,17 @@ def _builtin_classes() -> Dict[str, type]:
     from ..engine.sequential import Sequential
     from ..engine.training import Model
 
-    return {"InputLayer": InputLayer, "Dense": L.Dense, "Dropout": L.Dropout,
-            "Activation": L.Activation, "BatchNormalization": L.BatchNormalization,
-            "Flatten": L.Flatten, "Concatenate": L.Concatenate, "Add": L.Add,
-            "Container": Container, "Model": Model, "Functional": Model,
-            "Sequential": Sequential}
+    from ..engine.layer import Layer
+
+    # Every layer class fastlayers.layers exports (the conv catalogue included), by its
+    # own class name: Keras's aliases (Conv2D/Convolution2D) share one class and one entry.
+    # Lambda wraps a Python function, which a config cannot carry: not a built-in here.
+    out = {cls.__name__: cls for cls in (getattr(L, n) for n in L.__all__)
+           if isinstance(cls, type) and issubclass(cls, Layer) and cls not in (Layer, L.Lambda)
+           and cls.__module__.startswith("fastlayers.layers")}
+    out.update({"InputLayer": InputLayer, "Container": Container, "Model": Model,
+                "Functional": Model, "Sequential": Sequential})
+    return out
 
 
 def _module_of(cls) -> str:
