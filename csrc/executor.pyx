@@ -18,6 +18,7 @@
 # Buffers are bound per batch size by Python (values, gradients, dropout masks,
 # scratch); steady-state steps allocate nothing.
 from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.math cimport sqrt, isfinite
@@ -122,6 +123,8 @@ cdef class Executor:
     cdef XWeight* wts
     cdef int n_wts
     cdef int n_slots
+    cdef int* fast_in          # fast_step: slots that take its input array
+    cdef int n_fast_in
     cdef Py_ssize_t* size      # per slot: values per sample
     cdef void** val            # per slot: bound value buffers
     cdef void** grad           # per slot: bound gradient buffers (NULL: none)
@@ -146,6 +149,7 @@ cdef class Executor:
         self.size = NULL
         self.val = NULL
         self.grad = NULL
+        self.fast_in = NULL
 
     def __init__(self, bint f32, int n_slots, Py_ssize_t[::1] sizes, int n_ops, int n_losses,
                  int n_weights):
@@ -177,6 +181,7 @@ cdef class Executor:
         free(self.size)
         free(self.val)
         free(self.grad)
+        free(self.fast_in)
 
     def __reduce__(self):
         raise TypeError("an Executor holds pointers into one process's memory; it is rebuilt "
@@ -300,6 +305,37 @@ cdef class Executor:
         return self.losses[j].value
 
     # ------------------------------------------------------------ running
+    def set_fast_inputs(self, int[::1] slots):
+        """The slots ``fast_step`` points at its input array (the input and its aliases)."""
+        free(self.fast_in)
+        self.fast_in = <int*>calloc(max(slots.shape[0], 1), sizeof(int))
+        if self.fast_in == NULL:
+            raise MemoryError()
+        self.n_fast_in = slots.shape[0]
+        for i in range(slots.shape[0]):
+            if not 0 <= slots[i] < self.n_slots:
+                raise ValueError(f"set_fast_inputs: slot {slots[i]} out of range")
+            self.fast_in[i] = slots[i]
+
+    def fast_step(self, x, y, double[::1] hyper):
+        """A whole step on one input and one target array already in the program's form.
+
+        The caller (``Runner.fast_step``) has checked the arrays' dtype, shape and
+        layout and bound the batch size; this points the slots at them and runs.
+        Returns NaN, having done nothing, when sparse labels are out of range.
+        """
+        cdef int i
+        cdef void* xp = _addr(x)
+        for i in range(self.n_fast_in):
+            self.val[self.fast_in[i]] = xp
+        self.losses[0].target = _addr(y)
+        self.losses[0].sw = NULL
+        self.row_offset = 0
+        self.global_n = self.n
+        if self.losses[0].kind == LOSS_SPARSE_CE and self.check_labels() >= 0:
+            return float("nan")
+        return self.step(hyper)
+
     def check_labels(self):
         """The index of the first sparse loss whose labels are out of range, else -1.
 
@@ -403,7 +439,9 @@ cdef bint _labels_ok(const int64_t* lab, Py_ssize_t rows, Py_ssize_t k) noexcept
 
 
 cdef inline void* _addr(object a):
-    return <void*><size_t>a.__array_interface__["data"][0] if a is not None else NULL
+    # The callers pass NumPy arrays (or None): their data pointer without building
+    # the __array_interface__ dict (a step's largest Python cost at small sizes).
+    return cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
 
 
 cdef inline Py_ssize_t _rows(Executor ex, XOp* op) noexcept nogil:

@@ -75,6 +75,9 @@ class Runner:
         self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
         self._opt_version = getattr(optimizer, "_version", None)
         self._regularized = program.regularized
+        s0 = program.inputs[0] if program.inputs else 0
+        ex.set_fast_inputs(np.array([s0] + [a.index for a in self._input_aliases
+                                            if a.alias_of == s0], dtype=np.intc))
         ex.callback_forward = self._callback_forward
         ex.callback_backward = self._callback_backward
         ex.callback_loss = self._callback_loss
@@ -225,23 +228,23 @@ class Runner:
     def fast_step(self, x, y) -> float:
         """A training step on arrays in the program's form (``fast_form``): the loss."""
         with self._lock:
-            if self._opt_version != self.optimizer._version:
+            opt = self.optimizer
+            if self._opt_version != opt._version:
                 self._check_optimizer()  # may set the executor up again: before binding
-            n = len(x)
-            if n != self.n or self._bound is None:
-                self._bind(n)
-            ex = self._ex
-            s = self.program.inputs[0]
-            self._bound[0][s] = x
-            ex.set_input(s, x)
-            for a in self._input_aliases:
-                ex.set_input(a.index, x)
-            ex.set_target(0, y, None)
-            ex.set_dropout_rows(0, n)
-            if self.program.losses[0].kind == _codes.LOSS_SPARSE_CE and ex.check_labels() >= 0:
+            if opt.global_clipnorm is not None or self._regularized:
+                self._set_data([x], [y], None)
+                if self._ex.check_labels() >= 0:
+                    return self._bad_labels(0)
+                return self._run_step(None)
+            if len(x) != self.n or self._bound is None:
+                self._bind(len(x))
+            total = self._ex.fast_step(x, y, opt.begin_step())
+            if total != total and self.program.losses[0].kind == _codes.LOSS_SPARSE_CE \
+                    and self._ex.check_labels() >= 0:
                 self._targets = [(y, None)]
                 return self._bad_labels(0)
-            return self._run_step(None)
+            opt.end_step()
+            return total
 
     def _bad_labels(self, j: int):
         term = self.program.losses[j]
