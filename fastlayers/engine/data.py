@@ -583,6 +583,9 @@ def fit_data(x=None, y=None, sample_weight=None, batch_size: Optional[int] = Non
     generator; ``validation_batch_size`` defaults to ``batch_size``.
     """
     should_validate(0, validation_freq)  # type check now, not after the first epoch
+    # Checked here under fit's own names (the adapters call both of them "steps").
+    _check_positive(steps_per_epoch, "steps_per_epoch", what)
+    _check_positive(validation_steps, "validation_steps", what)
     kw = dict(n_inputs=n_inputs, n_outputs=n_outputs, input_names=input_names,
               output_names=output_names)
     if isinstance(validation_split, bool) or not 0.0 <= float(validation_split) < 1.0:

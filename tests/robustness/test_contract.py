@@ -279,7 +279,8 @@ BAD_FIT_ARGS = [
     ("batch_size", float("nan")), ("batch_size", float("inf")), ("batch_size", 2.5),
     ("epochs", float("nan")), ("epochs", float("inf")), ("epochs", None),
     ("verbose", None), ("initial_epoch", 1.5), ("validation_split", "0.2"),
-    ("callbacks", [1]), ("steps_per_epoch", float("nan")),
+    ("callbacks", [1]), ("steps_per_epoch", float("nan")), ("steps_per_epoch", 0),
+    ("validation_steps", float("nan")),
 ]
 
 
