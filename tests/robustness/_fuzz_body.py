@@ -171,12 +171,20 @@ def numpy_forward(model, x):
 @given(st.data())
 def fuzz_models(data):
     draw = data.draw
-    model, in_shape, k, dense_only, frozen = make_model(draw)
-    if k == 1:
-        losses = ["mse", "mae", "binary_crossentropy"]
-    else:
-        losses = ["mse", "mae", "binary_crossentropy", "categorical_crossentropy",
-                  "sparse_categorical_crossentropy"]
+    floatx = fl.backend.floatx()
+    fl.backend.set_floatx(draw(st.sampled_from(["float32", "float64"])))
+    try:
+        model, in_shape, k, dense_only, frozen = make_model(draw)
+    finally:
+        fl.backend.set_floatx(floatx)
+    # Cross-entropies on probabilities only: on a linear output they are 0/0 where the
+    # outputs sum to zero (in Keras too), which is not a finite-result case.
+    last = model.layers[-1].get_config()["activation"]
+    losses = ["mse", "mae"]
+    if last in ("sigmoid", "softmax"):
+        losses.append("binary_crossentropy")
+    if last == "softmax" and k > 1:
+        losses += ["categorical_crossentropy", "sparse_categorical_crossentropy"]
     loss = draw(st.sampled_from(losses))
     model.compile(make_optimizer(draw), loss)
     frozen_before = [[w.copy() for w in l.get_weights()] for l in frozen]
@@ -191,8 +199,10 @@ def fuzz_models(data):
                                      "test_on_batch", "bad"]))
         bs = draw(st.integers(1, n + 1))
         if call == "fit":
+            sw = rng.random(n) if draw(st.booleans()) else None
+            split = draw(st.sampled_from([0.0, 0.0, 0.3])) if n >= 4 else 0.0
             h = model.fit(x, y, batch_size=bs, epochs=draw(st.integers(1, 2)), verbose=0,
-                          shuffle=draw(st.booleans()))
+                          shuffle=draw(st.booleans()), sample_weight=sw, validation_split=split)
             assert all(np.isfinite(v).all() for v in h.history["loss"]), h.history
         elif call == "train_on_batch":
             assert np.isfinite(model.train_on_batch(x, y)).all()
@@ -226,6 +236,19 @@ def fuzz_models(data):
             else:
                 raise AssertionError(f"bad call {bad!r} did not raise")
             assert same(before, snapshot(model)), f"state changed by failing call {bad!r}"
+    # Every example ends with a predict: against NumPy (Dense-only), and bit-identical
+    # whatever the dtype or memory layout the same values arrive in.
+    n = draw(st.integers(1, 9))
+    bs = draw(st.integers(1, n + 1))
+    x = layout(rng.standard_normal((n,) + in_shape).astype("float32"),
+               draw(st.sampled_from(["float64", "int", "fortran", "strided", "readonly"])))
+    p = model.predict(x, batch_size=bs, verbose=0)
+    assert p.shape == (n, k) and np.isfinite(p).all()
+    plain = np.ascontiguousarray(np.asarray(x, dtype=p.dtype))
+    assert p.tobytes() == model.predict(plain, batch_size=bs, verbose=0).tobytes()
+    if dense_only:
+        tol = 1e-4 if p.dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(p, numpy_forward(model, x), rtol=tol, atol=tol)
     for l, ws in zip(frozen, frozen_before):
         for a, b in zip(l.get_weights(), ws):
             assert a.tobytes() == b.tobytes(), f"frozen layer {l.name} moved"
