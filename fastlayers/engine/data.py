@@ -244,7 +244,11 @@ def _check_class_weight(class_weight, n_out: Optional[int], what: str) -> None:
     for k, v in class_weight.items():
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"{what}: class_weight keys must be integer class indices, got {k!r}")
-        if not math.isfinite(float(v)):
+        try:
+            finite = math.isfinite(float(v))
+        except (TypeError, ValueError):
+            raise TypeError(f"{what}: class_weight[{k}] must be a number, got {v!r}") from None
+        if not finite:
             raise ValueError(f"{what}: class_weight[{k}] must be finite, got {v!r}")
 
 

@@ -280,7 +280,8 @@ BAD_FIT_ARGS = [
     ("epochs", float("nan")), ("epochs", float("inf")), ("epochs", None),
     ("verbose", None), ("initial_epoch", 1.5), ("validation_split", "0.2"),
     ("callbacks", [1]), ("steps_per_epoch", float("nan")), ("steps_per_epoch", 0),
-    ("validation_steps", float("nan")),
+    ("validation_steps", float("nan")), ("class_weight", {0: 1.0, 1: "a"}),
+    ("class_weight", {0: None}),
 ]
 
 
