@@ -143,9 +143,10 @@ def test_keyboard_interrupt_in_a_callback_leaves_whole_steps(hook, done):
     assert_same(snapshot(ref), snapshot(m))
 
 
-def test_keyboard_interrupt_inside_a_step_leaves_the_step_undone():
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_keyboard_interrupt_inside_a_step_leaves_the_step_undone(where):
     x, y = data(n=24)
-    m = bn_dropout_model(middle=Boom("forward", exc=KeyboardInterrupt, when=3))
+    m = bn_dropout_model(middle=Boom(where, exc=KeyboardInterrupt, when=3))
     with pytest.raises(KeyboardInterrupt):
         m.fit(x, y, batch_size=4, shuffle=False, verbose=0)
     ref = steps_reference(x, y, 2, 4)
@@ -167,6 +168,23 @@ def test_set_weights_is_all_or_nothing():
     with pytest.raises(ValueError):
         layer.set_weights([lw[0] + 1, np.zeros(99)])
     assert layer.get_weights()[0].tobytes() == lw[0].tobytes()
+
+
+@pytest.mark.parametrize("bad", ["complex", "object", "string"])
+def test_set_weights_refuses_non_real_arrays_all_or_nothing(bad):
+    m = bn_dropout_model()
+    before = [w.copy() for w in m.get_weights()]
+    new = [w + 1 for w in before]
+    last = new[-1]
+    new[-1] = {"complex": last + 1j, "object": last.astype(object),
+               "string": last.astype(str)}[bad]
+    with pytest.raises(TypeError, match="set_weights"):
+        m.set_weights(new)
+    for a, b in zip(before, m.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    with pytest.raises(TypeError, match="real"):
+        m.weights[0].assign(before[0] + 1j)
+    assert m.get_weights()[0].tobytes() == before[0].tobytes()
 
 
 # --------------------------------------------------------------------------- 5. values never checked
