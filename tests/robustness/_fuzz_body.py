@@ -95,7 +95,11 @@ def make_model(draw):
                 layers.append(Dropout(draw(st.sampled_from([0.0, 0.25, 0.5]))))
             else:
                 dense_only = False
-                layers.append(BatchNormalization())
+                bn = BatchNormalization()
+                if draw(st.integers(0, 2)) == 0:
+                    bn.trainable = False      # frozen: inference mode, statistics kept
+                    frozen.append(bn)
+                layers.append(bn)
         layers.append(Dense(k, activation=last))
         model = fl.Sequential(layers)
         return model, in_shape, k, dense_only, frozen
@@ -118,9 +122,10 @@ def make_model(draw):
     if draw(st.booleans()):
         ci = fl.Input((width,))
         inner_layer = Dense(width, activation="tanh")
-        inner = fl.Container(ci, inner_layer(ci))
+        inner_bn = BatchNormalization()
+        inner = fl.Container(ci, inner_bn(inner_layer(ci)))
         inner.trainable = False
-        frozen.append(inner_layer)
+        frozen += [inner_layer, inner_bn]
         merged = inner(merged)
     out = Dense(k, activation=last)(merged)
     return fl.Model(inp, out), in_shape, k, False, frozen
