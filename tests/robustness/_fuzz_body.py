@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlayers as fl
-from fastlayers.layers import (Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten)
+from fastlayers.layers import Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten
 
 ACTS = ["linear", "relu", "tanh", "sigmoid", "softmax", "elu", "softplus"]
 
@@ -166,8 +166,7 @@ def numpy_forward(model, x):
     for layer in model.layers:
         if isinstance(layer, Dense):
             W, b = layer.get_weights()
-            h = np_act(h @ W.astype("float64") + b, layer.activation_name
-                       if hasattr(layer, "activation_name") else layer.get_config()["activation"])
+            h = np_act(h @ W.astype("float64") + b, layer.get_config()["activation"])
     return h
 
 
