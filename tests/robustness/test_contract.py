@@ -143,6 +143,25 @@ def test_keyboard_interrupt_in_a_callback_leaves_whole_steps(hook, done):
     assert_same(snapshot(ref), snapshot(m))
 
 
+class InterruptValidation(Callback):
+    def on_test_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_in_validation_keeps_the_epoch_and_training_resumes():
+    x, y = data(n=24)
+    m = bn_dropout_model()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(x, y, batch_size=4, shuffle=False, verbose=0, validation_data=(x, y),
+              callbacks=[InterruptValidation()])
+    ref = steps_reference(x, y, 6, 4)
+    assert m.optimizer.iterations == 6
+    assert_same(snapshot(ref), snapshot(m))
+    m.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    ref.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    assert_same(snapshot(ref), snapshot(m))
+
+
 @pytest.mark.parametrize("where", ["forward", "backward"])
 def test_keyboard_interrupt_inside_a_step_leaves_the_step_undone(where):
     x, y = data(n=24)
