@@ -244,7 +244,11 @@ def _check_class_weight(class_weight, n_out: Optional[int], what: str) -> None:
     for k, v in class_weight.items():
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"{what}: class_weight keys must be integer class indices, got {k!r}")
-        if not math.isfinite(float(v)):
+        try:
+            finite = math.isfinite(float(v))
+        except (TypeError, ValueError):
+            raise TypeError(f"{what}: class_weight[{k}] must be a number, got {v!r}") from None
+        if not finite:
             raise ValueError(f"{what}: class_weight[{k}] must be finite, got {v!r}")
 
 
@@ -583,6 +587,9 @@ def fit_data(x=None, y=None, sample_weight=None, batch_size: Optional[int] = Non
     generator; ``validation_batch_size`` defaults to ``batch_size``.
     """
     should_validate(0, validation_freq)  # type check now, not after the first epoch
+    # Checked here under fit's own names (the adapters call both of them "steps").
+    _check_positive(steps_per_epoch, "steps_per_epoch", what)
+    _check_positive(validation_steps, "validation_steps", what)
     kw = dict(n_inputs=n_inputs, n_outputs=n_outputs, input_names=input_names,
               output_names=output_names)
     if isinstance(validation_split, bool) or not 0.0 <= float(validation_split) < 1.0:

@@ -35,7 +35,7 @@ import numpy as np
 from .. import backend
 from .. import initializers as _initializers
 from .node import Node, SymbolicTensor
-from .weight import Weight
+from .weight import Weight, real_array
 
 _NAME_COUNTS: Dict[str, int] = {}
 
@@ -223,7 +223,7 @@ class Layer:
                 f"got {len(weights)}")
         arrays = []
         for w, v in zip(own, weights):
-            v = np.asarray(v)
+            v = real_array(v, f"Layer {self.name!r}: set_weights for weight {w.name!r}")
             if v.shape != w.shape:
                 raise ValueError(
                     f"Layer {self.name!r}: weight {w.name!r} has shape {w.shape}, "

@@ -54,7 +54,7 @@ class Weight:
 
     def assign(self, value) -> None:
         """Copy ``value`` into the weight (same shape; cast to the weight's dtype)."""
-        value = np.asarray(value)
+        value = real_array(value, f"Weight {self.path!r}: assign")
         if value.shape != self._value.shape:
             raise ValueError(
                 f"Weight {self.path!r} has shape {self._value.shape}, "
@@ -67,3 +67,12 @@ class Weight:
     def __repr__(self) -> str:
         return (f"<Weight {self.path} shape={self.shape} dtype={self.dtype} "
                 f"trainable={self.trainable}>")
+
+
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as an array of real numbers (bool, integer or float), else a TypeError:
+    a complex value would lose its imaginary part in the cast to the weight's dtype."""
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{what} needs real numbers, got an array of dtype {value.dtype}")
+    return value
