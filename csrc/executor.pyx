@@ -332,9 +332,11 @@ cdef class Executor:
         self.losses[0].sw = NULL
         self.row_offset = 0
         self.global_n = self.n
-        if self.losses[0].kind == LOSS_SPARSE_CE and self.check_labels() >= 0:
+        if self.losses[0].kind == LOSS_SPARSE_CE and not _labels_ok(
+                <const int64_t*>self.losses[0].target,
+                self.n * self.size[self.losses[0].slot] // self.losses[0].k, self.losses[0].k):
             return float("nan")
-        return self.step(hyper)
+        return self._step(&hyper[0])
 
     def check_labels(self):
         """The index of the first sparse loss whose labels are out of range, else -1.
@@ -410,16 +412,21 @@ cdef class Executor:
         and updates (global-norm clipping, a gradient exchange) runs the phases one
         by one instead: forward, losses_and_backward, update, commit.
         """
+        return self._step(&hyper[0])
+
+    cdef double _step(self, double* hyper) except? -1:
         cdef double loss
         self.lr = hyper[H_LR]
         if self.f32:
             _forward[float](self, <float>0)
             loss = _losses_backward[float](self, <float>0, True)
+            _update[float](self, <float>0, hyper)
+            _commit[float](self, <float>0)
         else:
             _forward[double](self, <double>0)
             loss = _losses_backward[double](self, <double>0, True)
-        self.update(hyper)
-        self.commit()
+            _update[double](self, <double>0, hyper)
+            _commit[double](self, <double>0)
         return loss
 
     def run_forward_only(self):
@@ -542,60 +549,66 @@ cdef inline void _merge_backward(Executor ex, XOp* op, const floating* G,
 
 
 cdef int _forward(Executor ex, floating tag) except -1:
-    cdef int l, i
+    """Every op in order; runs of built-in ops go without the GIL in one stretch, a
+    callback op takes it back at its place."""
+    cdef int l = 0
     # The team is decided per step: the process-wide size, BLAS kept single-threaded,
     # and the starvation guard's verdict (csrc/_team.pxd).
     ex.nthreads = team_for_step() if ex.split_worth else 1
-    cdef XOp* op
-    cdef Py_ssize_t n = ex.n, rows, size, o, off, c
-    cdef floating* out
-    cdef const floating* x
-    cdef uint64_t start
-    for l in range(ex.n_ops):
-        op = &ex.ops[l]
-        if op.kind == OP_CALLBACK:
+    while l < ex.n_ops:
+        if ex.ops[l].kind == OP_CALLBACK:
             ex.callback_forward(l)
+            l += 1
             continue
-        out = <floating*>ex.val[op.outs[0]]
-        x = <const floating*>ex.val[op.ins[0]]
         with nogil:
-            if op.kind == OP_DENSE:
-                rows = n * ex.size[op.ins[0]] // op.d_in
-                gemm_split(ex.nthreads, False, False, False, rows, op.d_out, op.d_in, 1, x,
-                           op.d_in, <const floating*>op.W, op.d_out, 0, out, op.d_out)
-                _act_rows(out, <const floating*>op.b, out, rows, op.d_out, op.act)
-            elif op.kind == OP_ACTIVATION:
-                _act_rows(x, NULL, out, _rows(ex, op), op.d_out, op.act)
-            elif op.kind == OP_DROPOUT:
-                size = n * ex.size[op.ins[0]]
-                start = op.counter[0] + <uint64_t>(ex.row_offset * ex.size[op.ins[0]])
-                _dropout_fwd(x, out, op.mask, size, op.rate[0], op.key, start)
-            elif op.kind == OP_BATCHNORM:
-                rows = _rows(ex, op)
-                if op.batch_stats:
-                    _bn_train(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
-                              op.eps, out, <floating*>op.bmean, <floating*>op.bvar,
-                              <floating*>op.binv)
-                else:
-                    _bn_infer(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
-                              <const floating*>op.mm, <const floating*>op.mv, op.eps, out)
-            elif op.kind == OP_CONCAT:
-                rows = n * op.outer
-                size = 0
-                for i in range(op.n_in):
-                    size = size + op.chunk[i]
-                off = 0
-                for i in range(op.n_in):
-                    c = op.chunk[i]
-                    x = <const floating*>ex.val[op.ins[i]]
-                    for o in range(rows):
-                        memcpy(out + o * size + off, x + o * c, c * sizeof(floating))
-                    off = off + c
-            elif op.kind == OP_TRANSPOSE:
-                _transpose(x, out, n * op.outer, op.t1, op.t2, False)
-            elif op.kind == OP_MERGE:
-                _merge_forward(ex, op, out, n * ex.size[op.outs[0]])
+            while l < ex.n_ops and ex.ops[l].kind != OP_CALLBACK:
+                _forward_op(ex, &ex.ops[l], tag)
+                l += 1
     return 0
+
+
+cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
+    cdef int i
+    cdef Py_ssize_t n = ex.n, rows, size, o, off, c
+    cdef floating* out = <floating*>ex.val[op.outs[0]]
+    cdef const floating* x = <const floating*>ex.val[op.ins[0]]
+    cdef uint64_t start
+    if op.kind == OP_DENSE:
+        rows = n * ex.size[op.ins[0]] // op.d_in
+        gemm_split(ex.nthreads, False, False, False, rows, op.d_out, op.d_in, 1, x,
+                   op.d_in, <const floating*>op.W, op.d_out, 0, out, op.d_out)
+        _act_rows(out, <const floating*>op.b, out, rows, op.d_out, op.act)
+    elif op.kind == OP_ACTIVATION:
+        _act_rows(x, NULL, out, _rows(ex, op), op.d_out, op.act)
+    elif op.kind == OP_DROPOUT:
+        size = n * ex.size[op.ins[0]]
+        start = op.counter[0] + <uint64_t>(ex.row_offset * ex.size[op.ins[0]])
+        _dropout_fwd(x, out, op.mask, size, op.rate[0], op.key, start)
+    elif op.kind == OP_BATCHNORM:
+        rows = _rows(ex, op)
+        if op.batch_stats:
+            _bn_train(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                      op.eps, out, <floating*>op.bmean, <floating*>op.bvar,
+                      <floating*>op.binv)
+        else:
+            _bn_infer(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b,
+                      <const floating*>op.mm, <const floating*>op.mv, op.eps, out)
+    elif op.kind == OP_CONCAT:
+        rows = n * op.outer
+        size = 0
+        for i in range(op.n_in):
+            size = size + op.chunk[i]
+        off = 0
+        for i in range(op.n_in):
+            c = op.chunk[i]
+            x = <const floating*>ex.val[op.ins[i]]
+            for o in range(rows):
+                memcpy(out + o * size + off, x + o * c, c * sizeof(floating))
+            off = off + c
+    elif op.kind == OP_TRANSPOSE:
+        _transpose(x, out, n * op.outer, op.t1, op.t2, False)
+    elif op.kind == OP_MERGE:
+        _merge_forward(ex, op, out, n * ex.size[op.outs[0]])
 
 
 cdef double _one_loss(Executor ex, XLoss* L, floating tag, bint want_grad) noexcept nogil:
@@ -699,91 +712,98 @@ cdef inline void _dx_finish(Executor ex, XOp* op, int i, Py_ssize_t size,
 
 
 cdef int _backward(Executor ex, floating tag) except -1:
-    cdef int l, i
-    cdef XOp* op
-    cdef Py_ssize_t n = ex.n, rows, size, o, off, c, total
-    cdef floating* G
-    cdef floating* dst
-    cdef const floating* x
-    cdef floating lr
-    for l in range(ex.n_ops - 1, -1, -1):
-        op = &ex.ops[l]
-        if not op.backward:
+    """Ops in reverse, those that run backward; built-in runs without the GIL."""
+    cdef int l = ex.n_ops - 1
+    while l >= 0:
+        if not ex.ops[l].backward:
+            l -= 1
             continue
-        if op.kind == OP_CALLBACK:
+        if ex.ops[l].kind == OP_CALLBACK:
             ex.callback_backward(l)
+            l -= 1
             continue
-        G = <floating*>ex.grad[op.outs[0]]
-        x = <const floating*>ex.val[op.ins[0]]
-        size = n * ex.size[op.ins[0]]
         with nogil:
-            if op.kind == OP_DENSE:
-                rows = size // op.d_in
-                _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, G, rows, op.d_out, op.act)
-                if op.want_dx[0]:
-                    gemm_split(ex.nthreads, False, False, True, rows, op.d_in, op.d_out, 1, G,
-                               op.d_out, <const floating*>op.W, op.d_out,
-                               1 if op.acc_dx[0] else 0, <floating*>ex.grad[op.ins[0]], op.d_in)
-                if op.fused_W:
-                    lr = <floating>ex.lr
-                    gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, -lr, x,
-                               op.d_in, G, op.d_out, 1, <floating*>op.W, op.d_out)
-                elif op.gW != NULL:
-                    gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, 1, x,
-                               op.d_in, G, op.d_out, 1 if op.acc_gW else 0, <floating*>op.gW,
-                               op.d_out)
-                if op.fused_b:
-                    _colsum(G, rows, op.d_out, -ex.lr, <floating*>op.b, True)
-                elif op.gb != NULL:
-                    _colsum(G, rows, op.d_out, 1.0, <floating*>op.gb, op.acc_gb)
-            elif op.kind == OP_ACTIVATION:
-                dst = _dx_dest(ex, op, 0, G)
-                if dst != NULL:
-                    # gelu/silu/mish read their input (the pre-activation), the rest Y.
-                    _act_grad_rows_z(x, <const floating*>ex.val[op.outs[0]], G, dst,
-                                     _rows(ex, op), op.d_out, op.act)
-                    _dx_finish(ex, op, 0, size, G)
-            elif op.kind == OP_DROPOUT:
-                dst = _dx_dest(ex, op, 0, G)
-                if dst != NULL:
-                    _dropout_bwd(G, op.mask, dst, size, op.rate[0])
-                    _dx_finish(ex, op, 0, size, G)
-            elif op.kind == OP_BATCHNORM:
-                dst = _dx_dest(ex, op, 0, G)
-                rows = _rows(ex, op)
-                if op.batch_stats:
-                    _bn_backward_train(x, G, rows, op.d_out, <const floating*>op.W,
-                                       <const floating*>op.bmean, <const floating*>op.binv, dst,
-                                       <floating*>op.gW, <floating*>op.gb, op.acc_gW)
-                else:
-                    _bn_backward_infer(x, G, rows, op.d_out, <const floating*>op.W,
-                                       <const floating*>op.mm, <const floating*>op.mv, op.eps,
-                                       dst, <floating*>op.gW, <floating*>op.gb, op.acc_gW)
-                if dst != NULL:
-                    _dx_finish(ex, op, 0, size, G)
-            elif op.kind == OP_CONCAT:
-                rows = n * op.outer
-                total = 0
-                for i in range(op.n_in):
-                    total = total + op.chunk[i]
-                off = 0
-                for i in range(op.n_in):
-                    c = op.chunk[i]
-                    dst = <floating*>ex.grad[op.ins[i]]
-                    if op.want_dx[i]:
-                        for o in range(rows):
-                            if op.acc_dx[i]:
-                                _add_into(dst + o * c, G + o * total + off, c)
-                            else:
-                                memcpy(dst + o * c, G + o * total + off, c * sizeof(floating))
-                    off = off + c
-            elif op.kind == OP_TRANSPOSE:
-                if op.want_dx[0]:
-                    _transpose(G, <floating*>ex.grad[op.ins[0]], n * op.outer, op.t2, op.t1,
-                               op.acc_dx[0])
-            elif op.kind == OP_MERGE:
-                _merge_backward(ex, op, G, n * ex.size[op.outs[0]])
+            while l >= 0 and ex.ops[l].kind != OP_CALLBACK:
+                if ex.ops[l].backward:
+                    _backward_op(ex, &ex.ops[l], tag)
+                l -= 1
     return 0
+
+
+cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
+    cdef int i
+    cdef Py_ssize_t n = ex.n, rows, o, off, c, total
+    cdef floating* G = <floating*>ex.grad[op.outs[0]]
+    cdef floating* dst
+    cdef const floating* x = <const floating*>ex.val[op.ins[0]]
+    cdef Py_ssize_t size = n * ex.size[op.ins[0]]
+    cdef floating lr
+    if op.kind == OP_DENSE:
+        rows = size // op.d_in
+        _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, G, rows, op.d_out, op.act)
+        if op.want_dx[0]:
+            gemm_split(ex.nthreads, False, False, True, rows, op.d_in, op.d_out, 1, G,
+                       op.d_out, <const floating*>op.W, op.d_out,
+                       1 if op.acc_dx[0] else 0, <floating*>ex.grad[op.ins[0]], op.d_in)
+        if op.fused_W:
+            lr = <floating>ex.lr
+            gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, -lr, x,
+                       op.d_in, G, op.d_out, 1, <floating*>op.W, op.d_out)
+        elif op.gW != NULL:
+            gemm_split(ex.nthreads, True, True, False, op.d_in, op.d_out, rows, 1, x,
+                       op.d_in, G, op.d_out, 1 if op.acc_gW else 0, <floating*>op.gW,
+                       op.d_out)
+        if op.fused_b:
+            _colsum(G, rows, op.d_out, -ex.lr, <floating*>op.b, True)
+        elif op.gb != NULL:
+            _colsum(G, rows, op.d_out, 1.0, <floating*>op.gb, op.acc_gb)
+    elif op.kind == OP_ACTIVATION:
+        dst = _dx_dest(ex, op, 0, G)
+        if dst != NULL:
+            # gelu/silu/mish read their input (the pre-activation), the rest Y.
+            _act_grad_rows_z(x, <const floating*>ex.val[op.outs[0]], G, dst,
+                             _rows(ex, op), op.d_out, op.act)
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_DROPOUT:
+        dst = _dx_dest(ex, op, 0, G)
+        if dst != NULL:
+            _dropout_bwd(G, op.mask, dst, size, op.rate[0])
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_BATCHNORM:
+        dst = _dx_dest(ex, op, 0, G)
+        rows = _rows(ex, op)
+        if op.batch_stats:
+            _bn_backward_train(x, G, rows, op.d_out, <const floating*>op.W,
+                               <const floating*>op.bmean, <const floating*>op.binv, dst,
+                               <floating*>op.gW, <floating*>op.gb, op.acc_gW)
+        else:
+            _bn_backward_infer(x, G, rows, op.d_out, <const floating*>op.W,
+                               <const floating*>op.mm, <const floating*>op.mv, op.eps,
+                               dst, <floating*>op.gW, <floating*>op.gb, op.acc_gW)
+        if dst != NULL:
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_CONCAT:
+        rows = n * op.outer
+        total = 0
+        for i in range(op.n_in):
+            total = total + op.chunk[i]
+        off = 0
+        for i in range(op.n_in):
+            c = op.chunk[i]
+            dst = <floating*>ex.grad[op.ins[i]]
+            if op.want_dx[i]:
+                for o in range(rows):
+                    if op.acc_dx[i]:
+                        _add_into(dst + o * c, G + o * total + off, c)
+                    else:
+                        memcpy(dst + o * c, G + o * total + off, c * sizeof(floating))
+            off = off + c
+    elif op.kind == OP_TRANSPOSE:
+        if op.want_dx[0]:
+            _transpose(G, <floating*>ex.grad[op.ins[0]], n * op.outer, op.t2, op.t1,
+                       op.acc_dx[0])
+    elif op.kind == OP_MERGE:
+        _merge_backward(ex, op, G, n * ex.size[op.outs[0]])
 
 
 cdef int _update(Executor ex, floating tag, double* hyper) except -1:

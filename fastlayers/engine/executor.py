@@ -75,6 +75,7 @@ class Runner:
         self._opt_setup = _optimizer_setup(optimizer) if optimizer is not None else None
         self._opt_version = getattr(optimizer, "_version", None)
         self._regularized = program.regularized
+        self._form = None
         s0 = program.inputs[0] if program.inputs else 0
         ex.set_fast_inputs(np.array([s0] + [a.index for a in self._input_aliases
                                             if a.alias_of == s0], dtype=np.intc))
@@ -209,21 +210,28 @@ class Runner:
         The form: C-contiguous arrays of the program's dtype and shapes (labels int64),
         at least one sample.  ``train_on_batch`` then skips its conversions.
         """
+        form = self._form
+        if form is None:
+            form = self._form = self._make_form()
+        if not form or type(x) is not np.ndarray or type(y) is not np.ndarray:
+            return False
+        xshape, ydtype, yshape = form[1], form[2], form[3]
+        n = x.shape[0] if x.ndim else 0
+        return (x.dtype == form[0] and x.shape[1:] == xshape and n > 0
+                and x.flags.c_contiguous and y.dtype == ydtype and y.shape[0] == n
+                and y.shape[1:] == yshape and y.flags.c_contiguous)
+
+    def _make_form(self):
         prog = self.program
-        if type(x) is not np.ndarray or type(y) is not np.ndarray or len(prog.inputs) != 1 \
-                or len(prog.losses) != 1:
-            return False
-        if x.dtype != self.dtype or not x.flags.c_contiguous or len(x) == 0 or \
-                x.shape[1:] != prog.slots[prog.inputs[0]].shape:
-            return False
+        if len(prog.inputs) != 1 or len(prog.losses) != 1:
+            return ()
         term = prog.losses[0]
         want = prog.slots[term.slot].shape
-        if term.kind == _codes.LOSS_SPARSE_CE:
-            return y.dtype == np.int64 and y.shape == (len(x),) + want[:-1] and \
-                y.flags.c_contiguous
         if term.kind == _codes.LOSS_CALLBACK:
-            return False
-        return y.dtype == self.dtype and y.shape == (len(x),) + want and y.flags.c_contiguous
+            return ()
+        if term.kind == _codes.LOSS_SPARSE_CE:
+            return (self.dtype, prog.slots[prog.inputs[0]].shape, np.dtype(np.int64), want[:-1])
+        return (self.dtype, prog.slots[prog.inputs[0]].shape, self.dtype, want)
 
     def fast_step(self, x, y) -> float:
         """A training step on arrays in the program's form (``fast_form``): the loss."""
