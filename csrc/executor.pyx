@@ -19,6 +19,7 @@
 # scratch); steady-state steps allocate nothing.
 from cython cimport floating
 cimport numpy as cnp
+from numpy import ndarray as np_ndarray
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.math cimport sqrt, isfinite
@@ -124,6 +125,8 @@ cdef class Executor:
     cdef int n_wts
     cdef int n_slots
     cdef int* fast_in          # fast_step: slots that take its input array
+    cdef list _xdims, _ydims   # try_fast: the per-sample shapes it accepts
+    cdef bint _int_labels, _fast_ok
     cdef int n_fast_in
     cdef Py_ssize_t* size      # per slot: values per sample
     cdef void** val            # per slot: bound value buffers
@@ -337,6 +340,42 @@ cdef class Executor:
                 self.n * self.size[self.losses[0].slot] // self.losses[0].k, self.losses[0].k):
             return float("nan")
         return self._step(&hyper[0])
+
+    def set_fast_form(self, Py_ssize_t[::1] xdims, Py_ssize_t[::1] ydims, bint int_labels):
+        """The per-sample shapes ``try_fast`` accepts for its input and target arrays."""
+        self._xdims = list(xdims)
+        self._ydims = list(ydims)
+        self._int_labels = int_labels
+        self._fast_ok = True
+
+    def try_fast(self, x, y, double[::1] hyper):
+        """``fast_step`` if ``x`` and ``y`` are NumPy arrays in the program's form and of
+        the bound batch size; else ``None`` (nothing done: the caller converts or binds).
+
+        The form: C-contiguous, the program's dtype (int64 labels for a sparse loss),
+        per-sample shapes as set by ``set_fast_form``.
+        """
+        cdef cnp.ndarray a, b
+        cdef int i, want = cnp.NPY_FLOAT if self.f32 else cnp.NPY_DOUBLE
+        if not self._fast_ok or type(x) is not np_ndarray or type(y) is not np_ndarray:
+            return None
+        a, b = <cnp.ndarray>x, <cnp.ndarray>y
+        if (cnp.PyArray_TYPE(a) != want or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                or cnp.PyArray_NDIM(a) != len(self._xdims) + 1
+                or cnp.PyArray_DIMS(a)[0] != self.n or self.n < 1):
+            return None
+        for i in range(len(self._xdims)):
+            if cnp.PyArray_DIMS(a)[i + 1] != <Py_ssize_t>self._xdims[i]:
+                return None
+        if (cnp.PyArray_TYPE(b) != (cnp.NPY_INT64 if self._int_labels else want)
+                or not cnp.PyArray_IS_C_CONTIGUOUS(b)
+                or cnp.PyArray_NDIM(b) != len(self._ydims) + 1
+                or cnp.PyArray_DIMS(b)[0] != self.n):
+            return None
+        for i in range(len(self._ydims)):
+            if cnp.PyArray_DIMS(b)[i + 1] != <Py_ssize_t>self._ydims[i]:
+                return None
+        return self.fast_step(x, y, hyper)
 
     def check_labels(self):
         """The index of the first sparse loss whose labels are out of range, else -1.

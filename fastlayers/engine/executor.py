@@ -76,6 +76,11 @@ class Runner:
         self._opt_version = getattr(optimizer, "_version", None)
         self._regularized = program.regularized
         self._form = None
+        self._sparse = bool(program.losses) and program.losses[0].kind == _codes.LOSS_SPARSE_CE
+        form = self._make_form()
+        if form:
+            ex.set_fast_form(np.array(form[1], dtype=np.intp), np.array(form[3], dtype=np.intp),
+                             form[2] == np.int64)
         s0 = program.inputs[0] if program.inputs else 0
         ex.set_fast_inputs(np.array([s0] + [a.index for a in self._input_aliases
                                             if a.alias_of == s0], dtype=np.intc))
@@ -232,6 +237,28 @@ class Runner:
         if term.kind == _codes.LOSS_SPARSE_CE:
             return (self.dtype, prog.slots[prog.inputs[0]].shape, np.dtype(np.int64), want[:-1])
         return (self.dtype, prog.slots[prog.inputs[0]].shape, self.dtype, want)
+
+    def try_fast(self, x, y):
+        """One training step if ``x``, ``y`` are already in the program's form, else None.
+
+        The whole check and step are one C call when nothing changed since the last
+        one (same batch size, same optimizer settings); otherwise the Python side
+        checks (``fast_form``) and binds first.
+        """
+        opt = self.optimizer
+        if self._opt_version == opt._version and opt.global_clipnorm is None \
+                and not self._regularized:
+            with self._lock:
+                total = self._ex.try_fast(x, y, opt.begin_step())
+                if total is not None:
+                    if total != total and self._sparse:
+                        self._targets = [(y, None)]
+                        return self._bad_labels(0)
+                    opt.end_step()
+                    return total
+        if not self.fast_form(x, y):
+            return None
+        return self.fast_step(x, y)
 
     def fast_step(self, x, y) -> float:
         """A training step on arrays in the program's form (``fast_form``): the loss."""

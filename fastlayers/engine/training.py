@@ -406,11 +406,13 @@ class Model(Container):
         """One training step on one batch; returns the loss (or ``[loss, ...]``, see Keras)."""
         c = self._compiled
         if c is not None and c.fast and sample_weight is None and class_weight is None \
-                and not return_dict and not _extras.active() and c.train.fast_form(x, y):
+                and not return_dict and not _extras.active():
             # Data already in the program's form: one call, no conversions.
             if c.flags_version != _layer_mod.FLAGS_VERSION[0]:
                 self._check_stale(c)
-            return c.train.fast_step(x, y)
+            total = c.train.try_fast(x, y)
+            if total is not None:
+                return total
         self._ensure_graph("train_on_batch", x)
         c = self._require_compiled("train_on_batch")
         xs = self._standardize_x(x, "train_on_batch")
