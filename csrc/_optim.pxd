@@ -87,6 +87,27 @@ cdef inline void _range(int kind, const double* h, const _Pre* p, floating* w,
     d = <floating>h[H_D]
     e = <floating>h[H_E]
     f = <floating>h[H_F]
+    if not scaled and not clip:
+        # The common cases as straight loops (same arithmetic as below, no per-element
+        # branches) so that they vectorize, sqrt and division included.
+        if decay:
+            for i in range(lo, hi):
+                w[i] = w[i] - w[i] * wd
+        if kind == OPT_RMSPROP:
+            for i in range(lo, hi):
+                gi = g[i]
+                s0[i] = a * s0[i] + b * (gi * gi)
+                w[i] = w[i] - (lr * gi) / _sqrt(s0[i] + c)
+            return
+        if kind == OPT_ADAM:
+            for i in range(lo, hi):
+                gi = g[i]
+                s0[i] = s0[i] + (gi - s0[i]) * b
+                s1[i] = s1[i] + (gi * gi - s1[i]) * c
+                w[i] = w[i] - (s0[i] * a) / (_sqrt(s1[i]) + d)
+            return
+        if decay:
+            decay = False  # applied above
     if kind == OPT_SGD:
         for i in range(lo, hi):
             gi = _grad(g[i], scaled, scale, clip, cv)
