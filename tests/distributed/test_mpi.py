@@ -6,6 +6,7 @@ their job on purpose: rank 1 is killed, hangs, raises, or exits while rank 0 is
 exchanging gradients; rank 0 must not hang: the job ends non-zero within 60 s with
 a message naming rank 1.
 """
+import os
 import re
 import subprocess
 import sys
@@ -76,9 +77,13 @@ def test_bench_distributed_runs(mpirun, mpi_env, tmp_path):
     """``python -m bench --distributed`` on a tiny epoch: both jobs run and the 2-rank one
     reports the mlp's gradient bytes per step (no timing is checked)."""
     root = Path(__file__).resolve().parents[2]
+    # The fastlayers under test first (installed, or the built checkout), then the
+    # checkout for `bench`; run from elsewhere so the source tree cannot shadow it.
+    env = mpi_env()
+    env["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + str(root)
     out = subprocess.run([sys.executable, "-m", "bench", "--distributed", "--rows", "512",
-                          "--epochs", "1", "--out", str(tmp_path)], cwd=root,
-                         capture_output=True, text=True, env=mpi_env(), timeout=300)
+                          "--epochs", "1", "--out", str(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     import json
 
