@@ -527,7 +527,8 @@ class Model(Container):
                 break  # a generator ran dry
             logs = tracker.logs() if strategy is None else tracker.reduced_logs(strategy)
             if data.should_validate(epoch):
-                vlogs = self._evaluate_adapter(c, data.validation, cbs=None)
+                # Keras 3: validation fires the on_test_* hooks too (ProgbarLogger skips them).
+                vlogs = self._evaluate_adapter(c, data.validation, cbs=cbs)
                 logs.update({f"val_{k}": v for k, v in vlogs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:

@@ -158,9 +158,6 @@ class InterruptInInference(Layer):
         return x, (lambda dy: (dy, []))
 
 
-@pytest.mark.xfail(strict=True, reason="fit runs validation with cbs=None (training.py), so "
-                   "on_test_begin/on_test_batch_*/on_test_end never fire during fit's "
-                   "validation; Keras 3's fit passes its callbacks to the validation evaluate")
 def test_fit_validation_calls_the_test_hooks():
     x, y = data(n=24)
     m = bn_dropout_model()
