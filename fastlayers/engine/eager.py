@@ -86,7 +86,7 @@ def call(obj, xs: List[np.ndarray], training: bool, kwargs: dict, as_list: bool)
     if len(xs[0]) == 0:
         raise ValueError(f"Layer {obj.name!r}: got an empty batch (0 samples)")
     r = _runner(obj, _graph_of(obj, xs, training, kwargs, as_list), xs, training, kwargs, False)
-    _, _, outs = r.run(xs, commit=bool(training))
+    _, _, outs = r.run(xs)
     return [o.copy() for o in outs]
 
 
@@ -94,7 +94,7 @@ def forward(obj, xs: List[np.ndarray], training: bool, kwargs: dict, as_list: bo
     """The public contract: ``(outputs, backprop)`` with ``backprop(g) -> (dx, dws)``."""
     xs = _ready(xs)
     r = _runner(obj, _graph_of(obj, xs, training, kwargs, as_list), xs, training, kwargs, True)
-    outs = r.forward(xs, commit=bool(training))
+    outs = r.forward(xs)
     r.busy = True
     weights = list(obj.weights)
 

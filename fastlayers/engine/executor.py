@@ -373,11 +373,11 @@ class Runner:
             gn = self._ex.global_norm()
             hyper[_codes.H_GSCALE] = opt.global_norm_scale(gn * gn)
 
-    def run(self, xs, ys=None, sws=None, commit: bool = False):
+    def run(self, xs, ys=None, sws=None):
         """Forward only (and the losses when targets are given): ``(total, per_output, outs)``.
 
-        ``commit`` writes state the forward computed (moving statistics of a batch norm
-        run in training mode by an eager ``layer(x, training=True)``).
+        The commit afterwards advances dropout counters, and writes moving statistics
+        only where the program says so (``update_stats``: an eager training call).
         """
         with self._lock:
             self._set_data(xs, ys, sws)
@@ -541,7 +541,7 @@ class VJPRunner(Runner):
                 self._ex.bind(n, *b)
         return b
 
-    def forward(self, xs, commit: bool):
+    def forward(self, xs):
         with self._lock:
             self._set_data(xs, None, None)
             self._ex.run_forward_only()

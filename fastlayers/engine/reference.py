@@ -196,7 +196,7 @@ class ReferenceRunner:
         opt.end_step()
         return total, self._loss_list(), self._outputs()
 
-    def run(self, xs, ys=None, sws=None, commit: bool = False):
+    def run(self, xs, ys=None, sws=None):
         """Forward only (losses when targets are given); ``(total, per_output, outs)``."""
         self._set_data(xs, ys, sws)
         if ys is not None:

@@ -604,11 +604,6 @@ class Model(Container):
             cbs.on_test_end(logs)
         return logs
 
-    def _evaluate_arrays(self, c, xs, ys, batch_size, verbose: int = 0, sws=None) -> Dict[str, float]:
-        adapter = _data.ArrayAdapter(xs, ys, sws, batch_size)
-        adapter.prepared = True
-        return self._evaluate_adapter(c, adapter)
-
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Any = "auto",
                  sample_weight=None, steps: Optional[int] = None, callbacks=None,
                  return_dict: bool = False):
