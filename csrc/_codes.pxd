@@ -42,6 +42,12 @@ cdef enum:
     OP_MERGE = 5
     OP_CALLBACK = 6
     OP_TRANSPOSE = 7
+    OP_CONV = 8
+    OP_POOL = 9
+
+cdef enum:
+    POOL_MAX = 0
+    POOL_AVERAGE = 1
 
 cdef enum:
     MERGE_ADD = 0

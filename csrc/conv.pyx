@@ -1,40 +1,26 @@
 # Design
 # ------
-# 2-D convolution (channels_last, NHWC) lowered to GEMM: im2col copies each
-# output position's receptive field into one row of `cols` (kh*kw*c_in values,
-# ordered (ki, kj, channel) like the Keras kernel (kh, kw, c_in, filters)
-# flattened), so the convolution is cols @ W, one BLAS call per chunk of
-# samples; the backward data gradient is the transposed product followed by
-# col2im, which adds each row back onto the input positions it came from.
-# Conv1D is this kernel with height 1.
+# The standalone 2-D convolution kernels (channels_last, NHWC): validation here,
+# the loops in _conv.pxd (im2col + BLAS GEMM, shared with the executor's CONV op).
+# Conv1D is this kernel with height 1.  The depthwise convolution (no channel sum,
+# so no GEMM) is below.
 #
 # `cols` is scratch from the caller: its row count fixes how many samples go
 # through one GEMM (a whole batch's im2col can be tens of MB).  A 1x1 kernel
 # with stride 1 and no padding needs no im2col (cols is X itself): the caller
-# passes cols=None.  Bias and activation are fused after the GEMM exactly as in
-# dense.pyx (_act.pxd), so the two layers' activations cannot drift apart.
-#
-# Every (row, tap) reads or writes X only after a bounds test, so no padding or
-# stride given here can reach outside the buffers.
+# passes cols=None.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy, memset
 
-from _act cimport ACT_COUNT, ACT_LINEAR, _act_grad_rows_z, _act_needs_input, _act_rows
-from _blas cimport gemm_split
-from _common cimport _chunks, _colsum, _cp1, _cp2, _p1, _p2
+from _act cimport ACT_COUNT, ACT_LINEAR, _act_needs_input
+from _common cimport _cp1, _cp2, _p1, _p2
+from _conv cimport Geom, _copy_chunks, _ox_range, conv_backward, conv_forward
 
 from _team cimport team, team_for_step
 
 include "_team.pxi"  # binds this module to the process-wide team (csrc/_team.pxd)
-
-
-
-cdef inline int _copy_chunks(Py_ssize_t work) noexcept nogil:
-    # im2col/col2im are memory-bound copies: a thread team pays off only for
-    # megabytes, far above the elementwise kernels' PARALLEL_MIN_ELEMENTS.
-    return 1 if work < (1 << 20) else _chunks(work)
 
 
 cdef inline const floating* _cp4(const floating[:, :, :, ::1] a) noexcept nogil:
@@ -47,127 +33,6 @@ cdef inline floating* _p4(floating[:, :, :, ::1] a) noexcept nogil:
     if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
         return NULL
     return &a[0, 0, 0, 0]
-
-
-cdef struct Geom:
-    Py_ssize_t h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
-
-
-cdef inline void _ox_range(const Geom* g, Py_ssize_t kj, Py_ssize_t* lo,
-                           Py_ssize_t* hi) noexcept nogil:
-    """The outputs ox whose tap kj reads inside the input: 0 <= ox*sw - pl + kj*dw < w."""
-    cdef Py_ssize_t off = kj * g.dw - g.pl   # ix = ox * sw + off
-    cdef Py_ssize_t a = 0, b
-    if off < 0:
-        a = (-off + g.sw - 1) // g.sw
-    b = (g.w - 1 - off) // g.sw + 1 if g.w - 1 - off >= 0 else 0
-    if b > g.ow:
-        b = g.ow
-    if a > b:
-        a = b
-    lo[0] = a
-    hi[0] = b
-
-
-cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
-                             floating* cols) noexcept nogil:
-    """cols rows of output row oy of sample s (ow rows of kh*kw*c values).
-
-    Tap by tap, over the outputs whose tap lands inside the input (computed once
-    per tap), so the copy loops carry no bounds test: the first layers have 1-3
-    channels, where a test or a library call per tap would cost more than the copy.
-    """
-    cdef Py_ssize_t ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
-    cdef Py_ssize_t step = g.sw * c
-    cdef floating* dst
-    cdef const floating* src
-    for ki in range(g.kh):
-        iy = oy * g.sh - g.pt + ki * g.dh
-        for kj in range(g.kw):
-            dst = cols + (ki * g.kw + kj) * c
-            if iy < 0 or iy >= g.h:
-                for ox in range(g.ow):
-                    for ch in range(c):
-                        dst[ox * K + ch] = 0
-                continue
-            _ox_range(g, kj, &lo, &hi)
-            for ox in range(lo):
-                for ch in range(c):
-                    dst[ox * K + ch] = 0
-            if lo < hi:
-                src = X + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
-                if c == 1:
-                    for ox in range(lo, hi):
-                        dst[ox * K] = src[(ox - lo) * step]
-                else:
-                    for ox in range(lo, hi):
-                        for ch in range(c):
-                            dst[ox * K + ch] = src[(ox - lo) * step + ch]
-            for ox in range(hi, g.ow):
-                for ch in range(c):
-                    dst[ox * K + ch] = 0
-
-
-cdef inline void _im2col(const floating* X, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
-                         floating* cols) noexcept nogil:
-    cdef Py_ssize_t r, nrows = ns * g.oh, rowlen = g.ow * g.kh * g.kw * g.c
-    cdef int nc = _copy_chunks(nrows * rowlen), t
-    if nc == 1:
-        for r in range(nrows):
-            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
-        return
-    for t in prange(nc, num_threads=nc, schedule='static'):
-        for r in range(nrows * t // nc, nrows * (t + 1) // nc):
-            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
-
-
-cdef inline void _col2im_sample(const floating* cols, const Geom* g, Py_ssize_t s,
-                                floating* dX) noexcept nogil:
-    """dX[s] += the rows of cols of sample s, each tap added where it was read.
-
-    Tap by tap over the valid outputs (as _im2col_row), so no bounds test per
-    element; the adds of one tap never collide (distinct outputs of one tap read
-    distinct inputs), so the order of the sums is fixed.
-    """
-    cdef Py_ssize_t oy, ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
-    cdef Py_ssize_t step = g.sw * c
-    cdef const floating* src
-    cdef floating* dst
-    for oy in range(g.oh):
-        for ki in range(g.kh):
-            iy = oy * g.sh - g.pt + ki * g.dh
-            if iy < 0 or iy >= g.h:
-                continue
-            for kj in range(g.kw):
-                _ox_range(g, kj, &lo, &hi)
-                if lo >= hi:
-                    continue
-                src = cols + oy * g.ow * K + (ki * g.kw + kj) * c
-                dst = dX + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
-                if c == 1:
-                    for ox in range(lo, hi):
-                        dst[(ox - lo) * step] += src[ox * K]
-                else:
-                    for ox in range(lo, hi):
-                        for ch in range(c):
-                            dst[(ox - lo) * step + ch] += src[ox * K + ch]
-
-
-cdef inline void _col2im(const floating* cols, const Geom* g, Py_ssize_t s0, Py_ssize_t ns,
-                         floating* dX) noexcept nogil:
-    # Parallel over samples only: the windows of one sample overlap, two samples' never.
-    cdef Py_ssize_t s, per = g.h * g.w * g.c, K = g.kh * g.kw * g.c
-    memset(dX + s0 * per, 0, ns * per * sizeof(floating))
-    cdef int nc = _copy_chunks(ns * g.oh * g.ow * K), t
-    if nc > ns:
-        nc = <int>ns
-    if nc <= 1:
-        for s in range(ns):
-            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
-        return
-    for t in prange(nc, num_threads=nc, schedule='static'):
-        for s in range(ns * t // nc, ns * (t + 1) // nc):
-            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
 
 
 cdef int _geom(str fn, Geom* g, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
@@ -216,10 +81,8 @@ def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
     cdef const floating* bp = NULL
     cdef floating* yp = _p4(Y)
     cdef floating* zp = NULL
-    cdef floating* out
     cdef floating* cp = NULL
     cdef bint direct = cols is None
-    cdef Py_ssize_t per, s0, ns, rows
     if not 0 <= activation < ACT_COUNT:
         raise ValueError(f"conv2d_forward: unknown activation code {activation}")
     if Y.shape[0] != n or Y.shape[3] != f:
@@ -237,28 +100,9 @@ def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
         zp = _p4(Z)
     if not direct:
         cp = _p2(cols)
-    per = oh * ow
-    if n == 0 or per == 0 or f == 0:
-        return
-    out = zp if zp != NULL else yp
     with nogil:
-        if direct:
-            gemm_split(team(), False, False, False, <int>(n * per), <int>f,
-                       <int>K, 1, xp, <int>K, wp, <int>f, 0, out, <int>f)
-        else:
-            ns = cols.shape[0] // per
-            s0 = 0
-            while s0 < n:
-                if ns > n - s0:
-                    ns = n - s0
-                _im2col(xp, &g, s0, ns, cp)
-                rows = ns * per
-                gemm_split(team(), False, False, False, <int>rows, <int>f,
-                           <int>K, 1, cp, <int>K, wp, <int>f, 0, out + s0 * per * f, <int>f)
-                s0 += ns
-        _act_rows(out, bp, out, n * per, f, ACT_LINEAR if zp != NULL else activation)
-        if zp != NULL:
-            _act_rows(zp, NULL, yp, n * per, f, activation)
+        conv_forward(team(), &g, n, f, xp, wp, bp, yp, zp, cp,
+                     0 if direct else cols.shape[0], activation)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unread if dW is None
@@ -276,7 +120,7 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
                     const floating[:, ::1] Z=None):   # (n * oh * ow, filters) IN, pre-activation
     """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T)."""
     cdef Py_ssize_t f = W.shape[1], K = W.shape[0], per = <Py_ssize_t>oh * ow
-    cdef Py_ssize_t rows_all = dY.shape[0], n, c, s0, ns, rows
+    cdef Py_ssize_t rows_all = dY.shape[0], n, c
     cdef Geom g
     cdef const floating* xp = NULL
     cdef const floating* wp = _cp2(W)
@@ -290,7 +134,6 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
     cdef floating* cp = NULL
     cdef bint direct = cols is None
     cdef bint want_dx = dX is not None, want_dw = dW is not None, want_db = db is not None
-    cdef floating beta
     if not 0 <= activation < ACT_COUNT:
         raise ValueError(f"conv2d_backward: unknown activation code {activation}")
     if per <= 0 or dY.shape[1] != f or rows_all % per != 0:
@@ -332,41 +175,9 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
     if not direct:
         cp = _p2(cols)
     with nogil:
-        _act_grad_rows_z(zp, yp, dyp, dzp, rows_all, f, activation)
-        if want_db:
-            _colsum(dzp, rows_all, f, 1.0, dbp, accumulate)
-        if want_dw and (n == 0 or K == 0) and not accumulate:
-            memset(dwp, 0, K * f * sizeof(floating))
-        if (want_dw or want_dx) and n > 0 and K > 0 and f > 0:
-            if direct:
-                if want_dw:
-                    beta = 1 if accumulate else 0
-                    gemm_split(team(), True, True, False, <int>K, <int>f,
-                               <int>rows_all, 1, xp, <int>K, dzp, <int>f, beta, dwp, <int>f)
-                if want_dx:
-                    gemm_split(team(), False, False, True, <int>rows_all,
-                               <int>K, <int>f, 1, dzp, <int>f, wp, <int>f, 0, dxp, <int>K)
-            else:
-                ns = cols.shape[0] // per
-                s0 = 0
-                while s0 < n:
-                    if ns > n - s0:
-                        ns = n - s0
-                    rows = ns * per
-                    if want_dw:
-                        _im2col(xp, &g, s0, ns, cp)
-                        beta = 1 if (accumulate or s0 > 0) else 0
-                        gemm_split(team(), True, True, False, <int>K, <int>f,
-                                   <int>rows, 1, cp, <int>K, dzp + s0 * per * f, <int>f, beta,
-                                   dwp, <int>f)
-                    if want_dx:
-                        gemm_split(team(), False, False, True, <int>rows,
-                                   <int>K, <int>f, 1, dzp + s0 * per * f, <int>f, wp, <int>f,
-                                   0, cp, <int>K)
-                        _col2im(cp, &g, s0, ns, dxp)
-                    s0 += ns
-        elif want_dx and dxp != NULL:
-            memset(dxp, 0, n * h * w * c * sizeof(floating))
+        conv_backward(team(), &g, n, f, xp, wp, yp, zp, dyp, dzp, dxp, dwp, dbp, cp,
+                      0 if direct else cols.shape[0], False, activation, accumulate,
+                      accumulate)
 
 
 # ---------------------------------------------------------------------------
@@ -462,7 +273,7 @@ def depthwise_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     if xp == NULL:
         Y[...] = 0
         return
-    nc = _copy_chunks(n * g.oh * g.ow * f * kh * kw)
+    nc = _copy_chunks(team(), n * g.oh * g.ow * f * kh * kw)
     if nc > n:
         nc = <int>n
     with nogil:

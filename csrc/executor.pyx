@@ -32,13 +32,15 @@ from _codes cimport (H_CLIPNORM, H_GSCALE, H_LR, LOSS_BCE, LOSS_CALLBACK, LOSS_C
                      LOSS_MAE, LOSS_MSE, LOSS_SPARSE_CE, OP_ACTIVATION, OP_MERGE,
                      MERGE_ADD, MERGE_SUBTRACT, MERGE_MULTIPLY, MERGE_AVERAGE, MERGE_MAXIMUM,
                      MERGE_MINIMUM,
-                     OP_BATCHNORM, OP_CALLBACK, OP_CONCAT, OP_DENSE, OP_DROPOUT,
-                     OP_TRANSPOSE, epsilon)
+                     OP_BATCHNORM, OP_CALLBACK, OP_CONCAT, OP_CONV, OP_DENSE, OP_DROPOUT,
+                     OP_POOL, OP_TRANSPOSE, POOL_MAX, epsilon)
 from _common cimport _colsum
+from _conv cimport Geom, conv_backward, conv_forward
 from _dropout cimport _dropout_bwd, _dropout_fwd
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_range,
                     _dist_sum)
 from _optim cimport sq_norm, update_one
+from _pool cimport PGeom, pool_backward, pool_forward
 from _rng cimport rng_key
 
 from _team cimport team, team_for_step
@@ -81,7 +83,11 @@ cdef struct XOp:
     double* rate        # read every step (Dropout.rate may change after compile)
     uint64_t key
     uint64_t* counter
-    uint8_t* mask       # bound per batch size
+    # bound per batch size: the dropout mask (uint8) or a convolution's im2col scratch (aux_rows rows; NULL for a direct 1x1 kernel)
+    void* aux
+    Py_ssize_t aux_rows
+    # conv: h w c oh ow kh kw sh sw dh dw pt pl; pool: h w c oh ow ph pw sh sw pt pl
+    Py_ssize_t* geom
     # concat: per input the values per sample before the axis (outer) and chunk
     Py_ssize_t outer
     Py_ssize_t* chunk   # (n_in,) values per outer index of each input
@@ -245,6 +251,25 @@ cdef class Executor:
         op.outer = outer
         op.chunk = <Py_ssize_t*>self._ptr(chunk.base if chunk.base is not None else chunk)
 
+    def set_geometry(self, int i, Py_ssize_t[::1] geom):
+        """A CONV (13 values) or POOL (11 values) op's geometry, as documented on XOp."""
+        cdef XOp* op = &self.ops[i]
+        cdef Py_ssize_t want = 13 if op.kind == OP_CONV else 11
+        if op.kind != OP_CONV and op.kind != OP_POOL:
+            raise ValueError("set_geometry: only CONV and POOL ops have a geometry")
+        if geom.shape[0] != want:
+            raise ValueError(f"set_geometry: {want} values expected, got {geom.shape[0]}")
+        for j in range(want):
+            if geom[j] < 0 or (geom[j] == 0 and j not in (11, 12) and not
+                               (op.kind == OP_POOL and j in (9, 10))):
+                raise ValueError(f"set_geometry: value {j} out of range ({geom[j]})")
+        if (op.kind == OP_CONV and op.d_in != geom[2] * geom[5] * geom[6]) or \
+                geom[0] * geom[1] * geom[2] != self.size[op.ins[0]] or \
+                geom[3] * geom[4] * (op.d_out if op.kind == OP_CONV else geom[2]) != \
+                self.size[op.outs[0]]:
+            raise ValueError("set_geometry: the geometry does not match the op's slots")
+        op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
+
     def set_transpose(self, int i, Py_ssize_t outer, Py_ssize_t t1, Py_ssize_t t2):
         cdef XOp* op = &self.ops[i]
         op.outer, op.t1, op.t2 = outer, t1, t2
@@ -266,16 +291,21 @@ cdef class Executor:
         self.opt_kind = kind
 
     # ------------------------------------------------------------ binding
-    def bind(self, Py_ssize_t n, list values, list grads, list masks, scratch):
-        """Point the slots at the buffers of batch size n (Python keeps them alive)."""
+    def bind(self, Py_ssize_t n, list values, list grads, list aux, scratch):
+        """Point the slots at the buffers of batch size n (Python keeps them alive).
+
+        ``aux``: per op its per-batch buffer or None (dropout mask, argmax, im2col
+        scratch, whose first dimension is its row count).
+        """
         cdef int i
-        if len(values) != self.n_slots or len(grads) != self.n_slots or len(masks) != self.n_ops:
-            raise ValueError("bind: one value and gradient per slot, one mask per op")
+        if len(values) != self.n_slots or len(grads) != self.n_slots or len(aux) != self.n_ops:
+            raise ValueError("bind: one value and gradient per slot, one aux buffer per op")
         for i in range(self.n_slots):
             self.val[i] = _addr(values[i])
             self.grad[i] = _addr(grads[i])
         for i in range(self.n_ops):
-            self.ops[i].mask = <uint8_t*>_addr(masks[i])
+            self.ops[i].aux = _addr(aux[i])
+            self.ops[i].aux_rows = len(aux[i]) if aux[i] is not None else 0
         self.scratch = _addr(scratch)
         self.n = n
         self.row_offset = 0
@@ -288,6 +318,8 @@ cdef class Executor:
         for i in range(self.n_ops):
             op = &self.ops[i]
             if op.kind == OP_DENSE and <double>n * self.size[op.ins[0]] * op.d_out >= SPLIT_MIN_MADDS:
+                return True
+            if op.kind == OP_CONV and <double>n * self.size[op.outs[0]] * op.d_in >= SPLIT_MIN_MADDS:
                 return True
         return False
 
@@ -606,7 +638,21 @@ cdef int _forward(Executor ex, floating tag) except -1:
     return 0
 
 
+cdef inline void _conv_geom(const XOp* op, Geom* g) noexcept nogil:
+    cdef const Py_ssize_t* v = op.geom
+    g.h, g.w, g.c, g.oh, g.ow = v[0], v[1], v[2], v[3], v[4]
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
+
+
+cdef inline void _pool_geom(const XOp* op, PGeom* g) noexcept nogil:
+    cdef const Py_ssize_t* v = op.geom
+    g.h, g.w, g.c, g.oh, g.ow = v[0], v[1], v[2], v[3], v[4]
+    g.ph, g.pw, g.sh, g.sw, g.pt, g.pl = v[5], v[6], v[7], v[8], v[9], v[10]
+
+
 cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
+    cdef Geom g
+    cdef PGeom pg
     cdef int i
     cdef Py_ssize_t n = ex.n, rows, size, o, off, c
     cdef floating* out = <floating*>ex.val[op.outs[0]]
@@ -622,7 +668,7 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     elif op.kind == OP_DROPOUT:
         size = n * ex.size[op.ins[0]]
         start = op.counter[0] + <uint64_t>(ex.row_offset * ex.size[op.ins[0]])
-        _dropout_fwd(x, out, op.mask, size, op.rate[0], op.key, start)
+        _dropout_fwd(x, out, <uint8_t*>op.aux, size, op.rate[0], op.key, start)
     elif op.kind == OP_BATCHNORM:
         rows = _rows(ex, op)
         if op.batch_stats:
@@ -648,6 +694,13 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
         _transpose(x, out, n * op.outer, op.t1, op.t2, False)
     elif op.kind == OP_MERGE:
         _merge_forward(ex, op, out, n * ex.size[op.outs[0]])
+    elif op.kind == OP_CONV:
+        _conv_geom(op, &g)
+        conv_forward(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
+                     <const floating*>op.b, out, NULL, <floating*>op.aux, op.aux_rows, op.act)
+    elif op.kind == OP_POOL:
+        _pool_geom(op, &pg)
+        pool_forward(ex.nthreads, &pg, n, op.act == POOL_MAX, x, out, NULL)
 
 
 cdef double _one_loss(Executor ex, XLoss* L, floating tag, bint want_grad) noexcept nogil:
@@ -770,6 +823,8 @@ cdef int _backward(Executor ex, floating tag) except -1:
 
 
 cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
+    cdef Geom g
+    cdef PGeom pg
     cdef int i
     cdef Py_ssize_t n = ex.n, rows, o, off, c, total
     cdef floating* G = <floating*>ex.grad[op.outs[0]]
@@ -806,7 +861,7 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     elif op.kind == OP_DROPOUT:
         dst = _dx_dest(ex, op, 0, G)
         if dst != NULL:
-            _dropout_bwd(G, op.mask, dst, size, op.rate[0])
+            _dropout_bwd(G, <uint8_t*>op.aux, dst, size, op.rate[0])
             _dx_finish(ex, op, 0, size, G)
     elif op.kind == OP_BATCHNORM:
         dst = _dx_dest(ex, op, 0, G)
@@ -843,6 +898,24 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
                        op.acc_dx[0])
     elif op.kind == OP_MERGE:
         _merge_backward(ex, op, G, n * ex.size[op.outs[0]])
+    elif op.kind == OP_CONV:
+        # dZ in place of G (as Dense); the forward pass left the batch's im2col in
+        # aux when it holds the whole batch (Python sized it so for trained kernels).
+        _conv_geom(op, &g)
+        dst = _dx_dest(ex, op, 0, G)
+        conv_backward(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
+                      <const floating*>ex.val[op.outs[0]], NULL, G, G, dst,
+                      <floating*>op.gW, <floating*>op.gb, <floating*>op.aux, op.aux_rows,
+                      True, op.act, op.acc_gW, op.acc_gb)
+        if dst != NULL:
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_POOL:
+        dst = _dx_dest(ex, op, 0, G)
+        if dst != NULL:
+            _pool_geom(op, &pg)
+            pool_backward(ex.nthreads, &pg, n, op.act == POOL_MAX, x,
+                          <const floating*>ex.val[op.outs[0]], G, NULL, dst)
+            _dx_finish(ex, op, 0, size, G)
 
 
 cdef int _update(Executor ex, floating tag, double* hyper) except -1:

@@ -107,6 +107,12 @@ OP_CONCAT = 4
 OP_MERGE = 5
 OP_CALLBACK = 6
 OP_TRANSPOSE = 7
+OP_CONV = 8
+OP_POOL = 9
+
+# Pooling modes (OP_POOL's act field).
+POOL_MAX = 0
+POOL_AVERAGE = 1
 
 # Elementwise merges of several inputs (OP_MERGE's mode).
 MERGE_ADD = 0

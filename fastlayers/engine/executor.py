@@ -25,6 +25,12 @@ from .program import OpKind, StepProgram
 # server answering ragged batch sizes keeps at most this many sets of buffers.
 BUFFER_CACHE_SIZES = 4
 
+# A convolution whose kernel trains keeps its whole batch's im2col from the forward
+# pass for dW when that takes at most this many bytes; otherwise (and in inference)
+# the im2col runs in chunks of about COLS_CHUNK_ELEMENTS values, twice in training.
+COLS_KEEP_BYTES = 64 << 20
+COLS_CHUNK_ELEMENTS = 1 << 20
+
 
 def _last_dim(shape) -> int:
     return int(shape[-1]) if shape else 1
@@ -106,9 +112,15 @@ class Runner:
         d_in, d_out = 0, _last_dim(out_shape)
         if op.kind == OpKind.DENSE:
             d_in = int(op.weights[0].shape[0])
+        elif op.kind == OpKind.CONV:
+            d_in = int(np.prod(op.weights[0].shape[:-1]))  # K = kh * kw * c_in
         ex.set_op(i, int(op.kind), int(op.act), ins, outs, want, acc, op.backward, d_in, d_out, i)
-        if op.kind in (OpKind.DENSE, OpKind.BATCHNORM):
+        if op.kind in (OpKind.DENSE, OpKind.CONV, OpKind.BATCHNORM):
             self._set_params(ex, i, op, gindex)
+        if op.kind in (OpKind.CONV, OpKind.POOL):
+            geom = np.array(op.kwargs["geom"], dtype=np.intp)
+            self._keep.append(geom)
+            ex.set_geometry(i, geom)
         if op.kind == OpKind.DROPOUT:
             ex.set_dropout(i, op.kwargs["rate"], op.seed, op.counter)
         elif op.kind == OpKind.CONCAT:
@@ -123,7 +135,7 @@ class Runner:
 
     def _set_params(self, ex, i, op, gindex) -> None:
         layer = op.layer
-        if op.kind == OpKind.DENSE:
+        if op.kind in (OpKind.DENSE, OpKind.CONV):
             W, b = op.weights[0], (op.weights[1] if len(op.weights) > 1 else None)
             tw, tb = op.train[0], (op.train[1] if b is not None else False)
             aw, ab = op.acc_grad[0], (op.acc_grad[1] if b is not None else False)
@@ -164,11 +176,10 @@ class Runner:
                      and s.alias_of is None else None for s in prog.slots]
             self._alias_views(n, values)
             self._alias_views(n, grads)
-            masks = [np.empty((n,) + prog.slots[op.inputs[0]].shape, np.uint8)
-                     if op.kind == OpKind.DROPOUT else None for op in prog.ops]
+            aux = [self._aux(op, n) for op in prog.ops]
             biggest = max([n * s.size for s in prog.slots] + [1])
             scratch = np.empty(biggest, self.dtype)
-            b = (values, grads, masks, scratch)
+            b = (values, grads, aux, scratch)
             self._bindings[n] = b
             while len(self._bindings) > BUFFER_CACHE_SIZES:
                 self._bindings.popitem(last=False)
@@ -179,6 +190,24 @@ class Runner:
             self._bound = b
         self.n = n
         return b
+
+    def _aux(self, op, n: int):
+        """An op's per-batch buffer: a dropout mask or a convolution's im2col scratch
+        (rows, K).  Max pooling keeps no argmax: its backward finds the maxima again."""
+        prog = self.program
+        if op.kind == OpKind.DROPOUT:
+            return np.empty((n,) + prog.slots[op.inputs[0]].shape, np.uint8)
+        if op.kind == OpKind.CONV:
+            h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+            if kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
+                return None  # a 1x1 kernel reads X itself
+            per, K = oh * ow, kh * kw * c
+            rows = n * per
+            if not (op.train and op.train[0]
+                    and rows * K * self.dtype.itemsize <= COLS_KEEP_BYTES):
+                rows = per * max(1, min(n, COLS_CHUNK_ELEMENTS // (per * K)))
+            return np.empty((rows, K), self.dtype)
+        return None
 
     def _alias_views(self, n: int, arrays: list) -> None:
         """Alias slots view their root's buffer with their own shape (a reshape, no copy)."""

@@ -43,6 +43,8 @@ class OpKind(enum.IntEnum):
     MERGE = _codes.OP_MERGE
     CALLBACK = _codes.OP_CALLBACK
     TRANSPOSE = _codes.OP_TRANSPOSE
+    CONV = _codes.OP_CONV
+    POOL = _codes.OP_POOL
 
 
 @dataclass

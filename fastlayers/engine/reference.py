@@ -269,9 +269,63 @@ class ReferenceRunner:
                 Y = x.reshape(-1, t1, t2).transpose(0, 2, 1)
             elif op.kind == OpKind.MERGE:
                 Y = _merge(op.act, [self._val(s) for s in op.inputs])
+            elif op.kind == OpKind.CONV:
+                h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+                W = op.weights[0].value
+                b = op.weights[1].value if len(op.weights) > 1 else None
+                Y = np.empty((self.n, oh, ow, W.shape[-1]), self.dtype)
+                ref.conv2d_forward(x.reshape(self.n, h, w, c), W.reshape(-1, W.shape[-1]), b, Y,
+                                   None, kh, kw, sh, sw, dh, dw, pt, pl, op.act)
+            elif op.kind == OpKind.POOL:
+                Y = self._pool_forward(i, op, x)
             else:
                 raise ValueError(f"ReferenceRunner: unknown op kind {op.kind!r}")
             self.values[op.outputs[0]] = np.ascontiguousarray(Y, self.dtype).reshape(out_shape)
+
+    def _pool_forward(self, i, op, x):
+        h, w, c, oh, ow, ph, pw, sh, sw, pt, pl = op.kwargs["geom"]
+        X = x.reshape(self.n, h, w, c)
+        Y = np.empty((self.n, oh, ow, c), self.dtype)
+        if op.act == _codes.POOL_MAX:
+            arg = np.empty(Y.shape, np.int64)
+            ref.max_pool2d_forward(X, Y, arg, ph, pw, sh, sw, pt, pl)
+            self._masks[i] = arg
+        else:
+            ref.avg_pool2d_forward(X, Y, ph, pw, sh, sw, pt, pl)
+        return Y
+
+    def _conv_backward(self, op, x, G) -> None:
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        W = op.weights[0].value
+        f = W.shape[-1]
+        W2 = W.reshape(-1, f)
+        rows = (self.n * oh * ow, f)
+        Y = self._val(op.outputs[0]).reshape(rows)
+        dX = np.empty((self.n, h, w, c), self.dtype) if op.want_dx[0] else None
+        dW = np.empty(W2.shape, self.dtype) if op.train[0] else None
+        has_b = len(op.weights) > 1
+        db = np.empty(f, self.dtype) if has_b and op.train[1] else None
+        ref.conv2d_backward(x.reshape(self.n, h, w, c), W2, Y, G.reshape(rows),
+                            np.empty(rows, self.dtype), dX, dW, db, None, h, w, oh, ow, kh, kw,
+                            sh, sw, dh, dw, pt, pl, op.act, False)
+        if dW is not None:
+            self._weight_grad(op, 0, dW)
+        if db is not None:
+            self._weight_grad(op, 1, db)
+        if dX is not None:
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _pool_backward(self, i, op, G) -> None:
+        if not op.want_dx[0]:
+            return
+        h, w, c, oh, ow, ph, pw, sh, sw, pt, pl = op.kwargs["geom"]
+        dX = np.empty((self.n, h, w, c), self.dtype)
+        dY = G.reshape(self.n, oh, ow, c)
+        if op.act == _codes.POOL_MAX:
+            ref.max_pool2d_backward(dY, self._masks[i], dX)
+        else:
+            ref.avg_pool2d_backward(dY, dX, ph, pw, sh, sw, pt, pl)
+        self._put_grad(op.inputs[0], dX, op.acc_dx[0])
 
     def _bn_params(self, op):
         layer = op.layer
@@ -361,7 +415,8 @@ class ReferenceRunner:
                     c = _last_dim(self.program.slots[op.outputs[0]].shape)
                     Y = self._val(op.outputs[0]).reshape(-1, c)
                     dX = np.empty_like(Y)
-                    ref.activation_backward(Y, G.reshape(-1, c), dX, op.act)
+                    # gelu/silu/mish read their input (the pre-activation), the rest Y.
+                    ref.activation_backward(Y, G.reshape(-1, c), dX, op.act, Z=x.reshape(-1, c))
                     self._put_grad(op.inputs[0], dX, op.acc_dx[0])
             elif op.kind == OpKind.DROPOUT:
                 if op.want_dx[0]:
@@ -387,9 +442,13 @@ class ReferenceRunner:
                     self._put_grad(op.inputs[0], dX, op.acc_dx[0])
             elif op.kind == OpKind.MERGE:
                 xs = [self._val(s) for s in op.inputs]
-                for i, (s, want, acc) in enumerate(zip(op.inputs, op.want_dx, op.acc_dx)):
+                for k, (s, want, acc) in enumerate(zip(op.inputs, op.want_dx, op.acc_dx)):
                     if want:
-                        self._put_grad(s, _merge_grad(op.act, xs, i, G), acc)
+                        self._put_grad(s, _merge_grad(op.act, xs, k, G), acc)
+            elif op.kind == OpKind.CONV:
+                self._conv_backward(op, x, G)
+            elif op.kind == OpKind.POOL:
+                self._pool_backward(i, op, G)
 
     def _weight_grad(self, op, k: int, value) -> None:
         """Weight ``k`` of ``op``'s gradient into its one buffer (R8: add if acc_grad)."""

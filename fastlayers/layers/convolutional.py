@@ -4,9 +4,11 @@ DepthwiseConv2D, SeparableConv2D.
 Weights and their order are Keras's, so ``set_weights`` takes Keras arrays as they
 are: ``kernel`` (kh, kw, in, filters) -- (k, in, filters) for Conv1D,
 (kh, kw, filters, in) for Conv2DTranspose -- then ``bias``.  The arithmetic is the
-im2col + BLAS GEMM kernel of ``csrc/conv.pyx`` through :mod:`fastlayers.ops`, with
-the bias and activation fused after the GEMM.  The layers run through the public
-custom-layer protocol (``forward`` returns ``(outputs, backprop)``).
+im2col + BLAS GEMM kernel of ``csrc/_conv.pxd``, with the bias and activation fused
+after the GEMM.  In a model, Conv1D and Conv2D are CONV ops of the step program
+(``_lower``); the transposed, depthwise and separable convolutions run through the
+public custom-layer protocol (``forward`` returns ``(outputs, backprop)``), as do
+direct calls of every layer here.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from .. import ops
+from .. import _act_codes, _codes, ops
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 from . import _args
 from .core import _activation_name
 
@@ -114,6 +117,49 @@ class _Conv(Layer):
             return dx.reshape(x.shape), grads
 
         return y, backprop
+
+    def _lower_geometry(self, shape):
+        """(h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl) of the 2-D kernel for an
+        input of per-sample ``shape``; Conv1D is height 1, causal a left padding."""
+        if self.rank == 1:
+            (w, c), h = shape, 1
+            (kw,), (sw,), (dw,) = self.kernel_size, self.strides, self.dilation_rate
+            kh = sh = dh = 1
+            if self.padding == "causal":
+                ow, pl = (w - 1) // sw + 1, (kw - 1) * dw
+            else:
+                ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
+            return (h, w, c, 1, ow, kh, kw, sh, sw, dh, dw, 0, pl)
+        h, w, c = shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
+        oh, pt = ops.conv_output_length(h, kh, sh, dh, self.padding)
+        ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
+        return (h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+
+    def _lower(self, ctx):
+        if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
+            return NotImplemented  # the transposed and depthwise convolutions: callbacks
+        shape = ctx.slot(0).shape
+        # The checks a direct call makes (forward), on the program's shapes.
+        _args.check_shape_rank(self, (None,) + shape, self.rank + 2)
+        if shape[-1] != self._channels:
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) expects "
+                             f"{self._channels} channels on the last axis, got shape "
+                             f"{(None,) + shape}")
+        self.compute_output_shape((None,) + shape)  # a kernel that does not fit raises
+        geom = self._lower_geometry(shape)
+        weights = [w for w in (self.kernel, self.bias) if w is not None]
+        code = _act_codes.ACTIVATION_CODES[self.activation]
+        if self.activation in _act_codes.NEEDS_INPUT:
+            # gelu/silu/mish: the gradient needs the pre-activation, kept in its own slot.
+            z = ctx.emit(OpKind.CONV, weights, act=_codes.ACT_LINEAR, kwargs={"geom": geom})
+            y = ctx.then(OpKind.ACTIVATION, z[0], act=code)
+        else:
+            y = ctx.emit(OpKind.CONV, weights, act=code, kwargs={"geom": geom})
+        activity = getattr(self, "_activity", None)
+        if activity is not None:
+            y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
+        return y
 
     def get_config(self):
         cfg = super().get_config()
@@ -344,6 +390,49 @@ class SeparableConv2D(Layer):
         self.depth_multiplier = self._depthwise.depth_multiplier
         self.activation = self._pointwise.activation
         self.use_bias = self._pointwise.use_bias
+
+    def _lower_geometry(self, shape):
+        """(h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl) of the 2-D kernel for an
+        input of per-sample ``shape``; Conv1D is height 1, causal a left padding."""
+        if self.rank == 1:
+            (w, c), h = shape, 1
+            (kw,), (sw,), (dw,) = self.kernel_size, self.strides, self.dilation_rate
+            kh = sh = dh = 1
+            if self.padding == "causal":
+                ow, pl = (w - 1) // sw + 1, (kw - 1) * dw
+            else:
+                ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
+            return (h, w, c, 1, ow, kh, kw, sh, sw, dh, dw, 0, pl)
+        h, w, c = shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
+        oh, pt = ops.conv_output_length(h, kh, sh, dh, self.padding)
+        ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
+        return (h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+
+    def _lower(self, ctx):
+        if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
+            return NotImplemented  # the transposed and depthwise convolutions: callbacks
+        shape = ctx.slot(0).shape
+        # The checks a direct call makes (forward), on the program's shapes.
+        _args.check_shape_rank(self, (None,) + shape, self.rank + 2)
+        if shape[-1] != self._channels:
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) expects "
+                             f"{self._channels} channels on the last axis, got shape "
+                             f"{(None,) + shape}")
+        self.compute_output_shape((None,) + shape)  # a kernel that does not fit raises
+        geom = self._lower_geometry(shape)
+        weights = [w for w in (self.kernel, self.bias) if w is not None]
+        code = _act_codes.ACTIVATION_CODES[self.activation]
+        if self.activation in _act_codes.NEEDS_INPUT:
+            # gelu/silu/mish: the gradient needs the pre-activation, kept in its own slot.
+            z = ctx.emit(OpKind.CONV, weights, act=_codes.ACT_LINEAR, kwargs={"geom": geom})
+            y = ctx.then(OpKind.ACTIVATION, z[0], act=code)
+        else:
+            y = ctx.emit(OpKind.CONV, weights, act=code, kwargs={"geom": geom})
+        activity = getattr(self, "_activity", None)
+        if activity is not None:
+            y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
+        return y
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,17 +1,30 @@
 """Pooling layers (channels_last): MaxPooling1D/2D, AveragePooling1D/2D and the
-global poolings, on the kernels of ``csrc/pool.pyx``.
+global poolings, on the kernels of ``csrc/_pool.pxd``.
 
-1-D layers run as the 2-D kernel with height 1; global pooling is one window
-covering every position.  ``strides`` defaults to ``pool_size`` as in Keras;
+In a model each is one POOL op of the step program (``_lower``); ``forward`` is the
+same kernel for a direct call.  1-D layers run as the 2-D kernel with height 1;
+global pooling is one window covering every position.  ``strides`` defaults to ``pool_size`` as in Keras;
 "same" padding never lets padding win a max or count in an average.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _codes, ops
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 from . import _args
+
+
+def _emit_pool(ctx, is_max: bool, hwc, window, strides, padding):
+    """The POOL op: geometry (h, w, c, oh, ow, ph, pw, sh, sw, pt, pl) over NHWC."""
+    h, w, c = hwc
+    (ph, pw), (sh, sw) = window, strides
+    oh, pt = ops.conv_output_length(h, ph, sh, 1, padding)
+    ow, pl = ops.conv_output_length(w, pw, sw, 1, padding)
+    geom = (h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
+    return ctx.emit(OpKind.POOL, act=_codes.POOL_MAX if is_max else _codes.POOL_AVERAGE,
+                    kwargs={"geom": geom})
 
 
 class _Pool(Layer):
@@ -66,6 +79,12 @@ class _Pool(Layer):
             return dx.reshape(x.shape), []
 
         return y, backprop
+
+    def _lower(self, ctx):
+        shape = ctx.slot(0).shape
+        hwc = (1,) + shape if self.rank == 1 else shape
+        pool, strides = self._geom()
+        return _emit_pool(ctx, self._max, hwc, pool, strides, self.padding)
 
     def get_config(self):
         cfg = super().get_config()
@@ -145,6 +164,11 @@ class _GlobalPool(Layer):
             return dx.reshape(x.shape), []
 
         return y4.reshape(out_shape), backprop
+
+    def _lower(self, ctx):
+        shape = ctx.slot(0).shape
+        hwc = (1,) + shape if self.rank == 1 else shape
+        return _emit_pool(ctx, self._max, hwc, hwc[:2], hwc[:2], "valid")
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,0 +1,252 @@
+# Header-only 2-D convolution (channels_last) lowered to BLAS GEMM, shared by
+# conv.pyx (the standalone kernels) and executor.pyx (the compiled step).
+# `cdef inline` only: see _blas.pxd.
+#
+# im2col copies each output position's receptive field into one row of `cols`
+# (kh*kw*c_in values, ordered (ki, kj, channel) like the Keras kernel (kh, kw, c_in,
+# filters) flattened), so the convolution is cols @ W, one BLAS call per chunk of
+# samples; the data gradient is the transposed product followed by col2im, which
+# adds each row back onto the input positions it came from.  Conv1D is this with
+# height 1 (causal padding is a left padding pl).
+#
+# `cols` is the caller's scratch: its row count fixes how many samples go through
+# one GEMM.  When it holds the whole batch, the forward pass leaves the batch's
+# im2col in it and the backward pass computes dW from it without a second im2col.
+# A 1x1 kernel with stride 1 and no padding needs no im2col (cols is X itself):
+# the caller passes cols = NULL.  Bias and activation are fused after the GEMM
+# exactly as in dense (_act.pxd).
+#
+# Every (row, tap) reads or writes X only after a bounds test (per tap, not per
+# element), so no padding or stride given here can reach outside the buffers.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from _act cimport ACT_LINEAR, _act_grad_rows_z, _act_rows
+from _blas cimport gemm_split
+from _common cimport _colsum
+
+
+cdef enum:
+    # Below this many copied elements im2col/col2im run on one thread.
+    COPY_MIN_ELEMENTS = 1 << 18
+
+
+cdef inline int _copy_chunks(int nt, Py_ssize_t work) noexcept nogil:
+    # im2col/col2im are memory-bound copies: a thread team pays off only for
+    # hundreds of kilobytes, far above the elementwise kernels' PARALLEL_MIN_ELEMENTS.
+    return 1 if work < COPY_MIN_ELEMENTS else nt
+
+
+cdef struct Geom:
+    Py_ssize_t h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
+
+
+cdef inline void _ox_range(const Geom* g, Py_ssize_t kj, Py_ssize_t* lo,
+                           Py_ssize_t* hi) noexcept nogil:
+    """The outputs ox whose tap kj reads inside the input: 0 <= ox*sw - pl + kj*dw < w."""
+    cdef Py_ssize_t off = kj * g.dw - g.pl   # ix = ox * sw + off
+    cdef Py_ssize_t a = 0, b
+    if off < 0:
+        a = (-off + g.sw - 1) // g.sw
+    b = (g.w - 1 - off) // g.sw + 1 if g.w - 1 - off >= 0 else 0
+    if b > g.ow:
+        b = g.ow
+    if a > b:
+        a = b
+    lo[0] = a
+    hi[0] = b
+
+
+cdef inline void _im2col_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
+                             floating* cols) noexcept nogil:
+    """cols rows of output row oy of sample s (ow rows of kh*kw*c values).
+
+    Tap by tap, over the outputs whose tap lands inside the input (computed once
+    per tap), so the copy loops carry no bounds test: the first layers have 1-3
+    channels, where a test or a library call per tap would cost more than the copy.
+    """
+    cdef Py_ssize_t ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
+    cdef floating* dst
+    cdef const floating* src
+    for ki in range(g.kh):
+        iy = oy * g.sh - g.pt + ki * g.dh
+        for kj in range(g.kw):
+            dst = cols + (ki * g.kw + kj) * c
+            if iy < 0 or iy >= g.h:
+                for ox in range(g.ow):
+                    for ch in range(c):
+                        dst[ox * K + ch] = 0
+                continue
+            _ox_range(g, kj, &lo, &hi)
+            for ox in range(lo):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
+            if lo < hi:
+                src = X + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[ox * K] = src[(ox - lo) * step]
+                else:
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[ox * K + ch] = src[(ox - lo) * step + ch]
+            for ox in range(hi, g.ow):
+                for ch in range(c):
+                    dst[ox * K + ch] = 0
+
+
+cdef inline void _im2col(int nt, const floating* X, const Geom* g, Py_ssize_t s0,
+                         Py_ssize_t ns, floating* cols) noexcept nogil:
+    cdef Py_ssize_t r, nrows = ns * g.oh, rowlen = g.ow * g.kh * g.kw * g.c
+    cdef int nc = _copy_chunks(nt, nrows * rowlen), t
+    if nc == 1:
+        for r in range(nrows):
+            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
+        return
+    for t in prange(nc, num_threads=nc, schedule='static'):
+        for r in range(nrows * t // nc, nrows * (t + 1) // nc):
+            _im2col_row(X, g, s0 + r // g.oh, r % g.oh, cols + r * rowlen)
+
+
+cdef inline void _col2im_sample(const floating* cols, const Geom* g, Py_ssize_t s,
+                                floating* dX) noexcept nogil:
+    """dX[s] += the rows of cols of sample s, each tap added where it was read.
+
+    Tap by tap over the valid outputs (as _im2col_row), so no bounds test per
+    element; the adds of one tap never collide (distinct outputs of one tap read
+    distinct inputs), so the order of the sums is fixed.
+    """
+    cdef Py_ssize_t oy, ox, ki, kj, iy, ch, lo, hi, K = g.kh * g.kw * g.c, c = g.c
+    cdef Py_ssize_t step = g.sw * c
+    cdef const floating* src
+    cdef floating* dst
+    for oy in range(g.oh):
+        for ki in range(g.kh):
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kj in range(g.kw):
+                _ox_range(g, kj, &lo, &hi)
+                if lo >= hi:
+                    continue
+                src = cols + oy * g.ow * K + (ki * g.kw + kj) * c
+                dst = dX + ((s * g.h + iy) * g.w + lo * g.sw - g.pl + kj * g.dw) * c
+                if c == 1:
+                    for ox in range(lo, hi):
+                        dst[(ox - lo) * step] += src[ox * K]
+                else:
+                    for ox in range(lo, hi):
+                        for ch in range(c):
+                            dst[(ox - lo) * step + ch] += src[ox * K + ch]
+
+
+cdef inline void _col2im(int nt, const floating* cols, const Geom* g, Py_ssize_t s0,
+                         Py_ssize_t ns, floating* dX) noexcept nogil:
+    # Parallel over samples only: the windows of one sample overlap, two samples' never.
+    cdef Py_ssize_t s, per = g.h * g.w * g.c, K = g.kh * g.kw * g.c
+    memset(dX + s0 * per, 0, ns * per * sizeof(floating))
+    cdef int nc = _copy_chunks(nt, ns * g.oh * g.ow * K), t
+    if nc > ns:
+        nc = <int>ns
+    if nc <= 1:
+        for s in range(ns):
+            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
+        return
+    for t in prange(nc, num_threads=nc, schedule='static'):
+        for s in range(ns * t // nc, ns * (t + 1) // nc):
+            _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
+
+
+cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
+                              const floating* X,   # (n, h, w, c) IN
+                              const floating* W,   # (K, f) IN, K = kh * kw * c
+                              const floating* b,   # (f,) IN or NULL
+                              floating* Y,         # (n, oh, ow, f) OUT
+                              floating* Z,         # like Y: the pre-activation, or NULL
+                              floating* cols,      # (cols_rows, K) scratch, NULL: direct
+                              Py_ssize_t cols_rows, int act) noexcept nogil:
+    """Y = act(conv(X, W) + b); Z, if given, keeps the pre-activation."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s0 = 0, ns, rows
+    cdef floating* out = Z if Z != NULL else Y
+    if n == 0 or per == 0 or f == 0:
+        return
+    if cols == NULL:
+        gemm_split(nt, True, False, False, <int>(n * per), <int>f, <int>K, 1, X, <int>K,
+                   W, <int>f, 0, out, <int>f)
+    else:
+        ns = cols_rows // per
+        while s0 < n:
+            if ns > n - s0:
+                ns = n - s0
+            _im2col(nt, X, g, s0, ns, cols)
+            rows = ns * per
+            gemm_split(nt, True, False, False, <int>rows, <int>f, <int>K, 1, cols, <int>K,
+                       W, <int>f, 0, out + s0 * per * f, <int>f)
+            s0 += ns
+    _act_rows(out, b, out, n * per, f, ACT_LINEAR if Z != NULL else act)
+    if Z != NULL:
+        _act_rows(Z, NULL, Y, n * per, f, act)
+
+
+cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
+                               const floating* X,    # (n, h, w, c) IN; unread without dW
+                               const floating* W,    # (K, f) IN
+                               const floating* Y,    # (n * oh * ow, f) IN or NULL if linear
+                               const floating* Zin,  # pre-activation, for gelu/silu/mish
+                               const floating* dY,   # (n * oh * ow, f) IN
+                               floating* dZ,         # like dY OUT scratch, may be dY
+                               floating* dX,         # (n, h, w, c) OUT or NULL
+                               floating* dW,         # (K, f) OUT (IN/OUT if acc_w) or NULL
+                               floating* db,         # (f,) OUT (IN/OUT if acc_b) or NULL
+                               floating* cols, Py_ssize_t cols_rows,
+                               bint cols_hold_x,     # cols has this batch's whole im2col
+                               int act, bint acc_w, bint acc_b) noexcept nogil:
+    """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T)."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, rows_all = n * per
+    cdef Py_ssize_t s0 = 0, ns, rows
+    cdef floating beta
+    _act_grad_rows_z(Zin, Y, dY, dZ, rows_all, f, act)
+    if db != NULL:
+        _colsum(dZ, rows_all, f, 1.0, db, acc_b)
+    if dW != NULL and (rows_all == 0 or K == 0) and not acc_w:
+        memset(dW, 0, K * f * sizeof(floating))
+    if rows_all == 0 or K == 0 or f == 0:
+        if dX != NULL:
+            memset(dX, 0, n * g.h * g.w * g.c * sizeof(floating))
+        return
+    if cols == NULL:
+        if dW != NULL:
+            gemm_split(nt, True, True, False, <int>K, <int>f, <int>rows_all, 1, X, <int>K,
+                       dZ, <int>f, 1 if acc_w else 0, dW, <int>f)
+        if dX != NULL:
+            gemm_split(nt, True, False, True, <int>rows_all, <int>K, <int>f, 1, dZ, <int>f,
+                       W, <int>f, 0, dX, <int>K)
+        return
+    if cols_hold_x and cols_rows >= rows_all:
+        # The forward pass left the whole batch's im2col in cols: dW from it, then
+        # cols is free for the data gradient.
+        if dW != NULL:
+            gemm_split(nt, True, True, False, <int>K, <int>f, <int>rows_all, 1, cols, <int>K,
+                       dZ, <int>f, 1 if acc_w else 0, dW, <int>f)
+        if dX != NULL:
+            gemm_split(nt, True, False, True, <int>rows_all, <int>K, <int>f, 1, dZ, <int>f,
+                       W, <int>f, 0, cols, <int>K)
+            _col2im(nt, cols, g, 0, n, dX)
+        return
+    ns = cols_rows // per
+    while s0 < n:
+        if ns > n - s0:
+            ns = n - s0
+        rows = ns * per
+        if dW != NULL:
+            _im2col(nt, X, g, s0, ns, cols)
+            beta = 1 if (acc_w or s0 > 0) else 0
+            gemm_split(nt, True, True, False, <int>K, <int>f, <int>rows, 1, cols, <int>K,
+                       dZ + s0 * per * f, <int>f, beta, dW, <int>f)
+        if dX != NULL:
+            gemm_split(nt, True, False, True, <int>rows, <int>K, <int>f, 1,
+                       dZ + s0 * per * f, <int>f, W, <int>f, 0, cols, <int>K)
+            _col2im(nt, cols, g, s0, ns, dX)
+        s0 += ns
