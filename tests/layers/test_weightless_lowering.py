@@ -5,6 +5,7 @@ ACTIVATION op, the noise layers no op at all in inference (R6).
 Each is checked against the same model with the layer forced to the callback op
 (its own ``forward``, the behaviour before it was lowered): the same outputs, and
 the same losses and weights over a few training steps, in float32 and float64.
+Dropout's ``noise_shape`` (a broadcast mask, drawn by its forward) is tested here too.
 """
 import numpy as np
 import pytest
@@ -113,6 +114,8 @@ NATIVE = [
      (2, 4), ["callback"], []),
     ("spatial1d", lambda: L.SpatialDropout1D(0.5, seed=3), (3, 4), ["callback"], []),
     ("spatial2d", lambda: L.SpatialDropout2D(0.5, seed=3), (2, 3, 4), ["callback"], []),
+    ("dropout-noise-shape", lambda: L.Dropout(0.4, noise_shape=(None, 1, 4), seed=3), (3, 4),
+     ["callback"], []),
 ]
 
 
@@ -242,3 +245,64 @@ def test_spatial_dropout_refuses_a_wrong_rank_in_a_model():
         L.SpatialDropout2D(0.5)(fl.Input((3, 4)))
     with pytest.raises(ValueError, match="expects 3-D inputs"):
         L.SpatialDropout1D(0.5)(fl.Input((3, 4, 2)))
+
+
+def test_dropout_noise_shape_shares_the_mask_along_its_unit_axes():
+    x = np.ones((40, 3, 50), np.float32)
+    d = L.Dropout(0.4, noise_shape=(None, 1, 50), seed=4)
+    y = d(x, training=True)
+    assert np.all(y.min(axis=1) == y.max(axis=1))  # one keep/drop per (sample, feature)
+    np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.6], rtol=1e-6)
+    assert abs((y[:, 0] == 0).mean() - 0.4) < 0.05
+    assert d._counter[0] == 40 * 50
+    assert not np.array_equal(d(x, training=True), y)  # the counter moved on
+    np.testing.assert_array_equal(
+        L.Dropout(0.4, noise_shape=(None, 1, 50), seed=4)(x, training=True), y)
+    np.testing.assert_array_equal(d(x, training=False), x)
+    # An explicit 1 on the batch axis: one mask for the whole batch, as Keras.
+    y = L.Dropout(0.5, noise_shape=(1, None, 1), seed=2)(x, training=True)
+    assert np.all(y == y[:1, :, :1])
+    # R6: it drops in training mode whatever its trainable.
+    d.trainable = False
+    assert (d(x, training=True) == 0).any()
+
+
+def test_dropout_noise_shape_gradients_and_rate_zero(float64):
+    x = np.random.default_rng(3).standard_normal((3, 2, 4))
+    d = L.Dropout(0.5, noise_shape=(None, 2, 1), seed=1)
+    for training in (True, False):
+        assert fl.utils.check_layer_gradients(d, x, training=training).ok
+    y, bp = d.forward(x, training=True)
+    dx, _ = bp(np.ones_like(x))
+    np.testing.assert_array_equal(dx, y / x)  # the same factor forward applied
+    d.rate = 0.0
+    np.testing.assert_array_equal(d(x, training=True), x)
+
+
+def test_dropout_noise_shape_errors_and_config():
+    with pytest.raises(ValueError, match="noise_shape must be"):
+        L.Dropout(0.5, noise_shape=(None, 0))
+    with pytest.raises(ValueError, match="noise_shape must be"):
+        L.Dropout(0.5, noise_shape=3)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        L.Dropout(0.5, noise_shape=(None, 1))(fl.Input((3, 4)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        L.Dropout(0.5, noise_shape=(None, 2, 1))(fl.Input((3, 4)))
+    d = L.Dropout(0.3, noise_shape=[None, 1, 4], seed=5)
+    cfg = d.get_config()
+    assert cfg["noise_shape"] == (None, 1, 4)
+    again = L.Dropout.from_config(cfg)
+    assert again.noise_shape == (None, 1, 4) and again.seed == 5
+    assert "noise_shape" not in L.Dropout(0.3).get_config()
+
+
+def test_dropout_noise_shape_survives_the_keras_format(tmp_path):
+    pytest.importorskip("h5py")
+    inp = fl.Input((3, 4))
+    out = L.Dense(2)(L.Flatten()(L.Dropout(0.3, noise_shape=(None, 1, 4), name="d")(inp)))
+    m = fl.Model(inp, out)
+    m.save(tmp_path / "m.keras", format="keras")
+    loaded = fl.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("d").noise_shape == (None, 1, 4)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), m.predict(x, verbose=0))
