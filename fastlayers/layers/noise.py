@@ -4,10 +4,11 @@ SpatialDropout1D/2D.
 Like Dropout (R5/R6) they add or drop noise whenever they run in training mode,
 whatever their ``trainable`` (they have no weights); in inference they are the
 identity: lowered, an inference op is no op at all (its output slot is its input's,
-as Dropout's), and a training op is a callback running ``forward``.  Their random numbers come from the seeded counter-based generator
-(``csrc/_rng.pxd``; masks through the dropout kernel, normals through
-``csrc/noise.pyx``): the same ``seed`` gives the same sequence of draws, and the
-counter in ``_counter`` is what the gradient checker rewinds.
+as Dropout's), and a training op is a callback running ``forward``.  Their random
+numbers come from the seeded counter-based generator (``csrc/_rng.pxd``; masks
+through the dropout kernel, normals through ``csrc/noise.pyx``): the same ``seed``
+gives the same sequence of draws, and the counter in ``_counter`` is what the
+gradient checker rewinds.
 """
 from __future__ import annotations
 

@@ -306,3 +306,25 @@ def test_dropout_noise_shape_survives_the_keras_format(tmp_path):
     assert loaded.get_layer("d").noise_shape == (None, 1, 4)
     x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
+def test_a_chain_of_views_and_moves_on_the_model_input(floatx):
+    """Reshape (a view of the input slot) -> Permute (a transpose reading that view) ->
+    Softmax over axis 1 (transposes around the op), trained through, against NumPy."""
+    x = np.random.default_rng(9).standard_normal((5, 12)).astype(floatx)
+    inp = fl.Input((12,))
+    h = L.Softmax(axis=1)(L.Permute((2, 1))(L.Reshape((4, 3))(inp)))
+    m = fl.Model(inp, h)
+    assert [d["kind"] for d in lower(m, training=False).describe()] == \
+        ["transpose", "transpose", "activation", "transpose"]
+    e = np.exp(x.reshape(5, 4, 3).transpose(0, 2, 1))
+    want = e / e.sum(axis=1, keepdims=True)
+    tol = 1e-6 if floatx == np.float32 else 1e-14
+    np.testing.assert_allclose(m.predict(x, verbose=0), want, rtol=tol, atol=tol)
+    g = np.random.default_rng(10).standard_normal(want.shape).astype(floatx)
+    y, bp = m.forward(x)
+    dx = bp(g)
+    # Softmax's vjp over axis 1, moved back through the transpose and the reshape.
+    ds = want * (g - (g * want).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(dx, ds.transpose(0, 2, 1).reshape(5, 12), rtol=tol * 10,
+                               atol=tol * 10)
