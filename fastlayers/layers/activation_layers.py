@@ -3,15 +3,17 @@
 Where the parameters are those of a named activation (ReLU() = "relu",
 ReLU(max_value=6) = "relu6", LeakyReLU(0.2) = "leaky_relu", ELU(1.0) = "elu",
 Softmax(axis=-1) = "softmax") the layer runs the fused activation kernel
-(csrc/_act.pxd); other parameter values run the run-time-parameter kernels of
-csrc/param_act.pyx (Softmax over other axes: the softmax kernel on moved axes).
+(csrc/_act.pxd) and lowers to the step program's ACTIVATION op (Softmax over one
+other axis: that op between two transposes); other parameter values run the
+run-time-parameter kernels of csrc/param_act.pyx as a callback op.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _act_codes, ops
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 
 
 def _number(owner, name, value, allow_none=False, minimum=None):
@@ -40,6 +42,12 @@ class _Elementwise(Layer):
     def _param_grad(self, x, y, dy):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _lower(self, ctx):
+        # Only where the arguments make the layer exactly a named activation (the
+        # kernel forward() runs too); other values keep the parameterized callback.
+        if self._code is None:
+            return NotImplemented
+        return ctx.emit(OpKind.ACTIVATION, act=_act_codes.ACTIVATION_CODES[self._code])
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
@@ -150,6 +158,18 @@ class Softmax(_Elementwise):
         self._axes = tuple(int(a) for a in axes)
         if self._axes == (-1,):
             self._code = "softmax"
+
+    def _lower(self, ctx):
+        rank = len(ctx.slot(0).shape) + 1  # with the batch axis
+        if len(self._axes) != 1 or not -rank <= self._axes[0] < rank:
+            return NotImplemented
+        axis = self._axes[0] % rank
+        if axis == 0:
+            return NotImplemented  # over the batch: only the callback does that
+        code = _act_codes.ACTIVATION_CODES["softmax"]
+        if axis == rank - 1:
+            return ctx.emit(OpKind.ACTIVATION, act=code)
+        return ctx.emit_moved(OpKind.ACTIVATION, (), axis, act=code)
 
     def _param_forward(self, x):
         return ops.softmax_forward(x, self._axes)

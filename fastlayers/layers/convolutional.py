@@ -9,6 +9,10 @@ after the GEMM.  In a model, Conv1D and Conv2D are CONV ops of the step program
 (``_lower``); the transposed, depthwise and separable convolutions run through the
 public custom-layer protocol (``forward`` returns ``(outputs, backprop)``), as do
 direct calls of every layer here.
+
+Regularizers and constraints are Keras's arguments, as on Dense: weight penalties
+and constraints on the weights (``add_weight``), ``activity_regularizer`` an
+ActivityRegularization layer in ``_activity`` that the layer's op is followed by.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from .. import _act_codes, _codes, ops
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 from . import _args
-from .core import _activation_name
+from .core import _activation_name, activity_op, add_penalties_config, set_penalties
 
 
 def _conv_out(length, k, s, d, padding, layer=None):
@@ -35,18 +39,31 @@ def _conv_out(length, k, s, d, padding, layer=None):
     return out
 
 
+def _then_activity(layer, ctx, y):
+    """The activity penalty's op after the layer's (none without an activity_regularizer)."""
+    activity = getattr(layer, "_activity", None)
+    if activity is not None:
+        y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
+    return y
+
+
 class _Conv(Layer):
     """Shared N-D (N = 1, 2) convolution over channels_last inputs."""
 
     rank = 2
     _paddings = ("valid", "same")
+    _kernel_arg = "kernel"  # the prefix of the kernel's arguments in Keras's signature
 
     def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid",
                  data_format: Optional[str] = None, dilation_rate=1, groups: int = 1,
                  activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**_args.keras_name(type(self), kwargs))
         owner = f"{type(self).__name__} {self.name!r}"
+        set_penalties(self, kernel_regularizer, bias_regularizer, activity_regularizer,
+                      kernel_constraint, bias_constraint)
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
                 or filters < 1:
             raise ValueError(f"{owner}: filters must be a positive integer, got {filters!r}")
@@ -81,10 +98,17 @@ class _Conv(Layer):
                              f"channel dimension, got shape {input_shape}")
         self._channels = int(input_shape[-1])
         self.kernel = self.add_weight("kernel", self._kernel_shape(self._channels),
-                                      self.kernel_initializer)
+                                      self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.bias = self._add_bias()
         self.built = True
+
+    def _add_bias(self):
+        return self.add_weight("bias", (self.filters,), self.bias_initializer,
+                               regularizer=self.bias_regularizer,
+                               constraint=self.bias_constraint)
 
     def compute_output_shape(self, input_shape):
         _args.check_shape_rank(self, input_shape, self.rank + 2)
@@ -138,7 +162,8 @@ class _Conv(Layer):
 
     def _lower(self, ctx):
         if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
-            return NotImplemented  # the transposed and depthwise convolutions: callbacks
+            # The transposed and depthwise convolutions: their own forward, at its place.
+            return _then_activity(self, ctx, ctx.callback())
         shape = ctx.slot(0).shape
         # The checks a direct call makes (forward), on the program's shapes.
         _args.check_shape_rank(self, (None,) + shape, self.rank + 2)
@@ -156,10 +181,7 @@ class _Conv(Layer):
             y = ctx.then(OpKind.ACTIVATION, z[0], act=code)
         else:
             y = ctx.emit(OpKind.CONV, weights, act=code, kwargs={"geom": geom})
-        activity = getattr(self, "_activity", None)
-        if activity is not None:
-            y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
-        return y
+        return _then_activity(self, ctx, y)
 
     def get_config(self):
         cfg = super().get_config()
@@ -167,7 +189,12 @@ class _Conv(Layer):
                    padding=self.padding, data_format=self.data_format,
                    dilation_rate=self.dilation_rate, groups=self.groups,
                    activation=self.activation, use_bias=self.use_bias)
-        return cfg
+        k = self._kernel_arg
+        return add_penalties_config(cfg, **{
+            f"{k}_regularizer": self.kernel_regularizer,
+            "bias_regularizer": self.bias_regularizer,
+            "activity_regularizer": self.activity_regularizer,
+            f"{k}_constraint": self.kernel_constraint, "bias_constraint": self.bias_constraint})
 
 
 class Conv2D(_Conv):
@@ -234,10 +261,12 @@ class Conv2DTranspose(_Conv):
     def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  output_padding=None, data_format=None, dilation_rate=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          1, activation, use_bias, kernel_initializer, bias_initializer,
-                         **kwargs)
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
         if output_padding is not None:
             raise ValueError(f"Conv2DTranspose {self.name!r}: output_padding is not supported")
         self.output_padding = None
@@ -302,10 +331,20 @@ class DepthwiseConv2D(_Conv):
     """
 
     rank = 2
+    _kernel_arg = "depthwise"
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
-                 depthwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        wrong = sorted(k for k in kwargs if k in ("kernel_initializer", "kernel_regularizer",
+                                                  "kernel_constraint"))
+        if wrong:
+            # Keras's names for this kernel's arguments are depthwise_*.
+            raise TypeError(f"DepthwiseConv2D: unexpected keyword argument(s) {wrong}; its "
+                            f"kernel takes depthwise_initializer, depthwise_regularizer and "
+                            f"depthwise_constraint")
         if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier,
                                                                  (int, np.integer)) \
                 or depth_multiplier < 1:
@@ -313,9 +352,12 @@ class DepthwiseConv2D(_Conv):
                              f"got {depth_multiplier!r}")
         super().__init__(1, kernel_size, strides, padding, data_format, dilation_rate, 1,
                          activation, use_bias, depthwise_initializer, bias_initializer,
-                         **kwargs)
+                         depthwise_regularizer, bias_regularizer, activity_regularizer,
+                         depthwise_constraint, bias_constraint, **kwargs)
         self.depth_multiplier = int(depth_multiplier)
         self.depthwise_initializer = self.kernel_initializer
+        self.depthwise_regularizer = self.kernel_regularizer
+        self.depthwise_constraint = self.kernel_constraint
 
     def get_config(self):
         # Keras's DepthwiseConv2D arguments: no filters / groups (they follow the input)
@@ -334,10 +376,11 @@ class DepthwiseConv2D(_Conv):
         self.filters = self._channels * self.depth_multiplier
         self.kernel = self.add_weight(
             "kernel", self.kernel_size + (self._channels, self.depth_multiplier),
-            self.depthwise_initializer)
+            self.depthwise_initializer, regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint)
         self.depthwise_kernel = self.kernel
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.bias = self._add_bias()
         self.built = True
 
     def forward(self, inputs, training=False):
@@ -372,16 +415,37 @@ class SeparableConv2D(Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
         super().__init__(**_args.keras_name(type(self), kwargs))
+        from .. import regularizers
+
+        # The weight penalties and constraints live on the inner layers' weights (which
+        # become this layer's); the activity penalty is on this layer's output.
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._activity = activity_op(self, self.activity_regularizer)
         self._depthwise = DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier,
                                           data_format, dilation_rate, None, False,
-                                          depthwise_initializer, dtype=self.dtype,
-                                          name=f"{self.name}_depthwise")
+                                          depthwise_initializer,
+                                          depthwise_regularizer=depthwise_regularizer,
+                                          depthwise_constraint=depthwise_constraint,
+                                          dtype=self.dtype, name=f"{self.name}_depthwise")
         self._pointwise = Conv2D(filters, 1, activation=activation, use_bias=use_bias,
                                  kernel_initializer=pointwise_initializer,
-                                 bias_initializer=bias_initializer, dtype=self.dtype,
+                                 bias_initializer=bias_initializer,
+                                 kernel_regularizer=pointwise_regularizer,
+                                 bias_regularizer=bias_regularizer,
+                                 kernel_constraint=pointwise_constraint,
+                                 bias_constraint=bias_constraint, dtype=self.dtype,
                                  name=f"{self.name}_pointwise")
+        self.depthwise_regularizer = self._depthwise.depthwise_regularizer
+        self.depthwise_constraint = self._depthwise.depthwise_constraint
+        self.pointwise_regularizer = self._pointwise.kernel_regularizer
+        self.pointwise_constraint = self._pointwise.kernel_constraint
+        self.bias_regularizer = self._pointwise.bias_regularizer
+        self.bias_constraint = self._pointwise.bias_constraint
         self.filters = self._pointwise.filters
         self.kernel_size = self._depthwise.kernel_size
         self.strides = self._depthwise.strides
@@ -411,7 +475,8 @@ class SeparableConv2D(Layer):
 
     def _lower(self, ctx):
         if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
-            return NotImplemented  # the transposed and depthwise convolutions: callbacks
+            # The transposed and depthwise convolutions: their own forward, at its place.
+            return _then_activity(self, ctx, ctx.callback())
         shape = ctx.slot(0).shape
         # The checks a direct call makes (forward), on the program's shapes.
         _args.check_shape_rank(self, (None,) + shape, self.rank + 2)
@@ -429,10 +494,7 @@ class SeparableConv2D(Layer):
             y = ctx.then(OpKind.ACTIVATION, z[0], act=code)
         else:
             y = ctx.emit(OpKind.CONV, weights, act=code, kwargs={"geom": geom})
-        activity = getattr(self, "_activity", None)
-        if activity is not None:
-            y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
-        return y
+        return _then_activity(self, ctx, y)
 
     def get_config(self):
         cfg = super().get_config()
@@ -440,7 +502,14 @@ class SeparableConv2D(Layer):
                    padding=self.padding, data_format=self._depthwise.data_format,
                    dilation_rate=self.dilation_rate, depth_multiplier=self.depth_multiplier,
                    activation=self.activation, use_bias=self.use_bias)
-        return cfg
+        return add_penalties_config(
+            cfg, depthwise_regularizer=self.depthwise_regularizer,
+            pointwise_regularizer=self.pointwise_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            depthwise_constraint=self.depthwise_constraint,
+            pointwise_constraint=self.pointwise_constraint,
+            bias_constraint=self.bias_constraint)
 
     def build(self, input_shape):
         self._depthwise.build(input_shape)
@@ -459,6 +528,9 @@ class SeparableConv2D(Layer):
     def compute_output_shape(self, input_shape):
         return self._pointwise.compute_output_shape(
             self._depthwise.compute_output_shape(input_shape))
+
+    def _lower(self, ctx):
+        return _then_activity(self, ctx, ctx.callback())
 
     def forward(self, inputs, training=False):
         h, bp1 = self._depthwise.forward(inputs, training)

@@ -1,6 +1,8 @@
 """Dense, Activation and Flatten."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .. import _act_codes, _codes
@@ -22,6 +24,43 @@ def _activation_name(activation, owner: str) -> str:
     return activation.lower()
 
 
+def activity_op(layer: Layer, regularizer) -> Optional["ActivityRegularization"]:
+    """The op a layer's ``activity_regularizer`` runs as, after the layer's own (its
+    ``_lower`` adds it with ``ctx.then``), or None without one."""
+    if regularizer is None:
+        return None
+    return ActivityRegularization(regularizer=regularizer, name=f"{layer.name}_activity",
+                                  dtype=layer.dtype)
+
+
+def set_penalties(layer: Layer, kernel_regularizer, bias_regularizer, activity_regularizer,
+                  kernel_constraint, bias_constraint) -> None:
+    """Keras's regularizer and constraint arguments of a layer with a kernel and a bias,
+    resolved onto it (``layer._activity``: :func:`activity_op`)."""
+    from .. import constraints, regularizers
+
+    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
+    layer.bias_regularizer = regularizers.get(bias_regularizer)
+    layer.activity_regularizer = regularizers.get(activity_regularizer)
+    layer._activity = activity_op(layer, layer.activity_regularizer)
+    layer.kernel_constraint = constraints.get(kernel_constraint)
+    layer.bias_constraint = constraints.get(bias_constraint)
+
+
+def add_penalties_config(cfg: dict, **options) -> dict:
+    """``cfg`` with each regularizer (``*_regularizer``) or constraint (``*_constraint``)
+    of ``options`` that is set, serialized -- only those, so a config without them is
+    what Keras writes for the defaults."""
+    from .. import constraints, regularizers
+
+    for key, value in options.items():
+        if value is not None:
+            serialize = constraints.serialize if key.endswith("_constraint") else \
+                regularizers.serialize
+            cfg[key] = serialize(value)
+    return cfg
+
+
 class Dense(Layer):
     """``activation(inputs · kernel + bias)`` over the last axis; kernel is (input_dim, units)."""
 
@@ -30,17 +69,8 @@ class Dense(Layer):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        from .. import constraints, regularizers
-
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
-        # The penalty on the outputs runs as its own op after this layer's.
-        self._activity = (None if self.activity_regularizer is None else ActivityRegularization(
-            regularizer=self.activity_regularizer, name=f"{self.name}_activity",
-            dtype=self.dtype))
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_penalties(self, kernel_regularizer, bias_regularizer, activity_regularizer,
+                      kernel_constraint, bias_constraint)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense {self.name!r}: units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -98,19 +128,14 @@ class Dense(Layer):
         cfg = super().get_config()
         from .. import initializers
 
-        from .. import constraints, regularizers
-
         cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
                    kernel_initializer=initializers.serialize(self.kernel_initializer),
                    bias_initializer=initializers.serialize(self.bias_initializer))
-        # Only when set, so files without them stay what Keras writes for the defaults.
-        for key, value in (("kernel_regularizer", regularizers.serialize(self.kernel_regularizer)),
-                           ("bias_regularizer", regularizers.serialize(self.bias_regularizer)),
-                           ("kernel_constraint", constraints.serialize(self.kernel_constraint)),
-                           ("bias_constraint", constraints.serialize(self.bias_constraint))):
-            if value is not None:
-                cfg[key] = value
-        return cfg
+        return add_penalties_config(
+            cfg, kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            kernel_constraint=self.kernel_constraint, bias_constraint=self.bias_constraint)
 
 
 class Activation(Layer):

@@ -3,10 +3,12 @@ SpatialDropout1D/2D.
 
 Like Dropout (R5/R6) they add or drop noise whenever they run in training mode,
 whatever their ``trainable`` (they have no weights); in inference they are the
-identity.  Their random numbers come from the seeded counter-based generator
-(``csrc/_rng.pxd``; masks through the dropout kernel, normals through
-``csrc/noise.pyx``): the same ``seed`` gives the same sequence of draws, and the
-counter in ``_counter`` is what the gradient checker rewinds.
+identity: lowered, an inference op is no op at all (its output slot is its input's,
+as Dropout's), and a training op is a callback running ``forward``.  Their random
+numbers come from the seeded counter-based generator (``csrc/_rng.pxd``; masks
+through the dropout kernel, normals through ``csrc/noise.pyx``): the same ``seed``
+gives the same sequence of draws, and the counter in ``_counter`` is what the
+gradient checker rewinds.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from .. import ops
 from ..engine.layer import Layer
+from . import _args
 from ..utils import random as _random
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -37,6 +40,13 @@ class _Noise(Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _lower(self, ctx):
+        if not ctx.training:
+            return ctx.alias()  # R6: the identity in inference mode
+        # No op kind draws these (normals, or a mask per channel): forward() does, with
+        # its own counter, as it always has.
+        return NotImplemented
 
     def _identity(self, x):
         return x, lambda dy: (dy, [])
@@ -145,13 +155,16 @@ class _SpatialDropout(_Noise):
     rank = 2
 
     def __init__(self, rate: float, data_format=None, seed: Optional[int] = None, **kwargs):
-        from ._args import channels_last, keras_name
+        super().__init__(seed, **_args.keras_name(type(self), kwargs))
 
-        super().__init__(seed, **keras_name(type(self), kwargs))
-
-        channels_last(f"{type(self).__name__} {self.name!r}", data_format)
+        _args.channels_last(f"{type(self).__name__} {self.name!r}", data_format)
         self.data_format = "channels_last"
         self.rate = _rate(f"{type(self).__name__} {self.name!r}", rate)
+
+    def compute_output_shape(self, input_shape):
+        # Checked here so a model refuses a wrong rank even where the layer is an alias.
+        _args.check_shape_rank(self, tuple(input_shape), self.rank + 2)
+        return input_shape
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

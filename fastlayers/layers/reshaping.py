@@ -1,5 +1,7 @@
 """Shape layers: Reshape, Permute, RepeatVector, ZeroPadding2D, UpSampling2D,
-Cropping2D.  Pure data movement (views, copies, block sums), so NumPy does it."""
+Cropping2D.  Pure data movement (views, copies, block sums), so NumPy does it; in a
+step program Reshape is a view of its input (no op) and a Permute that is one block
+swap a TRANSPOSE op."""
 from __future__ import annotations
 
 import math
@@ -7,6 +9,7 @@ import math
 import numpy as np
 
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 from . import _args
 
 
@@ -43,6 +46,10 @@ class Reshape(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + self._resolve(tuple(input_shape[1:]))
 
+    def _lower(self, ctx):
+        # A C-contiguous batch reshaped per sample is the same buffer: a view, no copy.
+        return ctx.alias()
+
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         y = x.reshape((x.shape[0],) + self._resolve(x.shape[1:]))
@@ -70,6 +77,31 @@ class Permute(Layer):
             raise ValueError(f"Permute {self.name!r}: dims {self.dims} do not match input "
                              f"shape {input_shape}")
         return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def _block_swap(self):
+        """``(k, j)`` when ``dims`` keeps axes 1..k and swaps the blocks k+1..j and
+        j+1..n (what one TRANSPOSE op does: (outer, t1, t2) -> (outer, t2, t1)), else None."""
+        n, d = len(self.dims), self.dims
+        k = 0
+        while k < n and d[k] == k + 1:
+            k += 1
+        if k == n:
+            return None
+        j = d[k] - 1
+        if d[k:] != tuple(range(j + 1, n + 1)) + tuple(range(k + 1, j + 1)):
+            return None
+        return k, j
+
+    def _lower(self, ctx):
+        if self.dims == tuple(range(1, len(self.dims) + 1)):
+            return ctx.alias()
+        swap = self._block_swap()
+        if swap is None:
+            return NotImplemented  # several moves: the callback's NumPy transpose
+        k, j = swap
+        shape = ctx.slot(0).shape
+        outer, t1, t2 = (math.prod(shape[:k]), math.prod(shape[k:j]), math.prod(shape[j:]))
+        return ctx.emit(OpKind.TRANSPOSE, axis=outer, kwargs={"dims": (t1, t2)})
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

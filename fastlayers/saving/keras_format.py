@@ -43,7 +43,6 @@ _KERAS_ONLY = {
               "activity_regularizer": (None,), "kernel_constraint": (None,),
               "bias_constraint": (None,), "quantization_config": (None,),
               "lora_rank": (None,), "lora_alpha": (None,)},
-    "Dropout": {"noise_shape": (None,)},
     "Flatten": {"data_format": (None, "channels_last")},
     "BatchNormalization": {"beta_regularizer": (None,), "gamma_regularizer": (None,),
                            "beta_constraint": (None,), "gamma_constraint": (None,),
