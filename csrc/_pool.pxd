@@ -14,7 +14,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 
 cdef enum:
@@ -144,15 +144,18 @@ cdef inline void _max_grad_sample(const floating* dY, const int64_t* arg, const 
 cdef inline void _max_grad_x_sample(const floating* X, const floating* Y, const floating* dY,
                                     const PGeom* g, floating* dX) noexcept nogil:
     """dX = 0, then dY added at each window's first maximum, found again from X and Y
-    (the position argmax would have recorded; a NaN maximum at the first NaN)."""
+    (the position argmax would have recorded; a NaN maximum at the first NaN).
+
+    Selects of registers over the contiguous channels, so the loops vectorize; `left`
+    is the gradient not yet placed (0 once its maximum was found).
+    """
     cdef Py_ssize_t oy, ox, iy, ix, ch, c0, cw, y0, y1, x0, x1, o
-    cdef unsigned char found[64]
-    cdef unsigned char hit
+    cdef floating left[64]
     cdef const floating* src
     cdef const floating* yo
-    cdef const floating* go
     cdef floating* dst
-    cdef floating v, y
+    cdef floating v, y, r, z = 0
+    cdef Py_ssize_t nans
     memset(dX, 0, g.h * g.w * g.c * sizeof(floating))
     for oy in range(g.oh):
         for ox in range(g.ow):
@@ -163,19 +166,30 @@ cdef inline void _max_grad_x_sample(const floating* X, const floating* Y, const 
             for c0 in range(0, g.c, 64):
                 cw = g.c - c0 if g.c - c0 < 64 else 64
                 yo = Y + o + c0
-                go = dY + o + c0
+                memcpy(left, dY + o + c0, cw * sizeof(floating))
+                nans = 0
                 for ch in range(cw):
-                    found[ch] = 0
+                    nans = nans + (1 if yo[ch] != yo[ch] else 0)
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         src = X + (iy * g.w + ix) * g.c + c0
                         dst = dX + (iy * g.w + ix) * g.c + c0
-                        for ch in range(cw):
-                            v = src[ch]
-                            y = yo[ch]
-                            hit = (not found[ch]) & ((v == y) | ((v != v) & (y != y)))
-                            dst[ch] += go[ch] if hit else 0
-                            found[ch] |= hit
+                        if nans == 0:
+                            # Float selects on one compare: the loop vectorizes.
+                            for ch in range(cw):
+                                r = left[ch]
+                                v = r if src[ch] == yo[ch] else z
+                                dst[ch] = dst[ch] + v
+                                left[ch] = z if src[ch] == yo[ch] else r
+                        else:
+                            # A NaN maximum goes to the window's first NaN.
+                            for ch in range(cw):
+                                v = src[ch]
+                                y = yo[ch]
+                                r = left[ch]
+                                if v == y or (v != v and y != y):
+                                    dst[ch] = dst[ch] + r
+                                    left[ch] = z
 
 
 cdef inline int _pool_chunks(int nt, Py_ssize_t n, Py_ssize_t work) noexcept nogil:
