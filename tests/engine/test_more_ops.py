@@ -149,6 +149,40 @@ def test_layernorm_over_several_other_axes_stays_a_callback(dtype):
     _train_both(a, b, x, rng.normal(size=(4, 2)).astype(dtype), dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_layernorm_splits_over_threads(dtype):
+    """Rows enough for the threaded branches of _layernorm.pxd (rows, and the dgamma
+    column blocks of a width over 64), a shared use adding into gamma's gradient."""
+    def build():
+        inp = Input((40, 150))
+        ln = LayerNormalization(name="wide")
+        h = Dense(150, activation="tanh")(ln(inp))
+        return fl.Model(inp, Dense(4)(Flatten()(ln(h))))
+    old = fl.backend.get_num_threads()
+    fl.backend.set_num_threads(2)
+    try:
+        a, b = _pair(build, "sgd", SPARSE(), dtype)
+        assert "callback" not in _kinds(a)
+        rng = np.random.default_rng(8)
+        x = rng.normal(size=(8, 40, 150)).astype(dtype)   # 48000 values per op
+        _train_both(a, b, x, rng.integers(0, 4, 8), steps=2, dtype=dtype)
+    finally:
+        fl.backend.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_and_read_only_inputs(dtype):
+    a, _ = _pair(_images, "adam", SPARSE(), dtype)
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(4, 7, 10, 3)).astype(dtype)
+    x = base[:, :, ::2]                       # a strided view
+    x.flags.writeable = False
+    want = a.predict_on_batch(np.ascontiguousarray(x))
+    np.testing.assert_array_equal(a.predict_on_batch(x), want)
+    a.train_on_batch(x, np.arange(4) % 4)
+    assert not np.array_equal(a.predict_on_batch(x), want)
+
+
 # ---------------------------------------------------------------- against the layers
 LAYERS = {
     "ln_last": (lambda: LayerNormalization(epsilon=0.01), (3, 7)),
