@@ -44,6 +44,9 @@ cdef enum:
     OP_TRANSPOSE = 7
     OP_CONV = 8
     OP_POOL = 9
+    OP_LAYERNORM = 10
+    OP_PAD2D = 11
+    OP_UPSAMPLE2D = 12
 
 cdef enum:
     POOL_MAX = 0

@@ -42,6 +42,9 @@ from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dis
 from _optim cimport sq_norm, update_one
 from _pool cimport PGeom, pool_backward, pool_forward
 from _rng cimport rng_key
+from _codes cimport OP_LAYERNORM, OP_PAD2D, OP_UPSAMPLE2D
+from _layernorm cimport ln_backward, ln_forward
+from _resample cimport shift2d, upsample2d_backward, upsample2d_forward
 
 from _team cimport team, team_for_step
 
@@ -96,6 +99,9 @@ cdef struct XOp:
     Py_ssize_t t2
     # callbacks
     int callback
+    # layernorm: d_out is the row width, eps the epsilon, aux the batch's row
+    # statistics (2, rows): mean then inv_std.  pad2d geom: h w c H W top left (the
+    # input's place in the output; negative: a crop); upsample2d geom: h w c sh sw.
 
 
 cdef struct XLoss:
@@ -268,6 +274,38 @@ cdef class Executor:
                 geom[3] * geom[4] * (op.d_out if op.kind == OP_CONV else geom[2]) != \
                 self.size[op.outs[0]]:
             raise ValueError("set_geometry: the geometry does not match the op's slots")
+        op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
+
+    def set_layernorm(self, int i, double eps):
+        """A LAYERNORM op's epsilon (its gamma/beta and their gradients: set_params)."""
+        cdef XOp* op = &self.ops[i]
+        if op.kind != OP_LAYERNORM:
+            raise ValueError("set_layernorm: not a LAYERNORM op")
+        if op.d_out < 1 or self.size[op.outs[0]] % op.d_out or \
+                self.size[op.ins[0]] != self.size[op.outs[0]]:
+            raise ValueError("set_layernorm: the row width does not match the op's slots")
+        if not eps >= 0:
+            raise ValueError(f"set_layernorm: epsilon must be >= 0, got {eps}")
+        op.eps = eps
+
+    def set_image_geometry(self, int i, Py_ssize_t[::1] geom):
+        """A PAD2D (7 values) or UPSAMPLE2D (5 values) op's geometry, as documented on XOp."""
+        cdef XOp* op = &self.ops[i]
+        cdef Py_ssize_t want = 7 if op.kind == OP_PAD2D else 5, j, out_size
+        if op.kind != OP_PAD2D and op.kind != OP_UPSAMPLE2D:
+            raise ValueError("set_image_geometry: only PAD2D and UPSAMPLE2D ops take one")
+        if geom.shape[0] != want:
+            raise ValueError(f"set_image_geometry: {want} values expected, got {geom.shape[0]}")
+        for j in range(5):  # the sizes (pad2d's offsets may be negative)
+            if geom[j] < 1:
+                raise ValueError(f"set_image_geometry: value {j} out of range ({geom[j]})")
+        if op.kind == OP_PAD2D:
+            out_size = geom[3] * geom[4] * geom[2]
+        else:
+            out_size = geom[0] * geom[3] * geom[1] * geom[4] * geom[2]
+        if geom[0] * geom[1] * geom[2] != self.size[op.ins[0]] or \
+                out_size != self.size[op.outs[0]]:
+            raise ValueError("set_image_geometry: the geometry does not match the op's slots")
         op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
 
     def set_transpose(self, int i, Py_ssize_t outer, Py_ssize_t t1, Py_ssize_t t2):
@@ -650,9 +688,27 @@ cdef inline void _pool_geom(const XOp* op, PGeom* g) noexcept nogil:
     g.ph, g.pw, g.sh, g.sw, g.pt, g.pl = v[5], v[6], v[7], v[8], v[9], v[10]
 
 
+cdef inline void _layernorm_forward(Executor ex, XOp* op, const floating* x,
+                                    floating* out) noexcept nogil:
+    cdef Py_ssize_t rows = _rows(ex, op)
+    cdef floating* mean = <floating*>op.aux
+    ln_forward(x, rows, op.d_out, <const floating*>op.W, <const floating*>op.b, op.eps, out,
+               mean, mean + rows)
+
+
+cdef inline void _layernorm_backward(Executor ex, XOp* op, const floating* x, const floating* G,
+                                     floating* dst) noexcept nogil:
+    # gamma/beta each (+)= by its own flag; dst is NULL when no input gradient is wanted.
+    cdef Py_ssize_t rows = _rows(ex, op)
+    cdef const floating* mean = <const floating*>op.aux
+    ln_backward(x, G, rows, op.d_out, <const floating*>op.W, mean, mean + rows, dst,
+                <floating*>op.gW, <floating*>op.gb, op.acc_gW, op.acc_gb)
+
+
 cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     cdef Geom g
     cdef PGeom pg
+    cdef const Py_ssize_t* v
     cdef int i
     cdef Py_ssize_t n = ex.n, rows, size, o, off, c
     cdef floating* out = <floating*>ex.val[op.outs[0]]
@@ -701,6 +757,14 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     elif op.kind == OP_POOL:
         _pool_geom(op, &pg)
         pool_forward(ex.nthreads, &pg, n, op.act == POOL_MAX, x, out, NULL)
+    elif op.kind == OP_LAYERNORM:
+        _layernorm_forward(ex, op, x, out)
+    elif op.kind == OP_PAD2D:
+        v = op.geom
+        shift2d(x, n, v[0], v[1], v[2], out, v[3], v[4], v[5], v[6], False)
+    elif op.kind == OP_UPSAMPLE2D:
+        v = op.geom
+        upsample2d_forward(x, n, v[0], v[1], v[2], v[3], v[4], out)
 
 
 cdef double _one_loss(Executor ex, XLoss* L, floating tag, bint want_grad) noexcept nogil:
@@ -825,6 +889,7 @@ cdef int _backward(Executor ex, floating tag) except -1:
 cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     cdef Geom g
     cdef PGeom pg
+    cdef const Py_ssize_t* v
     cdef int i
     cdef Py_ssize_t n = ex.n, rows, o, off, c, total
     cdef floating* G = <floating*>ex.grad[op.outs[0]]
@@ -916,6 +981,22 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
             pool_backward(ex.nthreads, &pg, n, op.act == POOL_MAX, x,
                           <const floating*>ex.val[op.outs[0]], G, NULL, dst)
             _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_LAYERNORM:
+        dst = _dx_dest(ex, op, 0, G)
+        _layernorm_backward(ex, op, x, G, dst)
+        if dst != NULL:
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_PAD2D:
+        # The reverse copy (offsets negated), added in place when another use wrote dX.
+        if op.want_dx[0]:
+            v = op.geom
+            shift2d(G, n, v[3], v[4], v[2], <floating*>ex.grad[op.ins[0]], v[0], v[1], -v[5],
+                    -v[6], op.acc_dx[0])
+    elif op.kind == OP_UPSAMPLE2D:
+        if op.want_dx[0]:
+            v = op.geom
+            upsample2d_backward(G, n, v[0], v[1], v[2], v[3], v[4],
+                                <floating*>ex.grad[op.ins[0]], op.acc_dx[0])
 
 
 cdef int _update(Executor ex, floating tag, double* hyper) except -1:

@@ -27,6 +27,7 @@ __all__ = [
     "normal_fill", "uniform_fill",
     "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
     "prelu_backward",
+    "pad2d_forward", "pad2d_backward", "upsample2d_forward", "upsample2d_backward",
 ]
 
 from ._act_codes import ENUM_NAMES as _CODES  # the one Python table of activation codes
@@ -740,3 +741,45 @@ def depthwise_backward(X, W, dZ, dX, dW, kh, kw, sh, sw, dh, dw, pt, pl):
         dW4[:, :, ch, :] = gw.reshape(kh, kw, dm)
     if dW is not None:
         dW[...] = dW4.reshape(dW.shape)
+
+
+# ---------------------------------------------------------------------------
+# Image copies of the executor's PAD2D and UPSAMPLE2D ops (csrc/_resample.pxd),
+# over NHWC arrays: padding/cropping as one offset placement, nearest upsampling
+# as a broadcast into (n, h, sh, w, sw, c) blocks.
+
+def _overlap(n_in, n_out, offset):
+    """Input indices [a, b) that land at [a + offset, b + offset) inside the output."""
+    return max(0, -offset), min(n_in, n_out - offset)
+
+
+def pad2d_forward(X, Y, top, left):
+    """Y = zeros with X placed at row ``top``, column ``left`` (negative: cropped)."""
+    Y[...] = 0
+    a, b = _overlap(X.shape[1], Y.shape[1], top)
+    c, d = _overlap(X.shape[2], Y.shape[2], left)
+    if b > a and d > c:
+        Y[:, a + top:b + top, c + left:d + left] = X[:, a:b, c:d]
+
+
+def pad2d_backward(dY, dX, top, left, accumulate=False):
+    """dX (+)= the part of dY where X was placed; zero where X did not reach Y."""
+    out = np.zeros(dX.shape, dX.dtype)
+    a, b = _overlap(dX.shape[1], dY.shape[1], top)
+    c, d = _overlap(dX.shape[2], dY.shape[2], left)
+    if b > a and d > c:
+        out[:, a:b, c:d] = dY[:, a + top:b + top, c + left:d + left]
+    dX[...] = dX + out if accumulate else out
+
+
+def upsample2d_forward(X, Y, sh, sw):
+    """Y[:, y * sh + i, x * sw + j] = X[:, y, x] (nearest)."""
+    n, h, w, c = X.shape
+    Y.reshape(n, h, sh, w, sw, c)[...] = X[:, :, None, :, None, :]
+
+
+def upsample2d_backward(dY, dX, sh, sw, accumulate=False):
+    """dX (+)= the sum of dY over each pixel's sh x sw block (in float64)."""
+    n, h, w, c = dX.shape
+    g = dY.reshape(n, h, sh, w, sw, c).sum(axis=(2, 4), dtype=np.float64)
+    dX[...] = dX + g.astype(dX.dtype) if accumulate else g

@@ -114,6 +114,8 @@ class Runner:
             d_in = int(op.weights[0].shape[0])
         elif op.kind == OpKind.CONV:
             d_in = int(np.prod(op.weights[0].shape[:-1]))  # K = kh * kw * c_in
+        elif op.kind == OpKind.LAYERNORM:
+            d_out = int(op.kwargs["width"])  # the normalized values per row
         ex.set_op(i, int(op.kind), int(op.act), ins, outs, want, acc, op.backward, d_in, d_out, i)
         if op.kind in (OpKind.DENSE, OpKind.CONV, OpKind.BATCHNORM):
             self._set_params(ex, i, op, gindex)
@@ -121,6 +123,12 @@ class Runner:
             geom = np.array(op.kwargs["geom"], dtype=np.intp)
             self._keep.append(geom)
             ex.set_geometry(i, geom)
+        if op.kind == OpKind.LAYERNORM:
+            self._set_layernorm(ex, i, op, gindex)
+        elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):
+            geom = np.array(op.kwargs["geom"], dtype=np.intp)
+            self._keep.append(geom)
+            ex.set_image_geometry(i, geom)
         if op.kind == OpKind.DROPOUT:
             ex.set_dropout(i, op.kwargs["rate"], op.seed, op.counter)
         elif op.kind == OpKind.CONCAT:
@@ -163,6 +171,19 @@ class Runner:
         self._keep += stats
         ex.set_batchnorm(i, layer.moving_mean.value, layer.moving_variance.value, *stats,
                          op.epsilon, op.momentum, op.batch_stats, op.update_stats)
+
+    def _set_layernorm(self, ex, i, op, gindex) -> None:
+        """gamma/beta (absent: NULL, the kernel skips them) and each one's gradient."""
+        layer = op.layer
+        flags = dict(zip((id(w) for w in op.weights), zip(op.train, op.acc_grad)))
+        gamma, beta = layer.gamma, layer.beta
+        tg, ag = flags.get(id(gamma), (False, False)) if gamma is not None else (False, False)
+        tb, ab = flags.get(id(beta), (False, False)) if beta is not None else (False, False)
+        ex.set_params(i, gamma.value if gamma is not None else None,
+                      beta.value if beta is not None else None,
+                      self.grads[gindex[id(gamma)]] if tg else None,
+                      self.grads[gindex[id(beta)]] if tb else None, ag, ab, False, False)
+        ex.set_layernorm(i, op.epsilon)
 
     # ------------------------------------------------------------ binding
     def _bind(self, n: int) -> tuple:
@@ -207,6 +228,10 @@ class Runner:
                     and rows * K * self.dtype.itemsize <= COLS_KEEP_BYTES):
                 rows = per * max(1, min(n, COLS_CHUNK_ELEMENTS // (per * K)))
             return np.empty((rows, K), self.dtype)
+        if op.kind == OpKind.LAYERNORM:
+            # The batch's row statistics (mean, inv_std), read again by backward.
+            rows = n * prog.slots[op.outputs[0]].size // int(op.kwargs["width"])
+            return np.empty((2, rows), self.dtype)
         return None
 
     def _alias_views(self, n: int, arrays: list) -> None:

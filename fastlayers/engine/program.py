@@ -45,6 +45,9 @@ class OpKind(enum.IntEnum):
     TRANSPOSE = _codes.OP_TRANSPOSE
     CONV = _codes.OP_CONV
     POOL = _codes.OP_POOL
+    LAYERNORM = _codes.OP_LAYERNORM
+    PAD2D = _codes.OP_PAD2D
+    UPSAMPLE2D = _codes.OP_UPSAMPLE2D
 
 
 @dataclass

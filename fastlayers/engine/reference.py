@@ -278,6 +278,16 @@ class ReferenceRunner:
                                    None, kh, kw, sh, sw, dh, dw, pt, pl, op.act)
             elif op.kind == OpKind.POOL:
                 Y = self._pool_forward(i, op, x)
+            elif op.kind == OpKind.LAYERNORM:
+                Y = self._ln_forward(i, op, x)
+            elif op.kind == OpKind.PAD2D:
+                h, w, c, H, W, top, left = op.kwargs["geom"]
+                Y = np.empty((self.n, H, W, c), self.dtype)
+                ref.pad2d_forward(x.reshape(self.n, h, w, c), Y, top, left)
+            elif op.kind == OpKind.UPSAMPLE2D:
+                h, w, c, sh, sw = op.kwargs["geom"]
+                Y = np.empty((self.n, h * sh, w * sw, c), self.dtype)
+                ref.upsample2d_forward(x.reshape(self.n, h, w, c), Y, sh, sw)
             else:
                 raise ValueError(f"ReferenceRunner: unknown op kind {op.kind!r}")
             self.values[op.outputs[0]] = np.ascontiguousarray(Y, self.dtype).reshape(out_shape)
@@ -325,6 +335,50 @@ class ReferenceRunner:
             ref.max_pool2d_backward(dY, self._masks[i], dX)
         else:
             ref.avg_pool2d_backward(dY, dX, ph, pw, sh, sw, pt, pl)
+        self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _ln_params(self, op):
+        layer = op.layer
+        return tuple(p.value.reshape(-1) if p is not None else None
+                     for p in (layer.gamma, layer.beta))
+
+    def _ln_forward(self, i, op, x):
+        d = int(op.kwargs["width"])
+        X = x.reshape(-1, d)
+        Y = np.empty_like(X)
+        mean, inv = np.empty(len(X), self.dtype), np.empty(len(X), self.dtype)
+        gamma, beta = self._ln_params(op)
+        ref.layernorm_forward(X, gamma, beta, op.epsilon, Y, mean, inv)
+        self._stats[i] = (mean, inv)
+        return Y
+
+    def _ln_backward(self, i, op, x, G) -> None:
+        layer = op.layer
+        d = int(op.kwargs["width"])
+        X, dY = x.reshape(-1, d), G.reshape(-1, d)
+        gamma, _ = self._ln_params(op)
+        mean, inv = self._stats[i]
+        dX = np.empty_like(X) if op.want_dx[0] else None
+        dgamma, dbeta = np.empty(d, self.dtype), np.empty(d, self.dtype)
+        ref.layernorm_backward(X, dY, gamma, mean, inv, dX, dgamma, dbeta, False)
+        for k, w in enumerate(op.weights):
+            self._weight_grad(op, k, dgamma if w is layer.gamma else dbeta)
+        if dX is not None:
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _image_backward(self, op, G) -> None:
+        """PAD2D/UPSAMPLE2D: the input gradient (nothing else trains through them)."""
+        if not op.want_dx[0]:
+            return
+        geom = op.kwargs["geom"]
+        h, w, c = geom[:3]
+        dX = np.empty((self.n, h, w, c), self.dtype)
+        if op.kind == OpKind.PAD2D:
+            H, W, top, left = geom[3:]
+            ref.pad2d_backward(G.reshape(self.n, H, W, c), dX, top, left)
+        else:
+            sh, sw = geom[3:]
+            ref.upsample2d_backward(G.reshape(self.n, h * sh, w * sw, c), dX, sh, sw)
         self._put_grad(op.inputs[0], dX, op.acc_dx[0])
 
     def _bn_params(self, op):
@@ -449,6 +503,10 @@ class ReferenceRunner:
                 self._conv_backward(op, x, G)
             elif op.kind == OpKind.POOL:
                 self._pool_backward(i, op, G)
+            elif op.kind == OpKind.LAYERNORM:
+                self._ln_backward(i, op, x, G)
+            elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):
+                self._image_backward(op, G)
 
     def _weight_grad(self, op, k: int, value) -> None:
         """Weight ``k`` of ``op``'s gradient into its one buffer (R8: add if acc_grad)."""

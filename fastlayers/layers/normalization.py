@@ -174,9 +174,11 @@ class LayerNormalization(Layer):
     y = (x - mean) / sqrt(var + epsilon) * gamma + beta, the statistics over
     ``axis`` for each sample (biased variance); the same in training and
     inference.  Weights, in order: ``gamma`` (scale=True), ``beta`` (center=True),
-    of shape ``input_shape[axis]``.  Runs on the row kernel of
-    ``csrc/layernorm.pyx`` (axes that are not the trailing ones are moved there
-    first).
+    of shape ``input_shape[axis]``.  Runs on the row loops of
+    ``csrc/_layernorm.pxd``: in a model one LAYERNORM op when ``axis`` is the
+    trailing axes (a single other axis is moved last and back around the op;
+    several non-trailing axes run as a callback); ``forward`` is the same kernel
+    for a direct call.
     """
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
@@ -214,6 +216,23 @@ class LayerNormalization(Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _lower(self, ctx):
+        shape = ctx.slot(0).shape
+        ndim = len(shape) + 1
+        if ndim != self._ndim or tuple(shape[a - 1] for a in self._axes) != self._param_shape:
+            raise ValueError(f"Layer {self.name!r} (LayerNormalization) was built for "
+                             f"axes {self._axes} of size {self._param_shape}, got input "
+                             f"shape {(None,) + tuple(shape)}")
+        weights = [w for w in (self.gamma, self.beta) if w is not None]
+        width = int(np.prod(self._param_shape))
+        settings = dict(epsilon=self.epsilon, kwargs={"width": width})
+        if self._axes == list(range(ndim - len(self._axes), ndim)):
+            # Trailing axes: each sample's rows of `width` values are contiguous.
+            return ctx.emit(OpKind.LAYERNORM, weights, **settings)
+        if len(self._axes) == 1:
+            return ctx.emit_moved(OpKind.LAYERNORM, weights, self._axes[0], **settings)
+        return NotImplemented  # several axes to gather: the NumPy transpose of forward
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

@@ -1,7 +1,10 @@
 """Shape layers: Reshape, Permute, RepeatVector, ZeroPadding2D, UpSampling2D,
-Cropping2D.  Pure data movement (views, copies, block sums), so NumPy does it; in a
-step program Reshape is a view of its input (no op) and a Permute that is one block
-swap a TRANSPOSE op."""
+Cropping2D.  Pure data movement (views, copies, block sums).  In a step program
+Reshape is a view of its input (no op), a Permute that is one block swap a
+TRANSPOSE op, ZeroPadding2D and Cropping2D one PAD2D op (the input placed at an
+offset in the output: positive pads, negative crops) and UpSampling2D one
+UPSAMPLE2D op (the loops of csrc/_resample.pxd); their ``forward`` (a direct call)
+is NumPy."""
 from __future__ import annotations
 
 import math
@@ -178,6 +181,11 @@ class ZeroPadding2D(Layer):
         return (input_shape[0], None if h is None else h + t + b,
                 None if w is None else w + l + r, input_shape[3])
 
+    def _lower(self, ctx):
+        h, w, c = ctx.slot(0).shape
+        (t, b), (l, r) = self.padding
+        return ctx.emit(OpKind.PAD2D, kwargs={"geom": (h, w, c, h + t + b, w + l + r, t, l)})
+
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         _args.check_input(self, x, 4)
@@ -212,6 +220,12 @@ class Cropping2D(Layer):
                                  f"no {axis} of input shape {input_shape}")
         return (input_shape[0], None if h is None else h - t - b,
                 None if w is None else w - l - r, input_shape[3])
+
+    def _lower(self, ctx):
+        h, w, c = ctx.slot(0).shape
+        (t, b), (l, r) = self.cropping
+        # The output is the window of the input at (t, l): the input at offset (-t, -l).
+        return ctx.emit(OpKind.PAD2D, kwargs={"geom": (h, w, c, h - t - b, w - l - r, -t, -l)})
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
@@ -251,6 +265,11 @@ class UpSampling2D(Layer):
         h, w = input_shape[1:3]
         return (input_shape[0], None if h is None else h * self.size[0],
                 None if w is None else w * self.size[1], input_shape[3])
+
+    def _lower(self, ctx):
+        h, w, c = ctx.slot(0).shape
+        sh, sw = self.size
+        return ctx.emit(OpKind.UPSAMPLE2D, kwargs={"geom": (h, w, c, sh, sw)})
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
