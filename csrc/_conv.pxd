@@ -22,14 +22,20 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-from _act cimport ACT_LINEAR, _act_grad_rows_z, _act_rows
-from _blas cimport gemm_split
+from libc.stdint cimport int64_t
+
+from _act cimport ACT_LINEAR, ACT_RELU, _act_grad_rows_z, _act_row, _act_rows
+from _blas cimport SPLIT_MIN_MADDS, gemm, gemm_split
 from _common cimport _colsum
+from _team cimport fl_blas_single, fl_now_ns, fl_team_observe
 
 
 cdef enum:
     # Below this many copied elements im2col/col2im run on one thread.
     COPY_MIN_ELEMENTS = 1 << 18
+    # im2col values a thread handles at a time: half a MB in float32, so a chunk is
+    # still in the core's L2 when its GEMM (forward) or col2im (backward) reads it.
+    CHUNK_ELEMENTS = 1 << 17
 
 
 cdef inline int _copy_chunks(int nt, Py_ssize_t work) noexcept nogil:
@@ -159,6 +165,67 @@ cdef inline void _col2im(int nt, const floating* cols, const Geom* g, Py_ssize_t
             _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
 
 
+cdef inline void _bias_act(floating* y, const floating* b, Py_ssize_t rows, Py_ssize_t f,
+                           int act) noexcept nogil:
+    """y = act(y + b) in place over rows of f channels: relu and linear as one 2-D loop
+    (a call per row of 16-64 channels cost more than the work), the rest per row."""
+    cdef Py_ssize_t i, j
+    cdef floating t
+    cdef floating* r
+    if act == ACT_RELU:
+        for i in range(rows):
+            r = y + i * f
+            if b != NULL:
+                for j in range(f):
+                    t = r[j] + b[j]
+                    r[j] = 0 if t < 0 else t   # as _act_row: NaN passes through
+            else:
+                for j in range(f):
+                    t = r[j]
+                    r[j] = 0 if t < 0 else t
+    elif act == ACT_LINEAR:
+        if b != NULL:
+            for i in range(rows):
+                r = y + i * f
+                for j in range(f):
+                    r[j] = r[j] + b[j]
+    else:
+        for i in range(rows):
+            _act_row(y + i * f, b, y + i * f, f, act)
+
+
+cdef inline void _fwd_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t f,
+                            const floating* X, const floating* W, const floating* b,
+                            floating* Y, floating* Z, floating* cols, bint keep,
+                            Py_ssize_t cs, int act) noexcept nogil:
+    """Samples s0..s1 on the calling thread, cs at a time: im2col into cols (at the
+    samples' own rows when it keeps the batch, else from its start), one GEMM, bias
+    and activation while the chunk is in cache."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s = s0, ns, rows
+    cdef floating* c
+    cdef floating* out
+    while s < s1:
+        ns = cs if cs < s1 - s else s1 - s
+        rows = ns * per
+        c = cols + s * per * K if keep else cols
+        _im2col(1, X, g, s, ns, c)
+        out = (Z if Z != NULL else Y) + s * per * f
+        gemm(False, False, <int>rows, <int>f, <int>K, 1, c, <int>K, W, <int>f, 0, out, <int>f)
+        if Z != NULL:
+            _bias_act(out, b, rows, f, ACT_LINEAR)
+            _act_rows(out, NULL, Y + s * per * f, rows, f, act)
+        else:
+            _bias_act(out, b, rows, f, act)
+        s += ns
+
+
+cdef inline int _conv_team(int nt, Py_ssize_t n, Py_ssize_t per, Py_ssize_t K,
+                           Py_ssize_t f) noexcept nogil:
+    if nt < 2 or n < 2 or <double>n * per * K * f < SPLIT_MIN_MADDS:
+        return 1
+    return <int>n if n < nt else nt
+
+
 cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
                               const floating* X,   # (n, h, w, c) IN
                               const floating* W,   # (K, f) IN, K = kh * kw * c
@@ -167,27 +234,71 @@ cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
                               floating* Z,         # like Y: the pre-activation, or NULL
                               floating* cols,      # (cols_rows, K) scratch, NULL: direct
                               Py_ssize_t cols_rows, int act) noexcept nogil:
-    """Y = act(conv(X, W) + b); Z, if given, keeps the pre-activation."""
-    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s0 = 0, ns, rows
+    """Y = act(conv(X, W) + b); Z, if given, keeps the pre-activation.
+
+    With a team, each thread takes a contiguous range of samples and runs im2col,
+    GEMM and activation on chunks of about CHUNK_ELEMENTS im2col values, so a chunk
+    is written and read in its core's cache.  When cols holds the whole batch it is
+    left holding the batch's im2col (for dW); otherwise each thread uses its own
+    share of cols.
+    """
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, cs, share, lo, hi
+    cdef bint keep
+    cdef int t, team
     cdef floating* out = Z if Z != NULL else Y
+    cdef int64_t start
+    cdef int64_t stamps[2]
+    cdef int64_t* marks = stamps
     if n == 0 or per == 0 or f == 0:
         return
     if cols == NULL:
         gemm_split(nt, True, False, False, <int>(n * per), <int>f, <int>K, 1, X, <int>K,
                    W, <int>f, 0, out, <int>f)
-    else:
-        ns = cols_rows // per
-        while s0 < n:
-            if ns > n - s0:
-                ns = n - s0
-            _im2col(nt, X, g, s0, ns, cols)
-            rows = ns * per
-            gemm_split(nt, True, False, False, <int>rows, <int>f, <int>K, 1, cols, <int>K,
-                       W, <int>f, 0, out + s0 * per * f, <int>f)
-            s0 += ns
-    _act_rows(out, b, out, n * per, f, ACT_LINEAR if Z != NULL else act)
-    if Z != NULL:
-        _act_rows(Z, NULL, Y, n * per, f, act)
+        _act_rows(out, b, out, n * per, f, ACT_LINEAR if Z != NULL else act)
+        if Z != NULL:
+            _act_rows(Z, NULL, Y, n * per, f, act)
+        return
+    keep = cols_rows >= n * per
+    cs = CHUNK_ELEMENTS // (per * K)
+    if cs < 1:
+        cs = 1
+    team = _conv_team(nt, n, per, K, f)
+    share = cols_rows // per   # samples of cols a thread may use (not keeping the batch)
+    if not keep:
+        if team > share:
+            team = <int>share if share > 0 else 1
+        share = share // team
+        if cs > share:
+            cs = share
+    if team == 1:
+        _fwd_range(g, 0, n, f, X, W, b, Y, Z, cols, keep, cs, act)
+        return
+    fl_blas_single()
+    start = fl_now_ns()
+    for t in prange(team, num_threads=team, schedule='static'):
+        if t == 0:
+            marks[0] = fl_now_ns()
+        lo = n * t // team
+        hi = n * (t + 1) // team
+        _fwd_range(g, lo, hi, f, X, W, b, Y, Z,
+                   cols if keep else cols + t * share * per * K, keep, cs, act)
+        if t == 0:
+            marks[1] = fl_now_ns()
+    fl_team_observe(fl_now_ns() - start, marks[1] - marks[0])
+
+
+cdef inline void _dx_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t f,
+                           const floating* W, const floating* dZ, floating* dX,
+                           floating* cols, Py_ssize_t cs) noexcept nogil:
+    """dX of samples s0..s1 on the calling thread, cs at a time: the GEMM into the
+    samples' rows of cols, then col2im while they are in cache."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s = s0, ns
+    while s < s1:
+        ns = cs if cs < s1 - s else s1 - s
+        gemm(False, True, <int>(ns * per), <int>K, <int>f, 1, dZ + s * per * f, <int>f,
+             W, <int>f, 0, cols + s * per * K, <int>K)
+        _col2im(1, cols + s * per * K, g, s, ns, dX)
+        s += ns
 
 
 cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
@@ -205,8 +316,9 @@ cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f
                                int act, bint acc_w, bint acc_b) noexcept nogil:
     """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T)."""
     cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, rows_all = n * per
-    cdef Py_ssize_t s0 = 0, ns, rows
+    cdef Py_ssize_t s0 = 0, ns, rows, cs
     cdef floating beta
+    cdef int t, team
     _act_grad_rows_z(Zin, Y, dY, dZ, rows_all, f, act)
     if db != NULL:
         _colsum(dZ, rows_all, f, 1.0, db, acc_b)
@@ -224,16 +336,26 @@ cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f
             gemm_split(nt, True, False, True, <int>rows_all, <int>K, <int>f, 1, dZ, <int>f,
                        W, <int>f, 0, dX, <int>K)
         return
-    if cols_hold_x and cols_rows >= rows_all:
-        # The forward pass left the whole batch's im2col in cols: dW from it, then
-        # cols is free for the data gradient.
+    if cols_rows >= rows_all:
+        # cols holds the batch: dW from the forward pass's im2col (when it left it
+        # there), then cols is free for the data gradient, a range of samples per
+        # thread (each sample's col2im touches only its own dX).
         if dW != NULL:
+            if not cols_hold_x:
+                _im2col(nt, X, g, 0, n, cols)
             gemm_split(nt, True, True, False, <int>K, <int>f, <int>rows_all, 1, cols, <int>K,
                        dZ, <int>f, 1 if acc_w else 0, dW, <int>f)
         if dX != NULL:
-            gemm_split(nt, True, False, True, <int>rows_all, <int>K, <int>f, 1, dZ, <int>f,
-                       W, <int>f, 0, cols, <int>K)
-            _col2im(nt, cols, g, 0, n, dX)
+            cs = CHUNK_ELEMENTS // (per * K)
+            if cs < 1:
+                cs = 1
+            team = _conv_team(nt, n, per, K, f)
+            if team == 1:
+                _dx_range(g, 0, n, f, W, dZ, dX, cols, cs)
+            else:
+                fl_blas_single()
+                for t in prange(team, num_threads=team, schedule='static'):
+                    _dx_range(g, n * t // team, n * (t + 1) // team, f, W, dZ, dX, cols, cs)
         return
     ns = cols_rows // per
     while s0 < n:
