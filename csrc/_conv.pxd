@@ -20,7 +20,7 @@
 # element), so no padding or stride given here can reach outside the buffers.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from libc.stdint cimport int64_t
 
@@ -194,6 +194,13 @@ cdef inline void _bias_act(floating* y, const floating* b, Py_ssize_t rows, Py_s
             _act_row(y + i * f, b, y + i * f, f, act)
 
 
+cdef inline void _fill_rows(floating* y, const floating* b, Py_ssize_t rows,
+                            Py_ssize_t f) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(rows):
+        memcpy(y + i * f, b, f * sizeof(floating))
+
+
 cdef inline void _fwd_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t f,
                             const floating* X, const floating* W, const floating* b,
                             floating* Y, floating* Z, floating* cols, bint keep,
@@ -210,12 +217,16 @@ cdef inline void _fwd_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssiz
         c = cols + s * per * K if keep else cols
         _im2col(1, X, g, s, ns, c)
         out = (Z if Z != NULL else Y) + s * per * f
-        gemm(False, False, <int>rows, <int>f, <int>K, 1, c, <int>K, W, <int>f, 0, out, <int>f)
+        if b != NULL:
+            # The bias first and the product added to it: BLAS then skips its own pass
+            # zeroing C (beta = 0), and no pass adds the bias after.
+            _fill_rows(out, b, rows, f)
+        gemm(False, False, <int>rows, <int>f, <int>K, 1, c, <int>K, W, <int>f,
+             1 if b != NULL else 0, out, <int>f)
         if Z != NULL:
-            _bias_act(out, b, rows, f, ACT_LINEAR)
             _act_rows(out, NULL, Y + s * per * f, rows, f, act)
         else:
-            _bias_act(out, b, rows, f, act)
+            _bias_act(out, NULL, rows, f, act)
         s += ns
 
 

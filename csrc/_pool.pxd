@@ -44,10 +44,16 @@ cdef inline void _window(const PGeom* g, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_
 
 cdef inline void _max_sample(const floating* X, const PGeom* g, floating* Y,
                              int64_t* arg) noexcept nogil:
-    cdef Py_ssize_t oy, ox, iy, ix, ch, y0, y1, x0, x1, o
+    cdef Py_ssize_t oy, ox, iy, ix, ch, y0, y1, x0, x1, o, i, nans = 0
     cdef const floating* src
     cdef floating* yo
     cdef floating v, m
+    cdef bint finite
+    if arg == NULL:
+        # One pass counting NaNs (a vectorized reduction; the sample is then in cache).
+        for i in range(g.h * g.w * g.c):
+            nans = nans + (1 if X[i] != X[i] else 0)
+    finite = nans == 0
     for oy in range(g.oh):
         for ox in range(g.ow):
             _window(g, oy, ox, &y0, &y1, &x0, &x1)
@@ -75,8 +81,18 @@ cdef inline void _max_sample(const floating* X, const PGeom* g, floating* Y,
                                 if Y[o + ch] == Y[o + ch]:
                                     Y[o + ch] = v
                                     arg[o + ch] = iy * g.w + ix
+            elif finite:
+                # No NaN in this sample: the maximum as a plain select, which vectorizes.
+                yo = Y + o
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        src = X + (iy * g.w + ix) * g.c
+                        for ch in range(g.c):
+                            v = src[ch]
+                            m = yo[ch]
+                            yo[ch] = v if v > m else m
             else:
-                # The maximum alone (same NaN rule) as a select, a loop that vectorizes.
+                # The maximum alone with the NaN rule (a NaN wins and stays).
                 yo = Y + o
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
