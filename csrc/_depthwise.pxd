@@ -30,6 +30,8 @@ cdef inline void _dw_fwd_sample(const floating* X, const floating* W, const Geom
     cdef const floating* src
     cdef const floating* wt
     cdef floating* dst
+    cdef floating* d
+    cdef floating v
     for oy in range(g.oh):
         dst = Y + (s * g.oh + oy) * g.ow * f
         for ox in range(g.ow * f):
@@ -44,9 +46,16 @@ cdef inline void _dw_fwd_sample(const floating* X, const floating* W, const Geom
                 for ox in range(lo, hi):
                     ix = ox * g.sw - g.pl + kj * g.dw
                     src = X + ((s * g.h + iy) * g.w + ix) * c
-                    for ch in range(c):
-                        for m in range(dm):
-                            dst[ox * f + ch * dm + m] += src[ch] * wt[ch * dm + m]
+                    d = dst + ox * f
+                    # dm == 1 (the common case) as one contiguous loop that vectorizes.
+                    if dm == 1:
+                        for ch in range(c):
+                            d[ch] += src[ch] * wt[ch]
+                    else:
+                        for ch in range(c):
+                            v = src[ch]
+                            for m in range(dm):
+                                d[ch * dm + m] += v * wt[ch * dm + m]
 
 
 cdef inline void _dw_bwd_sample(const floating* X, const floating* W, const floating* dZ,
@@ -74,16 +83,25 @@ cdef inline void _dw_bwd_sample(const floating* X, const floating* W, const floa
                     grad = dZ + ((s * g.oh + oy) * g.ow + ox) * f
                     if dX != NULL:
                         gx = dX + ((s * g.h + iy) * g.w + ix) * c
-                        for ch in range(c):
-                            acc = 0
-                            for m in range(dm):
-                                acc = acc + grad[ch * dm + m] * wt[ch * dm + m]
-                            gx[ch] += acc
+                        if dm == 1:
+                            for ch in range(c):
+                                gx[ch] += grad[ch] * wt[ch]
+                        else:
+                            for ch in range(c):
+                                acc = 0
+                                for m in range(dm):
+                                    acc = acc + grad[ch * dm + m] * wt[ch * dm + m]
+                                gx[ch] += acc
                     if gw != NULL:
                         src = X + ((s * g.h + iy) * g.w + ix) * c
-                        for ch in range(c):
-                            for m in range(dm):
-                                gw[ch * dm + m] += src[ch] * grad[ch * dm + m]
+                        if dm == 1:
+                            for ch in range(c):
+                                gw[ch] += src[ch] * grad[ch]
+                        else:
+                            for ch in range(c):
+                                acc = src[ch]
+                                for m in range(dm):
+                                    gw[ch * dm + m] += acc * grad[ch * dm + m]
 
 
 cdef inline int _dw_team(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t dm) noexcept nogil:
