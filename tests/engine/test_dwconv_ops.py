@@ -141,7 +141,10 @@ def test_programs_hold_the_ops_and_their_flags():
     assert [op.kind for op in ct] == [OpKind.CONV_TRANSPOSE] * 2
     sep = [op for op in m.step_program.ops if op.path.endswith("sep_twice")]
     assert [op.kind for op in sep] == [OpKind.DEPTHWISE, OpKind.CONV] * 2
-    assert [len(w) for w in (m.step_program.weights,)] == [len(m.trainable_weights)]
+    # h feeds the Add, a separable and a transposed layer: their input gradients add.
+    assert (True,) in [op.acc_dx for op in sep if op.kind == OpKind.DEPTHWISE]
+    assert (True,) in [op.acc_dx for op in ct]
+    assert len(m.step_program.weights) == len(m.trainable_weights)
 
 
 def test_frozen_layers_compute_no_gradient():
@@ -179,6 +182,8 @@ LAYERS = {
     "transpose_same": (lambda: Conv2DTranspose(3, 4, strides=2, padding="same",
                                                activation="gelu"), (3, 5, 2)),
     "transpose_1x1": (lambda: Conv2DTranspose(3, 1, use_bias=False), (4, 4, 2)),
+    "transpose_gaps": (lambda: Conv2DTranspose(2, 1, strides=2, padding="same",
+                                               activation="relu"), (3, 2, 3)),
 }
 
 
@@ -293,6 +298,20 @@ def test_bad_shapes_are_refused_and_change_nothing():
     for u, v in zip(before, m.get_weights()):
         np.testing.assert_array_equal(u, v)
     assert m.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("kind", [OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE])
+def test_the_executor_refuses_a_geometry_that_does_not_match_the_slots(kind):
+    fl.backend.clear_session()
+    prog = lower(_shared(), training=False)
+    op = next(op for op in prog.ops if op.kind == kind)
+    geom = list(op.kwargs["geom"])
+    for j, bad in ((3, geom[3] + 1), (2, geom[2] + 1), (5, 0), (12, -1)):
+        op.kwargs["geom"] = tuple(geom[:j] + [bad] + geom[j + 1:])
+        with pytest.raises(ValueError, match="set_conv_geometry"):
+            executor_mod.Runner(prog)
+    op.kwargs["geom"] = tuple(geom)
+    executor_mod.Runner(prog)
 
 
 def test_twin_runs_the_ops_on_an_inference_program():
