@@ -368,7 +368,7 @@ class DepthwiseConv2D(_Conv):
     """Depthwise 2-D convolution: each input channel convolved with its own
     ``depth_multiplier`` filters; weight ``kernel`` (kh, kw, in, depth_multiplier),
     output channel c * depth_multiplier + m, as Keras.  The depthwise kernel of
-    csrc/conv.pyx (no channel sum, so no GEMM); bias and activation after it.
+    csrc/_depthwise.pxd (no channel sum, so no GEMM); bias and activation after it.
     """
 
     rank = 2
