@@ -52,6 +52,11 @@ cdef enum:
     POOL_MAX = 0
     POOL_AVERAGE = 1
 
+# The depthwise and transposed convolutions (csrc/_depthwise.pxd, csrc/_conv.pxd).
+cdef enum:
+    OP_DEPTHWISE = 13
+    OP_CONV_TRANSPOSE = 14
+
 cdef enum:
     MERGE_ADD = 0
     MERGE_SUBTRACT = 1

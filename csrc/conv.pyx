@@ -3,20 +3,19 @@
 # The standalone 2-D convolution kernels (channels_last, NHWC): validation here,
 # the loops in _conv.pxd (im2col + BLAS GEMM, shared with the executor's CONV op).
 # Conv1D is this kernel with height 1.  The depthwise convolution (no channel sum,
-# so no GEMM) is below.
+# so no GEMM) is below, its loops in _depthwise.pxd.
 #
 # `cols` is scratch from the caller: its row count fixes how many samples go
 # through one GEMM (a whole batch's im2col can be tens of MB).  A 1x1 kernel
 # with stride 1 and no padding needs no im2col (cols is X itself): the caller
 # passes cols=None.
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
-from libc.string cimport memcpy, memset
 
 from _act cimport ACT_COUNT, ACT_LINEAR, _act_needs_input
 from _common cimport _cp1, _cp2, _p1, _p2
-from _conv cimport Geom, _copy_chunks, _ox_range, conv_backward, conv_forward
+from _conv cimport Geom, conv_backward, conv_forward
+from _depthwise cimport dw_backward, dw_forward
 
 from _team cimport team, team_for_step
 
@@ -181,81 +180,16 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
 
 
 # ---------------------------------------------------------------------------
-# Depthwise convolution: channel c convolved with its own depth_multiplier
-# filters, output channel c * dm + m (Keras's order).  There is no sum over
-# channels, so no GEMM applies: the loops run over the kernel taps with the
-# contiguous (channel, multiplier) block innermost.
-
-cdef inline void _dw_fwd_sample(const floating* X, const floating* W, const Geom* g,
-                                Py_ssize_t dm, Py_ssize_t s, floating* Y) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ki, kj, iy, ix, ch, m, lo, hi, c = g.c, f = g.c * dm
-    cdef const floating* src
-    cdef const floating* wt
-    cdef floating* dst
-    for oy in range(g.oh):
-        dst = Y + (s * g.oh + oy) * g.ow * f
-        for ox in range(g.ow * f):
-            dst[ox] = 0
-        for ki in range(g.kh):
-            iy = oy * g.sh - g.pt + ki * g.dh
-            if iy < 0 or iy >= g.h:
-                continue
-            for kj in range(g.kw):
-                _ox_range(g, kj, &lo, &hi)
-                wt = W + (ki * g.kw + kj) * f
-                for ox in range(lo, hi):
-                    ix = ox * g.sw - g.pl + kj * g.dw
-                    src = X + ((s * g.h + iy) * g.w + ix) * c
-                    for ch in range(c):
-                        for m in range(dm):
-                            dst[ox * f + ch * dm + m] += src[ch] * wt[ch * dm + m]
-
-
-cdef inline void _dw_bwd_sample(const floating* X, const floating* W, const floating* dZ,
-                                const Geom* g, Py_ssize_t dm, Py_ssize_t s, floating* dX,
-                                floating* dW) noexcept nogil:
-    """dX[s] = 0 then += taps; dW += this sample's taps (caller zeroes dW first)."""
-    cdef Py_ssize_t oy, ox, ki, kj, iy, ix, ch, m, lo, hi, c = g.c, f = g.c * dm
-    cdef const floating* src
-    cdef const floating* grad
-    cdef const floating* wt
-    cdef floating* gx
-    cdef floating* gw
-    cdef floating acc
-    for oy in range(g.oh):
-        for ki in range(g.kh):
-            iy = oy * g.sh - g.pt + ki * g.dh
-            if iy < 0 or iy >= g.h:
-                continue
-            for kj in range(g.kw):
-                _ox_range(g, kj, &lo, &hi)
-                wt = W + (ki * g.kw + kj) * f
-                gw = dW + (ki * g.kw + kj) * f if dW != NULL else NULL
-                for ox in range(lo, hi):
-                    ix = ox * g.sw - g.pl + kj * g.dw
-                    grad = dZ + ((s * g.oh + oy) * g.ow + ox) * f
-                    if dX != NULL:
-                        gx = dX + ((s * g.h + iy) * g.w + ix) * c
-                        for ch in range(c):
-                            acc = 0
-                            for m in range(dm):
-                                acc = acc + grad[ch * dm + m] * wt[ch * dm + m]
-                            gx[ch] += acc
-                    if gw != NULL:
-                        src = X + ((s * g.h + iy) * g.w + ix) * c
-                        for ch in range(c):
-                            for m in range(dm):
-                                gw[ch * dm + m] += src[ch] * grad[ch * dm + m]
-
+# Depthwise convolution: the loops are in _depthwise.pxd (shared with the
+# executor's DEPTHWISE op); validation here.
 
 def depthwise_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
                       const floating[:, ::1] W,        # (kh * kw, c * dm) IN
                       floating[:, :, :, ::1] Y,        # (n, oh, ow, c * dm) OUT
                       int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl):
     """Y[..., c * dm + m] = sum over taps of X[..., c] * W[tap, c * dm + m] (no bias)."""
-    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], s, dm
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], dm
     cdef Geom g
-    cdef int nc, t
     if c == 0 or f % c != 0:
         raise ValueError("depthwise_forward: W's columns must be c * depth_multiplier")
     dm = f // c
@@ -273,17 +207,8 @@ def depthwise_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c) IN
     if xp == NULL:
         Y[...] = 0
         return
-    nc = _copy_chunks(team(), n * g.oh * g.ow * f * kh * kw)
-    if nc > n:
-        nc = <int>n
     with nogil:
-        if nc <= 1:
-            for s in range(n):
-                _dw_fwd_sample(xp, wp, &g, dm, s, yp)
-        else:
-            for t in prange(nc, num_threads=nc, schedule='static'):
-                for s in range(n * t // nc, n * (t + 1) // nc):
-                    _dw_fwd_sample(xp, wp, &g, dm, s, yp)
+        dw_forward(team(), &g, n, dm, xp, wp, yp)
 
 
 def depthwise_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c) IN
@@ -292,8 +217,8 @@ def depthwise_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c) IN
                        floating[:, :, :, ::1] dX,        # (n, h, w, c) OUT or None
                        floating[:, ::1] dW,              # like W, OUT or None
                        int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl):
-    """Gradients of depthwise_forward w.r.t. X and W (serial: dW sums every sample)."""
-    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], s, dm
+    """Gradients of depthwise_forward w.r.t. X and W (dW serial: it sums every sample)."""
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[3], f = W.shape[1], dm
     cdef Geom g
     cdef floating* dxp = NULL
     cdef floating* dwp = NULL
@@ -310,19 +235,19 @@ def depthwise_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c) IN
                 or dX.shape[3] != c:
             raise ValueError("depthwise_backward: dX must match X")
         dxp = _p4(dX)
-        if dxp != NULL:
-            dX[...] = 0
     if dW is not None:
         if dW.shape[0] != W.shape[0] or dW.shape[1] != f:
             raise ValueError("depthwise_backward: dW must match W")
         dwp = _p2(dW)
-        if dwp != NULL:
-            dW[...] = 0
     cdef const floating* xp = _cp4(X)
     cdef const floating* wp = _cp2(W)
     cdef const floating* dzp = _cp4(dZ)
     if xp == NULL or dzp == NULL:
+        if dX is not None:
+            dX[...] = 0
+        if dW is not None:
+            dW[...] = 0
         return
     with nogil:
-        for s in range(n):
-            _dw_bwd_sample(xp, wp, dzp, &g, dm, s, dxp, dwp)
+        # No partial buffers: dW serial (a standalone call allocates nothing per team).
+        dw_backward(team(), &g, n, dm, xp, wp, dzp, dxp, dwp, False, NULL, 0)

@@ -41,6 +41,8 @@ from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dis
                     _dist_sum)
 from _optim cimport sq_norm, update_one
 from _pool cimport PGeom, pool_backward, pool_forward
+from _codes cimport OP_CONV_TRANSPOSE, OP_DEPTHWISE
+from _depthwise cimport dw_backward, dw_forward
 from _rng cimport rng_key
 from _codes cimport OP_LAYERNORM, OP_PAD2D, OP_UPSAMPLE2D
 from _layernorm cimport ln_backward, ln_forward
@@ -90,6 +92,10 @@ cdef struct XOp:
     void* aux
     Py_ssize_t aux_rows
     # conv: h w c oh ow kh kw sh sw dh dw pt pl; pool: h w c oh ow ph pw sh sw pt pl
+    # depthwise: as conv (d_in = kh * kw taps, d_out = c * depth_multiplier; aux the
+    # per-thread partial dW sums, aux_rows of them).  conv_transpose: the geometry of
+    # the convolution it is the data gradient of (h w c: the op's output, oh ow: its
+    # input; d_in = K = kh * kw * c, d_out = c; aux an im2col scratch as conv's)
     Py_ssize_t* geom
     # concat: per input the values per sample before the axis (outer) and chunk
     Py_ssize_t outer
@@ -276,6 +282,31 @@ cdef class Executor:
             raise ValueError("set_geometry: the geometry does not match the op's slots")
         op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
 
+    def set_conv_geometry(self, int i, Py_ssize_t[::1] geom):
+        """A DEPTHWISE or CONV_TRANSPOSE op's geometry (13 values), as documented on XOp."""
+        cdef XOp* op = &self.ops[i]
+        cdef Py_ssize_t j, taps, f
+        if op.kind != OP_DEPTHWISE and op.kind != OP_CONV_TRANSPOSE:
+            raise ValueError("set_conv_geometry: only DEPTHWISE and CONV_TRANSPOSE ops take one")
+        if geom.shape[0] != 13:
+            raise ValueError(f"set_conv_geometry: 13 values expected, got {geom.shape[0]}")
+        for j in range(13):
+            if geom[j] < 0 or (geom[j] == 0 and j < 11):
+                raise ValueError(f"set_conv_geometry: value {j} out of range ({geom[j]})")
+        taps = geom[5] * geom[6]
+        if op.kind == OP_DEPTHWISE:
+            ok = (op.d_in == taps and op.d_out % geom[2] == 0
+                  and geom[0] * geom[1] * geom[2] == self.size[op.ins[0]]
+                  and geom[3] * geom[4] * op.d_out == self.size[op.outs[0]])
+        else:
+            f = self.size[op.ins[0]] // (geom[3] * geom[4])
+            ok = (op.d_in == taps * geom[2] and op.d_out == geom[2] and f >= 1
+                  and geom[3] * geom[4] * f == self.size[op.ins[0]]
+                  and geom[0] * geom[1] * geom[2] == self.size[op.outs[0]])
+        if not ok:
+            raise ValueError("set_conv_geometry: the geometry does not match the op's slots")
+        op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
+
     def set_layernorm(self, int i, double eps):
         """A LAYERNORM op's epsilon (its gamma/beta and their gradients: set_params)."""
         cdef XOp* op = &self.ops[i]
@@ -358,6 +389,11 @@ cdef class Executor:
             if op.kind == OP_DENSE and <double>n * self.size[op.ins[0]] * op.d_out >= SPLIT_MIN_MADDS:
                 return True
             if op.kind == OP_CONV and <double>n * self.size[op.outs[0]] * op.d_in >= SPLIT_MIN_MADDS:
+                return True
+            if op.kind == OP_DEPTHWISE and <double>n * self.size[op.outs[0]] * op.d_in >= SPLIT_MIN_MADDS:
+                return True
+            if op.kind == OP_CONV_TRANSPOSE and \
+                    <double>n * self.size[op.ins[0]] * op.d_in >= SPLIT_MIN_MADDS:
                 return True
         return False
 
@@ -688,6 +724,71 @@ cdef inline void _pool_geom(const XOp* op, PGeom* g) noexcept nogil:
     g.ph, g.pw, g.sh, g.sw, g.pt, g.pl = v[5], v[6], v[7], v[8], v[9], v[10]
 
 
+cdef inline void _depthwise_forward(Executor ex, XOp* op, const floating* x,
+                                    floating* out) noexcept nogil:
+    # The taps, then bias and activation over the rows (gelu/silu/mish: a separate op).
+    cdef Geom g
+    _conv_geom(op, &g)
+    dw_forward(ex.nthreads, &g, ex.n, op.d_out // g.c, x, <const floating*>op.W, out)
+    _act_rows(out, <const floating*>op.b, out, ex.n * g.oh * g.ow, op.d_out, op.act)
+
+
+cdef inline void _depthwise_backward(Executor ex, XOp* op, const floating* x, floating* G,
+                                     floating* dst) noexcept nogil:
+    # dZ in place of G (as Dense); dst is NULL when no input gradient is wanted.
+    cdef Geom g
+    cdef Py_ssize_t rows
+    _conv_geom(op, &g)
+    rows = ex.n * g.oh * g.ow
+    _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, G, rows, op.d_out, op.act)
+    if op.gb != NULL:
+        _colsum(G, rows, op.d_out, 1.0, <floating*>op.gb, op.acc_gb)
+    if dst != NULL or op.gW != NULL:
+        dw_backward(ex.nthreads, &g, ex.n, op.d_out // g.c, x, <const floating*>op.W, G, dst,
+                    <floating*>op.gW, op.acc_gW, <floating*>op.aux, op.aux_rows)
+
+
+cdef inline void _conv_transpose_forward(Executor ex, XOp* op, const floating* x,
+                                         floating* out) noexcept nogil:
+    # The data gradient of the convolution (out its input, x its output gradient),
+    # then bias and activation.  x goes through scratch (free in the forward pass):
+    # conv_backward's dZ is an output, and x may be the caller's read-only array.
+    cdef Geom g
+    cdef Py_ssize_t n = ex.n, f, size = n * ex.size[op.ins[0]]
+    cdef floating* xs = <floating*>ex.scratch
+    _conv_geom(op, &g)
+    f = ex.size[op.ins[0]] // (g.oh * g.ow)
+    memcpy(xs, x, size * sizeof(floating))
+    conv_backward(ex.nthreads, &g, n, f, NULL, <const floating*>op.W, NULL, NULL, xs, xs, out,
+                  NULL, NULL, <floating*>op.aux, op.aux_rows, False, ACT_LINEAR, False, False)
+    _act_rows(out, <const floating*>op.b, out, n * g.h * g.w, op.d_out, op.act)
+
+
+cdef inline void _conv_transpose_backward(Executor ex, XOp* op, const floating* x, floating* G,
+                                          floating* dst) noexcept nogil:
+    # dZ in place of G; the input gradient is the convolution of dZ (conv_forward),
+    # whose im2col, when aux holds the whole batch, serves dW = cols(dZ).T @ x.
+    cdef Geom g
+    cdef Py_ssize_t n = ex.n, f, size = n * ex.size[op.ins[0]], rows
+    cdef floating* xs = <floating*>ex.scratch
+    _conv_geom(op, &g)
+    f = ex.size[op.ins[0]] // (g.oh * g.ow)
+    rows = n * g.h * g.w
+    _act_grad_rows(<const floating*>ex.val[op.outs[0]], G, G, rows, op.d_out, op.act)
+    if op.gb != NULL:
+        _colsum(G, rows, op.d_out, 1.0, <floating*>op.gb, op.acc_gb)
+    if dst != NULL:
+        conv_forward(ex.nthreads, &g, n, f, G, <const floating*>op.W, NULL, dst, NULL,
+                     <floating*>op.aux, op.aux_rows, ACT_LINEAR)
+        _dx_finish(ex, op, 0, size, G)
+    if op.gW != NULL:
+        # After _dx_finish: scratch is free again.
+        memcpy(xs, x, size * sizeof(floating))
+        conv_backward(ex.nthreads, &g, n, f, G, <const floating*>op.W, NULL, NULL, xs, xs, NULL,
+                      <floating*>op.gW, NULL, <floating*>op.aux, op.aux_rows, dst != NULL,
+                      ACT_LINEAR, op.acc_gW, False)
+
+
 cdef inline void _layernorm_forward(Executor ex, XOp* op, const floating* x,
                                     floating* out) noexcept nogil:
     cdef Py_ssize_t rows = _rows(ex, op)
@@ -757,6 +858,10 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     elif op.kind == OP_POOL:
         _pool_geom(op, &pg)
         pool_forward(ex.nthreads, &pg, n, op.act == POOL_MAX, x, out, NULL)
+    elif op.kind == OP_DEPTHWISE:
+        _depthwise_forward(ex, op, x, out)
+    elif op.kind == OP_CONV_TRANSPOSE:
+        _conv_transpose_forward(ex, op, x, out)
     elif op.kind == OP_LAYERNORM:
         _layernorm_forward(ex, op, x, out)
     elif op.kind == OP_PAD2D:
@@ -981,6 +1086,13 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
             pool_backward(ex.nthreads, &pg, n, op.act == POOL_MAX, x,
                           <const floating*>ex.val[op.outs[0]], G, NULL, dst)
             _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_DEPTHWISE:
+        dst = _dx_dest(ex, op, 0, G)
+        _depthwise_backward(ex, op, x, G, dst)
+        if dst != NULL:
+            _dx_finish(ex, op, 0, size, G)
+    elif op.kind == OP_CONV_TRANSPOSE:
+        _conv_transpose_backward(ex, op, x, G, _dx_dest(ex, op, 0, G))
     elif op.kind == OP_LAYERNORM:
         dst = _dx_dest(ex, op, 0, G)
         _layernorm_backward(ex, op, x, G, dst)

@@ -117,6 +117,10 @@ OP_UPSAMPLE2D = 12
 POOL_MAX = 0
 POOL_AVERAGE = 1
 
+# The depthwise and transposed convolutions (ops of step programs, as OP_CONV).
+OP_DEPTHWISE = 13
+OP_CONV_TRANSPOSE = 14
+
 # Elementwise merges of several inputs (OP_MERGE's mode).
 MERGE_ADD = 0
 MERGE_SUBTRACT = 1

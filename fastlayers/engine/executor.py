@@ -114,6 +114,10 @@ class Runner:
             d_in = int(op.weights[0].shape[0])
         elif op.kind == OpKind.CONV:
             d_in = int(np.prod(op.weights[0].shape[:-1]))  # K = kh * kw * c_in
+        elif op.kind == OpKind.DEPTHWISE:
+            d_in = int(np.prod(op.weights[0].shape[:2]))   # taps per output value
+        elif op.kind == OpKind.CONV_TRANSPOSE:
+            d_in = int(np.prod(op.weights[0].shape[:-1]))  # K = kh * kw * filters
         elif op.kind == OpKind.LAYERNORM:
             d_out = int(op.kwargs["width"])  # the normalized values per row
         ex.set_op(i, int(op.kind), int(op.act), ins, outs, want, acc, op.backward, d_in, d_out, i)
@@ -123,6 +127,11 @@ class Runner:
             geom = np.array(op.kwargs["geom"], dtype=np.intp)
             self._keep.append(geom)
             ex.set_geometry(i, geom)
+        if op.kind in (OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE):
+            self._set_kernel_bias(ex, i, op, gindex)
+            geom = np.array(op.kwargs["geom"], dtype=np.intp)
+            self._keep.append(geom)
+            ex.set_conv_geometry(i, geom)
         if op.kind == OpKind.LAYERNORM:
             self._set_layernorm(ex, i, op, gindex)
         elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):
@@ -171,6 +180,16 @@ class Runner:
         self._keep += stats
         ex.set_batchnorm(i, layer.moving_mean.value, layer.moving_variance.value, *stats,
                          op.epsilon, op.momentum, op.batch_stats, op.update_stats)
+
+    def _set_kernel_bias(self, ex, i, op, gindex) -> None:
+        """A DEPTHWISE/CONV_TRANSPOSE op's kernel, optional bias and their gradients
+        (never a fused update: lowering fuses Dense ops only)."""
+        W, b = op.weights[0], (op.weights[1] if len(op.weights) > 1 else None)
+        tw, tb = op.train[0], (op.train[1] if b is not None else False)
+        aw, ab = op.acc_grad[0], (op.acc_grad[1] if b is not None else False)
+        ex.set_params(i, W.value, b.value if b is not None else None,
+                      self.grads[gindex[id(W)]] if tw else None,
+                      self.grads[gindex[id(b)]] if tb else None, aw, ab, False, False)
 
     def _set_layernorm(self, ex, i, op, gindex) -> None:
         """gamma/beta (absent: NULL, the kernel skips them) and each one's gradient."""
@@ -222,6 +241,25 @@ class Runner:
             h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
             if kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
                 return None  # a 1x1 kernel reads X itself
+            per, K = oh * ow, kh * kw * c
+            rows = n * per
+            if not (op.train and op.train[0]
+                    and rows * K * self.dtype.itemsize <= COLS_KEEP_BYTES):
+                rows = per * max(1, min(n, COLS_CHUNK_ELEMENTS // (per * K)))
+            return np.empty((rows, K), self.dtype)
+        if op.kind == OpKind.DEPTHWISE:
+            from .. import _threads
+
+            # One partial dW sum per thread beyond the first (dW sums every sample).
+            parts = _threads.team() - 1 if op.train and op.train[0] else 0
+            size = int(np.prod(op.weights[0].shape))
+            return np.empty((parts, size), self.dtype) if parts > 0 else None
+        if op.kind == OpKind.CONV_TRANSPOSE:
+            # The im2col of the convolution whose data gradient the op is: of the op's
+            # output (gradient), (rows, kh * kw * filters); kept whole for dW as CONV's.
+            h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+            if kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
+                return None
             per, K = oh * ow, kh * kw * c
             rows = n * per
             if not (op.train and op.train[0]

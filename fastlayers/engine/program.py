@@ -45,6 +45,8 @@ class OpKind(enum.IntEnum):
     TRANSPOSE = _codes.OP_TRANSPOSE
     CONV = _codes.OP_CONV
     POOL = _codes.OP_POOL
+    DEPTHWISE = _codes.OP_DEPTHWISE
+    CONV_TRANSPOSE = _codes.OP_CONV_TRANSPOSE
     LAYERNORM = _codes.OP_LAYERNORM
     PAD2D = _codes.OP_PAD2D
     UPSAMPLE2D = _codes.OP_UPSAMPLE2D
@@ -280,6 +282,18 @@ class LayerContext:
         out = low.new_slot(low.slots[slot].shape, self.layer.dtype)
         low.ops.append(Op(kind, layer or self.layer, self.path, (slot,), (out,),
                           self.training, **settings))
+        return [out]
+
+    def emit_shaped(self, kind: OpKind, inputs: Sequence[int], shape, weights: Sequence = (),
+                    **settings) -> List[int]:
+        """An op of this layer from slots ``inputs`` to one new slot of per-sample
+        ``shape``: a step of a layer lowered as several ops (the last uses :meth:`emit`
+        or :meth:`then`, whose outputs have the layer's shapes)."""
+        low = self._low
+        out = low.new_slot(shape, self.layer.dtype)
+        weights = tuple(weights)
+        low.ops.append(Op(kind, self.layer, self.path, tuple(inputs), (out,), self.training,
+                          weights=weights, train=low.weight_flags(weights), **settings))
         return [out]
 
     def emit_moved(self, kind: OpKind, weights: Sequence, axis: int, **settings) -> List[int]:

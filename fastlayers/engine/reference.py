@@ -278,6 +278,10 @@ class ReferenceRunner:
                                    None, kh, kw, sh, sw, dh, dw, pt, pl, op.act)
             elif op.kind == OpKind.POOL:
                 Y = self._pool_forward(i, op, x)
+            elif op.kind == OpKind.DEPTHWISE:
+                Y = self._dw_forward(op, x)
+            elif op.kind == OpKind.CONV_TRANSPOSE:
+                Y = self._convt_forward(op, x)
             elif op.kind == OpKind.LAYERNORM:
                 Y = self._ln_forward(i, op, x)
             elif op.kind == OpKind.PAD2D:
@@ -336,6 +340,83 @@ class ReferenceRunner:
         else:
             ref.avg_pool2d_backward(dY, dX, ph, pw, sh, sw, pt, pl)
         self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _kernel_bias(self, op):
+        """DEPTHWISE/CONV_TRANSPOSE: the kernel as (rows, columns) and the bias or None."""
+        W = op.weights[0].value
+        b = op.weights[1].value if len(op.weights) > 1 else None
+        return W.reshape(-1, W.shape[-1] if op.kind == OpKind.CONV_TRANSPOSE
+                         else W.shape[-2] * W.shape[-1]), b
+
+    def _bias_act(self, op, Z):
+        """act(Z + b) over the rows of the last axis (Z is float, fresh)."""
+        _, b = self._kernel_bias(op)
+        f = Z.shape[-1]
+        if b is not None:
+            Z = Z + b
+        Y = np.empty((Z.size // f, f), self.dtype)
+        ref.activation_forward(np.ascontiguousarray(Z, self.dtype).reshape(-1, f), Y, op.act)
+        return Y.reshape(Z.shape)
+
+    def _bias_act_backward(self, op, G):
+        """dZ = G * act' (through Y) and the bias gradient (placed by the flags)."""
+        f = _last_dim(self.program.slots[op.outputs[0]].shape)
+        Y = self._val(op.outputs[0]).reshape(-1, f)
+        dZ = np.empty_like(Y)
+        ref.activation_backward(Y, G.reshape(-1, f), dZ, op.act)
+        if len(op.weights) > 1 and op.train[1]:
+            self._weight_grad(op, 1, dZ.sum(axis=0, dtype=np.float64).astype(self.dtype))
+        return dZ
+
+    def _dw_forward(self, op, x):
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        W2, _ = self._kernel_bias(op)
+        Z = np.empty((self.n, oh, ow, W2.shape[1]), self.dtype)
+        ref.depthwise_forward(x.reshape(self.n, h, w, c), W2, Z, kh, kw, sh, sw, dh, dw, pt, pl)
+        return self._bias_act(op, Z)
+
+    def _dw_backward(self, op, x, G) -> None:
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        W2, _ = self._kernel_bias(op)
+        dZ = self._bias_act_backward(op, G).reshape(self.n, oh, ow, W2.shape[1])
+        dX = np.empty((self.n, h, w, c), self.dtype)
+        dW = np.empty(W2.shape, self.dtype)
+        ref.depthwise_backward(x.reshape(self.n, h, w, c), W2, dZ, dX, dW, kh, kw, sh, sw,
+                               dh, dw, pt, pl)
+        self._weight_grad(op, 0, dW)
+        if op.want_dx[0]:
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
+    def _convt_forward(self, op, x):
+        """The data gradient of the convolution (output h, w, c <- input oh, ow, f)."""
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        W2, _ = self._kernel_bias(op)
+        rows = (self.n * oh * ow, W2.shape[1])
+        Z = np.empty((self.n, h, w, c), self.dtype)
+        ref.conv2d_backward(None, W2, None, x.reshape(rows), np.empty(rows, self.dtype), Z,
+                            None, None, None, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
+                            _codes.ACT_LINEAR, False)
+        return self._bias_act(op, Z)
+
+    def _convt_backward(self, op, x, G) -> None:
+        """dx: the convolution of dZ; dW: that convolution's kernel gradient for
+        output gradient x."""
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        W2, _ = self._kernel_bias(op)
+        f = W2.shape[1]
+        dZ = self._bias_act_backward(op, G).reshape(self.n, h, w, c)
+        if op.want_dx[0]:
+            dX = np.empty((self.n, oh, ow, f), self.dtype)
+            ref.conv2d_forward(dZ, W2, None, dX, None, kh, kw, sh, sw, dh, dw, pt, pl,
+                               _codes.ACT_LINEAR)
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+        if op.train[0]:
+            rows = (self.n * oh * ow, f)
+            dW = np.empty(W2.shape, self.dtype)
+            ref.conv2d_backward(dZ, W2, None, x.reshape(rows), np.empty(rows, self.dtype),
+                                None, dW, None, None, h, w, oh, ow, kh, kw, sh, sw, dh, dw,
+                                pt, pl, _codes.ACT_LINEAR, False)
+            self._weight_grad(op, 0, dW)
 
     def _ln_params(self, op):
         layer = op.layer
@@ -503,6 +584,10 @@ class ReferenceRunner:
                 self._conv_backward(op, x, G)
             elif op.kind == OpKind.POOL:
                 self._pool_backward(i, op, G)
+            elif op.kind == OpKind.DEPTHWISE:
+                self._dw_backward(op, x, G)
+            elif op.kind == OpKind.CONV_TRANSPOSE:
+                self._convt_backward(op, x, G)
             elif op.kind == OpKind.LAYERNORM:
                 self._ln_backward(i, op, x, G)
             elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):

@@ -5,10 +5,11 @@ Weights and their order are Keras's, so ``set_weights`` takes Keras arrays as th
 are: ``kernel`` (kh, kw, in, filters) -- (k, in, filters) for Conv1D,
 (kh, kw, filters, in) for Conv2DTranspose -- then ``bias``.  The arithmetic is the
 im2col + BLAS GEMM kernel of ``csrc/_conv.pxd``, with the bias and activation fused
-after the GEMM.  In a model, Conv1D and Conv2D are CONV ops of the step program
-(``_lower``); the transposed, depthwise and separable convolutions run through the
-public custom-layer protocol (``forward`` returns ``(outputs, backprop)``), as do
-direct calls of every layer here.
+after the GEMM.  In a model each is lowered to ops of the step program (``_lower``):
+Conv1D and Conv2D a CONV op, DepthwiseConv2D a DEPTHWISE op (csrc/_depthwise.pxd),
+SeparableConv2D a DEPTHWISE then a 1x1 CONV op, Conv2DTranspose a CONV_TRANSPOSE op
+(the data gradient of the convolution with its kernel).  Direct calls run the
+public custom-layer protocol (``forward`` returns ``(outputs, backprop)``).
 
 Regularizers and constraints are Keras's arguments, as on Dense: weight penalties
 and constraints on the weights (``add_weight``), ``activity_regularizer`` an
@@ -45,6 +46,27 @@ def _then_activity(layer, ctx, y):
     if activity is not None:
         y = ctx.then(OpKind.CALLBACK, y[0], layer=activity)
     return y
+
+
+def _check_lowered_input(layer, shape, channels, rank=2):
+    """The checks a direct call makes (forward), on the program's per-sample ``shape``."""
+    _args.check_shape_rank(layer, (None,) + shape, rank + 2)
+    if shape[-1] != channels:
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) expects "
+                         f"{channels} channels on the last axis, got shape {(None,) + shape}")
+    layer.compute_output_shape((None,) + shape)  # a kernel that does not fit raises
+
+
+def _emit_activated(ctx, kind, weights, activation, geom, emit=None):
+    """An op with ``activation`` fused (``emit(kind, weights, act=, kwargs=)``, default
+    ``ctx.emit``), or linear then an ACTIVATION op for gelu/silu/mish, whose gradient
+    needs the pre-activation, kept in its own slot."""
+    emit = emit or ctx.emit
+    code = _act_codes.ACTIVATION_CODES[activation]
+    if activation in _act_codes.NEEDS_INPUT:
+        z = emit(kind, weights, act=_codes.ACT_LINEAR, kwargs={"geom": geom})
+        return ctx.then(OpKind.ACTIVATION, z[0], act=code)
+    return emit(kind, weights, act=code, kwargs={"geom": geom})
 
 
 class _Conv(Layer):
@@ -162,7 +184,8 @@ class _Conv(Layer):
 
     def _lower(self, ctx):
         if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
-            # The transposed and depthwise convolutions: their own forward, at its place.
+            # A subclass with its own forward: run it at its place (the transposed and
+            # depthwise convolutions have their own _lower).
             return _then_activity(self, ctx, ctx.callback())
         shape = ctx.slot(0).shape
         # The checks a direct call makes (forward), on the program's shapes.
@@ -322,12 +345,30 @@ class Conv2DTranspose(_Conv):
 
         return y, backprop
 
+    def _lower(self, ctx):
+        """One CONV_TRANSPOSE op: the data gradient of the convolution with this kernel
+        from the output (h, w, filters) to the input (oh, ow, in), bias and activation."""
+        if type(self).forward is not Conv2DTranspose.forward:
+            return _then_activity(self, ctx, ctx.callback())
+        shape = ctx.slot(0).shape
+        _check_lowered_input(self, shape, self._channels)
+        h, w = self.compute_output_shape((None,) + shape)[1:3]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
+        oh, pt = ops.conv_output_length(h, kh, sh, dh, self.padding)
+        ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
+        if (oh, ow) != tuple(shape[:2]):  # the output-size rule and the convolution's agree
+            raise AssertionError(f"{self.name}: transposed geometry {(oh, ow)} != {shape[:2]}")
+        geom = (h, w, self.filters, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+        weights = [wt for wt in (self.kernel, self.bias) if wt is not None]
+        y = _emit_activated(ctx, OpKind.CONV_TRANSPOSE, weights, self.activation, geom)
+        return _then_activity(self, ctx, y)
+
 
 class DepthwiseConv2D(_Conv):
     """Depthwise 2-D convolution: each input channel convolved with its own
     ``depth_multiplier`` filters; weight ``kernel`` (kh, kw, in, depth_multiplier),
     output channel c * depth_multiplier + m, as Keras.  The depthwise kernel of
-    csrc/conv.pyx (no channel sum, so no GEMM); bias and activation after it.
+    csrc/_depthwise.pxd (no channel sum, so no GEMM); bias and activation after it.
     """
 
     rank = 2
@@ -406,6 +447,17 @@ class DepthwiseConv2D(_Conv):
 
         return y, backprop
 
+    def _lower(self, ctx):
+        """One DEPTHWISE op (bias and activation fused, or an ACTIVATION op after it)."""
+        if type(self).forward is not DepthwiseConv2D.forward:
+            return _then_activity(self, ctx, ctx.callback())
+        shape = ctx.slot(0).shape
+        _check_lowered_input(self, shape, self._channels)
+        weights = [w for w in (self.kernel, self.bias) if w is not None]
+        y = _emit_activated(ctx, OpKind.DEPTHWISE, weights, self.activation,
+                            self._lower_geometry(shape))
+        return _then_activity(self, ctx, y)
+
 
 class SeparableConv2D(Layer):
     """Depthwise then pointwise (1x1) convolution; weights depthwise_kernel
@@ -455,47 +507,6 @@ class SeparableConv2D(Layer):
         self.activation = self._pointwise.activation
         self.use_bias = self._pointwise.use_bias
 
-    def _lower_geometry(self, shape):
-        """(h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl) of the 2-D kernel for an
-        input of per-sample ``shape``; Conv1D is height 1, causal a left padding."""
-        if self.rank == 1:
-            (w, c), h = shape, 1
-            (kw,), (sw,), (dw,) = self.kernel_size, self.strides, self.dilation_rate
-            kh = sh = dh = 1
-            if self.padding == "causal":
-                ow, pl = (w - 1) // sw + 1, (kw - 1) * dw
-            else:
-                ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
-            return (h, w, c, 1, ow, kh, kw, sh, sw, dh, dw, 0, pl)
-        h, w, c = shape
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
-        oh, pt = ops.conv_output_length(h, kh, sh, dh, self.padding)
-        ow, pl = ops.conv_output_length(w, kw, sw, dw, self.padding)
-        return (h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
-
-    def _lower(self, ctx):
-        if type(self).forward is not _Conv.forward and type(self) is not Conv1D:
-            # The transposed and depthwise convolutions: their own forward, at its place.
-            return _then_activity(self, ctx, ctx.callback())
-        shape = ctx.slot(0).shape
-        # The checks a direct call makes (forward), on the program's shapes.
-        _args.check_shape_rank(self, (None,) + shape, self.rank + 2)
-        if shape[-1] != self._channels:
-            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) expects "
-                             f"{self._channels} channels on the last axis, got shape "
-                             f"{(None,) + shape}")
-        self.compute_output_shape((None,) + shape)  # a kernel that does not fit raises
-        geom = self._lower_geometry(shape)
-        weights = [w for w in (self.kernel, self.bias) if w is not None]
-        code = _act_codes.ACTIVATION_CODES[self.activation]
-        if self.activation in _act_codes.NEEDS_INPUT:
-            # gelu/silu/mish: the gradient needs the pre-activation, kept in its own slot.
-            z = ctx.emit(OpKind.CONV, weights, act=_codes.ACT_LINEAR, kwargs={"geom": geom})
-            y = ctx.then(OpKind.ACTIVATION, z[0], act=code)
-        else:
-            y = ctx.emit(OpKind.CONV, weights, act=code, kwargs={"geom": geom})
-        return _then_activity(self, ctx, y)
-
     def get_config(self):
         cfg = super().get_config()
         cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
@@ -530,7 +541,24 @@ class SeparableConv2D(Layer):
             self._depthwise.compute_output_shape(input_shape))
 
     def _lower(self, ctx):
-        return _then_activity(self, ctx, ctx.callback())
+        """A DEPTHWISE op (no bias, linear) into its own slot, the 1x1 pointwise CONV op
+        (bias and activation), then the activity penalty.  The weights are this
+        layer's, each used by one op."""
+        if type(self).forward is not SeparableConv2D.forward:
+            return _then_activity(self, ctx, ctx.callback())
+        dw, pw = self._depthwise, self._pointwise
+        shape = ctx.slot(0).shape
+        _check_lowered_input(self, shape, dw._channels)
+        geom = dw._lower_geometry(shape)
+        oh, ow, mid = geom[3], geom[4], dw.filters
+        h = ctx.emit_shaped(OpKind.DEPTHWISE, ctx.inputs[:1], (oh, ow, mid), [dw.kernel],
+                            act=_codes.ACT_LINEAR, kwargs={"geom": geom})
+        weights = [w for w in (pw.kernel, pw.bias) if w is not None]
+        point = (oh, ow, mid, oh, ow, 1, 1, 1, 1, 1, 1, 0, 0)
+        y = _emit_activated(ctx, OpKind.CONV, weights, self.activation, point,
+                            emit=lambda kind, ws, **kw: ctx.emit_shaped(
+                                kind, h, ctx.out_shapes[0], ws, **kw))
+        return _then_activity(self, ctx, y)
 
     def forward(self, inputs, training=False):
         h, bp1 = self._depthwise.forward(inputs, training)
