@@ -48,6 +48,14 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    def _as_input_array(self, x, index: int = 0, dtype=None) -> np.ndarray:
+        # An eager call keeps integer ids exact (a float32 cast would round ids past
+        # 2**24): int32/int64 stay, other integers become int64; floats are cast.
+        a = np.asarray(x)
+        if a.dtype.kind in "iub" and a.dtype.name not in ("int32", "int64"):
+            a = a.astype(np.int64)
+        return super()._as_input_array(a, index, a.dtype if a.dtype.kind in "iu" else dtype)
+
     def _lower(self, ctx):
         s = ctx.slot(0)
         if not ctx.from_input(0) or s.dtype.name not in _codes.IDS_KINDS:

@@ -371,3 +371,30 @@ def test_computed_ids_run_as_callback():
                                   .reshape(1, -1))
     with pytest.raises(ValueError):
         m.predict_on_batch([x[0], np.array([[3.0, 4.0, 50.0]])])
+
+
+def test_eager_call_keeps_integer_ids_exact():
+    fl.backend.clear_session()
+    fl.backend.set_floatx("float32")
+    vocab = 2**24 + 3                     # float32 cannot tell 2**24 + 1 from 2**24
+    layer = Embedding(vocab, 1, embeddings_initializer="zeros")
+    layer.build((None, 1))
+    layer.embeddings.value[2**24 + 1] = 1.0
+    for ids in (np.array([[2**24 + 1]]), np.array([[2**24 + 1]], np.uint32)):
+        assert layer(ids)[0, 0, 0] == 1.0
+    assert layer(np.array([[2.0]]))[0, 0, 0] == 0.0
+
+
+@pytest.mark.parametrize("in_dtype", ["float32", "int32"])
+def test_strided_and_read_only_ids(in_dtype):
+    fl.backend.clear_session()
+    fl.backend.set_floatx("float32")
+    inp = Input((3,), dtype=in_dtype)
+    layer = Embedding(VOCAB, 2)
+    m = fl.Model(inp, layer(inp))
+    big = _ids(np.random.default_rng(2), (8, 6), in_dtype)
+    x = big[::2, ::2]                     # strided
+    x.flags.writeable = False
+    np.testing.assert_array_equal(m.predict_on_batch(x), layer.forward(x)[0])
+    m.compile("sgd", "mse")
+    m.train_on_batch(x, np.zeros((4, 3, 2), np.float32))
