@@ -398,3 +398,36 @@ def test_strided_and_read_only_ids(in_dtype):
     np.testing.assert_array_equal(m.predict_on_batch(x), layer.forward(x)[0])
     m.compile("sgd", "mse")
     m.train_on_batch(x, np.zeros((4, 3, 2), np.float32))
+
+
+def _one_op(kind, in_size, out_size, d_out):
+    from fastlayers._kernels.executor import Executor
+
+    ex = Executor(True, 2, np.array([in_size, out_size], np.intp), 1, 0, 0)
+    flags = np.zeros(1, np.uint8)
+    ex.set_op(0, int(kind), 0, np.array([0], np.intc), np.array([1], np.intc), flags, flags,
+              False, 0, d_out, 0)
+    return ex
+
+
+def test_executor_setters_refuse_mismatched_ops():
+    ex = _one_op(OpKind.PRELU, 6, 6, 3)
+    with pytest.raises(ValueError, match="slope index"):
+        ex.set_prelu(0, np.array([0, 1, 2, 0, 1, 5], np.intp), 3)
+    with pytest.raises(ValueError, match="one slope index"):
+        ex.set_prelu(0, np.array([0, 1, 2], np.intp), 3)
+    with pytest.raises(ValueError, match="not a GROUPNORM"):
+        ex.set_groupnorm(0, 1, 1e-3)
+    with pytest.raises(ValueError, match="not an EMBEDDING"):
+        ex.set_embedding(0, 4, 0)
+    ex = _one_op(OpKind.GROUPNORM, 6, 6, 3)
+    with pytest.raises(ValueError, match="groups"):
+        ex.set_groupnorm(0, 2, 1e-3)
+    with pytest.raises(ValueError, match="epsilon"):
+        ex.set_groupnorm(0, 3, -1.0)
+    ex = _one_op(OpKind.EMBEDDING, 3, 12, 4)
+    with pytest.raises(ValueError, match="ids kind"):
+        ex.set_embedding(0, 5, 9)
+    with pytest.raises(ValueError, match="table"):
+        _one_op(OpKind.EMBEDDING, 3, 10, 4).set_embedding(0, 5, 0)
+    ex.set_embedding(0, 5, 3)
