@@ -431,3 +431,20 @@ def test_executor_setters_refuse_mismatched_ops():
     with pytest.raises(ValueError, match="table"):
         _one_op(OpKind.EMBEDDING, 3, 10, 4).set_embedding(0, 5, 0)
     ex.set_embedding(0, 5, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_table_shared_by_a_native_and_a_callback_use(dtype):
+    # One Embedding on a model input (EMBEDDING op) and on computed ids (a callback):
+    # one gradient buffer, whichever runs first in backward writes it, the other adds.
+    def build():
+        a, b = Input((2,)), Input((3,))
+        emb = Embedding(VOCAB, 3, name="twice")
+        h = Concatenate(axis=1)([emb(a), emb(Concatenate()([a, b]))])   # (7, 3)
+        return fl.Model([a, b], Dense(3)(Flatten()(h)))
+
+    m1, m2 = _pair(build, "adam", SPARSE(), dtype)
+    assert {"embedding", "callback"} <= set(_kinds(m1))
+    rng = np.random.default_rng(4)
+    x = [_ids(rng, (6, 2), dtype), _ids(rng, (6, 3), dtype)]
+    _train_both(m1, m2, x, rng.integers(0, 3, size=6), steps=3, dtype=dtype)
