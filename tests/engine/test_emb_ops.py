@@ -448,3 +448,25 @@ def test_table_shared_by_a_native_and_a_callback_use(dtype):
     rng = np.random.default_rng(4)
     x = [_ids(rng, (6, 2), dtype), _ids(rng, (6, 3), dtype)]
     _train_both(m1, m2, x, rng.integers(0, 3, size=6), steps=3, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_groupnorm_splits_over_threads(dtype):
+    """Values enough for the threaded branches of _groupnorm.pxd (samples, and the
+    dgamma channel blocks of over 64 channels), a shared use adding into gamma's
+    gradient; the result does not depend on the team."""
+    def build():
+        inp = Input((40, 130))
+        gn = GroupNormalization(groups=13, name="wide")
+        h = Dense(130, activation="tanh")(gn(inp))
+        return fl.Model(inp, Dense(4)(Flatten()(gn(h))))
+    old = fl.backend.get_num_threads()
+    fl.backend.set_num_threads(2)
+    try:
+        a, b = _pair(build, "sgd", SPARSE(), dtype)
+        assert "callback" not in _kinds(a)
+        rng = np.random.default_rng(8)
+        x = rng.normal(size=(8, 40, 130)).astype(dtype)   # 41600 values per op
+        _train_both(a, b, x, rng.integers(0, 4, 8), steps=2, dtype=dtype)
+    finally:
+        fl.backend.set_num_threads(old)
