@@ -77,3 +77,18 @@ cdef inline double epsilon() noexcept nogil:
     # fastlayers._codes.EPSILON: losses clip probabilities to [eps, 1 - eps].
     return 1e-7
 
+
+# Embedding, group normalization and PReLU ops (their own block: codes 13-14 are the
+# depthwise/transposed convolutions').
+cdef enum:
+    OP_EMBEDDING = 15
+    OP_GROUPNORM = 16
+    OP_PRELU = 17
+
+# How an EMBEDDING op reads its ids (fastlayers._codes.IDS_*): the program's float
+# dtype (rounded to the nearest integer, as Embedding.forward) or an integer input.
+cdef enum:
+    IDS_FLOAT32 = 0
+    IDS_FLOAT64 = 1
+    IDS_INT32 = 2
+    IDS_INT64 = 3

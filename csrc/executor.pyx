@@ -47,6 +47,11 @@ from _rng cimport rng_key
 from _codes cimport OP_LAYERNORM, OP_PAD2D, OP_UPSAMPLE2D
 from _layernorm cimport ln_backward, ln_forward
 from _resample cimport shift2d, upsample2d_backward, upsample2d_forward
+from _codes cimport (OP_EMBEDDING, OP_GROUPNORM, OP_PRELU, IDS_FLOAT32, IDS_FLOAT64, IDS_INT32,
+                     IDS_INT64)
+from _embedding cimport emb_first_bad, emb_gather, emb_scatter_add
+from _groupnorm cimport gn_backward, gn_forward
+from _prelu cimport prelu_backward_rows, prelu_forward_rows
 
 from _team cimport team, team_for_step
 
@@ -108,6 +113,14 @@ cdef struct XOp:
     # layernorm: d_out is the row width, eps the epsilon, aux the batch's row
     # statistics (2, rows): mean then inv_std.  pad2d geom: h w c H W top left (the
     # input's place in the output; negative: a crop); upsample2d geom: h w c sh sw.
+    # embedding: W the (vocab, d_out) table, its ids read as ids_kind (_codes IDS_*).
+    int ids_kind
+    Py_ssize_t vocab
+    # groupnorm: d_out channels in `groups` groups, eps, aux (2, n * groups) stats.
+    Py_ssize_t groups
+    # prelu: W alpha (n_alpha,), aidx (values per sample,) each value's slope.
+    Py_ssize_t* aidx
+    Py_ssize_t n_alpha
 
 
 cdef struct XLoss:
@@ -145,6 +158,8 @@ cdef class Executor:
     cdef int* fast_in          # fast_step: slots that take its input array
     cdef list _xdims, _ydims   # try_fast: the per-sample shapes it accepts
     cdef bint _int_labels, _fast_ok
+    cdef int _xtype            # try_fast: the input array's NumPy type (set_fast_input_type)
+    cdef bint has_emb          # some EMBEDDING op: check_ids has work
     cdef int n_fast_in
     cdef Py_ssize_t* size      # per slot: values per sample
     cdef void** val            # per slot: bound value buffers
@@ -194,6 +209,7 @@ cdef class Executor:
             self.size[i] = sizes[i]
         self.n = -1
         self.nthreads = 1
+        self._xtype = cnp.NPY_FLOAT if f32 else cnp.NPY_DOUBLE
 
     def __dealloc__(self):
         free(self.ops)
@@ -339,6 +355,67 @@ cdef class Executor:
             raise ValueError("set_image_geometry: the geometry does not match the op's slots")
         op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
 
+    def set_embedding(self, int i, Py_ssize_t vocab, int ids_kind):
+        """An EMBEDDING op's table rows and how it reads its ids (the table: set_params)."""
+        cdef XOp* op = &self.ops[i]
+        if op.kind != OP_EMBEDDING:
+            raise ValueError("set_embedding: not an EMBEDDING op")
+        if vocab < 1 or op.d_out < 1 or op.n_in != 1 or \
+                self.size[op.outs[0]] != self.size[op.ins[0]] * op.d_out:
+            raise ValueError("set_embedding: the table does not match the op's slots")
+        if ids_kind not in (IDS_FLOAT32, IDS_FLOAT64, IDS_INT32, IDS_INT64):
+            raise ValueError(f"set_embedding: unknown ids kind {ids_kind}")
+        op.vocab, op.ids_kind = vocab, ids_kind
+        self.has_emb = True
+
+    def set_groupnorm(self, int i, Py_ssize_t groups, double eps):
+        """A GROUPNORM op's groups and epsilon (gamma/beta and their gradients: set_params)."""
+        cdef XOp* op = &self.ops[i]
+        if op.kind != OP_GROUPNORM:
+            raise ValueError("set_groupnorm: not a GROUPNORM op")
+        if groups < 1 or op.d_out < 1 or op.d_out % groups or self.size[op.outs[0]] % op.d_out \
+                or self.size[op.ins[0]] != self.size[op.outs[0]]:
+            raise ValueError("set_groupnorm: the groups do not match the op's slots")
+        if not eps >= 0:
+            raise ValueError(f"set_groupnorm: epsilon must be >= 0, got {eps}")
+        op.groups, op.eps = groups, eps
+
+    def set_prelu(self, int i, Py_ssize_t[::1] aidx, Py_ssize_t n_alpha):
+        """A PRELU op's slope index per value of a sample (alpha: set_params' W)."""
+        cdef XOp* op = &self.ops[i]
+        cdef Py_ssize_t j
+        if op.kind != OP_PRELU:
+            raise ValueError("set_prelu: not a PRELU op")
+        if aidx.shape[0] != self.size[op.ins[0]] or self.size[op.outs[0]] != aidx.shape[0]:
+            raise ValueError("set_prelu: one slope index per value of a sample expected")
+        for j in range(aidx.shape[0]):
+            if not 0 <= aidx[j] < n_alpha:
+                raise ValueError(f"set_prelu: slope index {aidx[j]} out of range")
+        op.aidx = <Py_ssize_t*>self._ptr(aidx.base if aidx.base is not None else aidx)
+        op.n_alpha = n_alpha
+
+    def set_fast_input_type(self, int typenum):
+        """The NumPy type number of the input array ``try_fast`` accepts (an integer
+        input of ids; default: the program's float dtype)."""
+        self._xtype = typenum
+
+    def check_ids(self):
+        """The index of the first EMBEDDING op whose bound ids name no row, else -1.
+
+        Run before any work (as ``check_labels``), so a bad batch changes nothing.
+        """
+        cdef int l
+        cdef XOp* op
+        if not self.has_emb:
+            return -1
+        for l in range(self.n_ops):
+            op = &self.ops[l]
+            if op.kind == OP_EMBEDDING and emb_first_bad(
+                    self.val[op.ins[0]], op.ids_kind, self.n * self.size[op.ins[0]],
+                    op.vocab) >= 0:
+                return l
+        return -1
+
     def set_transpose(self, int i, Py_ssize_t outer, Py_ssize_t t1, Py_ssize_t t2):
         cdef XOp* op = &self.ops[i]
         op.outer, op.t1, op.t2 = outer, t1, t2
@@ -441,6 +518,8 @@ cdef class Executor:
         self.losses[0].sw = NULL
         self.row_offset = 0
         self.global_n = self.n
+        if self.has_emb and self.check_ids() >= 0:
+            return float("nan")
         if self.losses[0].kind == LOSS_SPARSE_CE and not _labels_ok(
                 <const int64_t*>self.losses[0].target,
                 self.n * self.size[self.losses[0].slot] // self.losses[0].k, self.losses[0].k):
@@ -466,7 +545,7 @@ cdef class Executor:
         if not self._fast_ok or type(x) is not np_ndarray or type(y) is not np_ndarray:
             return None
         a, b = <cnp.ndarray>x, <cnp.ndarray>y
-        if (cnp.PyArray_TYPE(a) != want or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+        if (cnp.PyArray_TYPE(a) != self._xtype or not cnp.PyArray_IS_C_CONTIGUOUS(a)
                 or cnp.PyArray_NDIM(a) != len(self._xdims) + 1
                 or cnp.PyArray_DIMS(a)[0] != self.n or self.n < 1):
             return None
@@ -806,6 +885,52 @@ cdef inline void _layernorm_backward(Executor ex, XOp* op, const floating* x, co
                 <floating*>op.gW, <floating*>op.gb, op.acc_gW, op.acc_gb)
 
 
+cdef inline void _emb_ops_forward(Executor ex, XOp* op, const floating* x,
+                                  floating* out) noexcept nogil:
+    """EMBEDDING (ids checked by check_ids first), GROUPNORM, PRELU forward."""
+    cdef Py_ssize_t n = ex.n, per = ex.size[op.ins[0]]
+    cdef floating* mean = <floating*>op.aux
+    if op.kind == OP_EMBEDDING:
+        emb_gather(ex.val[op.ins[0]], op.ids_kind, n * per, <const floating*>op.W, op.vocab,
+                   op.d_out, out)
+    elif op.kind == OP_GROUPNORM:
+        gn_forward(x, n, per // op.d_out, op.d_out, op.groups, <const floating*>op.W,
+                   <const floating*>op.b, op.eps, out, mean, mean + n * op.groups)
+    else:
+        prelu_forward_rows(x, n, per, <const floating*>op.W, op.aidx, out)
+
+
+cdef inline void _emb_ops_backward(Executor ex, XOp* op, const floating* x, const floating* G,
+                                   Py_ssize_t size) noexcept nogil:
+    """EMBEDDING, GROUPNORM, PRELU backward: weight gradients (+)= by their flags,
+    the input gradient into its slot (added via scratch when acc_dx)."""
+    cdef Py_ssize_t n = ex.n, per = ex.size[op.ins[0]]
+    cdef floating* dst
+    cdef const floating* mean = <const floating*>op.aux
+    if op.kind == OP_EMBEDDING:
+        if op.gW != NULL:
+            # The first use zeroes the whole table's gradient (rows not looked up
+            # must read 0 in the update); then only the rows looked up are added to.
+            if not op.acc_gW:
+                memset(op.gW, 0, op.vocab * op.d_out * sizeof(floating))
+            emb_scatter_add(ex.val[op.ins[0]], op.ids_kind, n * per, G, op.vocab, op.d_out,
+                            <floating*>op.gW)
+        if op.want_dx[0] and not op.acc_dx[0]:
+            # The ids get a zero gradient (as Embedding.forward's backprop gives).
+            memset(ex.grad[op.ins[0]], 0, size * sizeof(floating))
+        return
+    dst = _dx_dest(ex, op, 0, <floating*>G)
+    if op.kind == OP_GROUPNORM:
+        gn_backward(x, G, n, per // op.d_out, op.d_out, op.groups, <const floating*>op.W, mean,
+                    mean + n * op.groups, dst, <floating*>op.gW, <floating*>op.gb, op.acc_gW,
+                    op.acc_gb)
+    else:
+        prelu_backward_rows(x, G, n, per, <const floating*>op.W, op.aidx, op.n_alpha, dst,
+                            <floating*>op.gW, op.acc_gW)
+    if dst != NULL:
+        _dx_finish(ex, op, 0, size, <floating*>G)
+
+
 cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     cdef Geom g
     cdef PGeom pg
@@ -870,6 +995,8 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
     elif op.kind == OP_UPSAMPLE2D:
         v = op.geom
         upsample2d_forward(x, n, v[0], v[1], v[2], v[3], v[4], out)
+    elif op.kind == OP_EMBEDDING or op.kind == OP_GROUPNORM or op.kind == OP_PRELU:
+        _emb_ops_forward(ex, op, x, out)
 
 
 cdef double _one_loss(Executor ex, XLoss* L, floating tag, bint want_grad) noexcept nogil:
@@ -1109,6 +1236,8 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
             v = op.geom
             upsample2d_backward(G, n, v[0], v[1], v[2], v[3], v[4],
                                 <floating*>ex.grad[op.ins[0]], op.acc_dx[0])
+    elif op.kind == OP_EMBEDDING or op.kind == OP_GROUPNORM or op.kind == OP_PRELU:
+        _emb_ops_backward(ex, op, x, G, size)
 
 
 cdef int _update(Executor ex, floating tag, double* hyper) except -1:

@@ -10,7 +10,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, expm1, exp
 
-from _common cimport _chunks, _cp1, _cp2, _p1, _p2, COL_BLOCK
+from _common cimport _chunks, _cp1, _cp2, _p1, _p2
+from _prelu cimport prelu_backward_rows, prelu_forward_rows
 
 from _team cimport team, team_for_step
 
@@ -124,19 +125,15 @@ def prelu_forward(const floating[:, ::1] X,    # (n, k) IN
                   const floating[::1] alpha,   # (k,) IN, one slope per column
                   floating[:, ::1] Y):         # (n, k) OUT
     """Y = max(X, 0) + alpha * min(X, 0)."""
-    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], i, j
+    cdef Py_ssize_t n = X.shape[0], k = X.shape[1]
     cdef const floating* xp = _cp2(X)
     cdef const floating* ap = _cp1(alpha)
     cdef floating* yp = _p2(Y)
-    cdef floating x
     _same("prelu_forward", n, k, Y.shape[0], Y.shape[1])
     if alpha.shape[0] != k:
         raise ValueError("prelu_forward: alpha must have one value per column")
     with nogil:
-        for i in range(n):
-            for j in range(k):
-                x = xp[i * k + j]
-                yp[i * k + j] = x if x > 0 else ap[j] * x
+        prelu_forward_rows(xp, n, k, ap, NULL, yp)
 
 
 def prelu_backward(const floating[:, ::1] X,    # (n, k) IN
@@ -145,14 +142,12 @@ def prelu_backward(const floating[:, ::1] X,    # (n, k) IN
                    floating[:, ::1] dX,         # (n, k) OUT or None
                    floating[::1] dalpha):       # (k,) OUT or None: sum over rows of dY min(X, 0)
     """dX = dY * (1 if X > 0 else alpha); dalpha = column sums of dY * min(X, 0)."""
-    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], i, j, j0, j1
+    cdef Py_ssize_t n = X.shape[0], k = X.shape[1]
     cdef const floating* xp = _cp2(X)
     cdef const floating* ap = _cp1(alpha)
     cdef const floating* dyp = _cp2(dY)
     cdef floating* dxp = NULL
     cdef floating* dap = NULL
-    cdef double acc[COL_BLOCK]
-    cdef floating x
     _same("prelu_backward", n, k, dY.shape[0], dY.shape[1])
     if alpha.shape[0] != k:
         raise ValueError("prelu_backward: alpha must have one value per column")
@@ -164,23 +159,4 @@ def prelu_backward(const floating[:, ::1] X,    # (n, k) IN
             raise ValueError("prelu_backward: dalpha must have one value per column")
         dap = _p1(dalpha)
     with nogil:
-        if dxp != NULL:
-            for i in range(n):
-                for j in range(k):
-                    x = xp[i * k + j]
-                    dxp[i * k + j] = dyp[i * k + j] if x > 0 else ap[j] * dyp[i * k + j]
-        if dap != NULL:
-            # Blocks of columns with double accumulators, rows streamed in order.
-            j0 = 0
-            while j0 < k:
-                j1 = j0 + COL_BLOCK if j0 + COL_BLOCK < k else k
-                for j in range(j1 - j0):
-                    acc[j] = 0
-                for i in range(n):
-                    for j in range(j0, j1):
-                        x = xp[i * k + j]
-                        if x < 0:
-                            acc[j - j0] += dyp[i * k + j] * x
-                for j in range(j0, j1):
-                    dap[j] = <floating>acc[j - j0]
-                j0 = j1
+        prelu_backward_rows(xp, dyp, n, k, ap, NULL, k, dxp, dap, False)

@@ -155,3 +155,17 @@ LOSS_KINDS = {
 
 # Probabilities are clipped to [EPSILON, 1 - EPSILON] by the losses (Keras's 1e-7).
 EPSILON = 1e-7
+
+# Embedding, group normalization and PReLU ops (OpKind.EMBEDDING, GROUPNORM, PRELU).
+OP_EMBEDDING = 15
+OP_GROUPNORM = 16
+OP_PRELU = 17
+
+# How an EMBEDDING op reads its ids: float ids of the program's dtype (rounded to the
+# nearest integer, as Embedding.forward does) or an integer input slot.
+IDS_FLOAT32 = 0
+IDS_FLOAT64 = 1
+IDS_INT32 = 2
+IDS_INT64 = 3
+IDS_KINDS = {"float32": IDS_FLOAT32, "float64": IDS_FLOAT64, "int32": IDS_INT32,
+             "int64": IDS_INT64}

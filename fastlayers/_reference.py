@@ -28,6 +28,7 @@ __all__ = [
     "relu_forward", "relu_backward", "elu_forward", "elu_backward", "prelu_forward",
     "prelu_backward",
     "pad2d_forward", "pad2d_backward", "upsample2d_forward", "upsample2d_backward",
+    "embedding_rows", "groupnorm_forward", "groupnorm_backward", "prelu_backward_shared",
 ]
 
 from ._act_codes import ENUM_NAMES as _CODES  # the one Python table of activation codes
@@ -783,3 +784,74 @@ def upsample2d_backward(dY, dX, sh, sw, accumulate=False):
     n, h, w, c = dX.shape
     g = dY.reshape(n, h, sh, w, sw, c).sum(axis=(2, 4), dtype=np.float64)
     dX[...] = dX + g.astype(dX.dtype) if accumulate else g
+
+
+# ---------------------------------------------------------------------------
+# Twins of the executor's EMBEDDING, GROUPNORM and PRELU ops (csrc/_embedding.pxd,
+# _groupnorm.pxd, _prelu.pxd): ids as rows (float ids rounded, as Embedding.forward),
+# group normalization over channels-last (n, P, C) in float64, PReLU's slope gradient
+# summed over the batch and the shared axes.
+
+def embedding_rows(ids, vocab):
+    """``ids`` as int64 rows of a table of ``vocab`` rows (float ids rounded to the
+    nearest integer), or None if some id names no row (negative, >= vocab, NaN)."""
+    ids = np.asarray(ids)
+    r = np.rint(ids.astype(np.float64)) if ids.dtype.kind == "f" else ids.astype(np.int64)
+    if r.size and not ((r >= 0) & (r < vocab)).all():
+        return None
+    return r.astype(np.int64)
+
+
+def _groups(X, G):
+    n, P, C = X.shape
+    return X.astype(np.float64).reshape(n, P, G, C // G)
+
+
+def groupnorm_forward(X, G, gamma, beta, eps, Y, mean, inv_std):
+    """Y = (X - mean) * inv_std * gamma + beta, the statistics per (sample, group)
+    over the positions and the group's channels (biased variance)."""
+    n, P, C = X.shape
+    x = _groups(X, G)
+    m = x.mean(axis=(1, 3))                                   # (n, G)
+    v = ((x - m[:, None, :, None]) ** 2).mean(axis=(1, 3))
+    inv = 1.0 / np.sqrt(v + eps)
+    y = ((x - m[:, None, :, None]) * inv[:, None, :, None]).reshape(n, P, C)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    Y[...] = y
+    mean[...] = m.reshape(-1)
+    inv_std[...] = inv.reshape(-1)
+
+
+def groupnorm_backward(X, dY, G, gamma, mean, inv_std, dX, dgamma, dbeta):
+    """dX through the group statistics; dgamma = sum dY xhat; dbeta = sum dY."""
+    n, P, C = X.shape
+    m = mean.astype(np.float64).reshape(n, 1, G, 1)
+    inv = inv_std.astype(np.float64).reshape(n, 1, G, 1)
+    xhat = (_groups(X, G) - m) * inv
+    dy = dY.astype(np.float64)
+    if dbeta is not None:
+        dbeta[...] = dy.sum(axis=(0, 1))
+    if dgamma is not None:
+        dgamma[...] = (dy * xhat.reshape(n, P, C)).sum(axis=(0, 1))
+    if dX is not None:
+        g = (dy * (gamma if gamma is not None else 1.0)).reshape(n, P, G, C // G)
+        cnt = P * (C // G)
+        s1 = g.sum(axis=(1, 3), keepdims=True)
+        s2 = (g * xhat).sum(axis=(1, 3), keepdims=True)
+        dX[...] = (inv / cnt * (cnt * g - s1 - xhat * s2)).reshape(n, P, C)
+
+
+def prelu_backward_shared(X, alpha, dY, dX, dalpha):
+    """PReLU's gradients for a slope ``alpha`` of shape X.shape[1:] with 1 along the
+    shared axes: dX = dY * (1 or alpha), dalpha = sum of dY * min(X, 0) over the batch
+    and the shared axes (float64)."""
+    if dX is not None:
+        dX[...] = np.where(X > 0, dY, alpha * dY)
+    if dalpha is not None:
+        full = dY.astype(np.float64) * np.minimum(X, 0)
+        axes = (0,) + tuple(1 + i for i, s in enumerate(alpha.shape)
+                            if s == 1 and X.shape[1 + i] != 1)
+        dalpha[...] = full.sum(axis=axes, keepdims=True)[0]

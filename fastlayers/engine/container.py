@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .. import backend
 from .layer import InputLayer, Layer, unique_name
 from .node import Node, SymbolicTensor
 from . import paths
@@ -108,7 +109,10 @@ class Container(Layer):
             raise ValueError(f"{owner}: layer names must be unique within a model; "
                              f"{dupes} appear more than once")
         self._layers = layers
-        self.dtype = str(self.inputs[0].dtype)
+        # The compute dtype: the first float input's (an integer input holds ids).
+        floats = [str(t.dtype) for t in list(self.inputs) + list(self.outputs)
+                  if np.dtype(t.dtype).kind == "f"]
+        self.dtype = floats[0] if floats else backend.floatx()
         self.built = True
 
     @property
@@ -211,12 +215,12 @@ class Container(Layer):
     def _returns_list(self) -> bool:
         return self._list_outputs
 
-    def _as_input_array(self, x, index: int = 0) -> np.ndarray:
-        a = super()._as_input_array(x, index)
+    def _as_input_array(self, x, index: int = 0, dtype=None) -> np.ndarray:
+        if index < len(self.inputs):
+            dtype = self.inputs[index].dtype
+        a = super()._as_input_array(x, index, dtype)
         if index < len(self.inputs):
             _check_shape(self, index, (None,) + a.shape[1:], self.inputs[index].shape)
-            if a.dtype != self.inputs[index].dtype:
-                a = a.astype(self.inputs[index].dtype)
         return a
 
     def _eager_call(self, inputs, training, kwargs):

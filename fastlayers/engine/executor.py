@@ -87,6 +87,8 @@ class Runner:
         if form:
             ex.set_fast_form(np.array(form[1], dtype=np.intp), np.array(form[3], dtype=np.intp),
                              form[2] == np.int64)
+            ex.set_fast_input_type(form[0].num)
+        self._embeds = any(op.kind == OpKind.EMBEDDING for op in program.ops)
         s0 = program.inputs[0] if program.inputs else 0
         ex.set_fast_inputs(np.array([s0] + [a.index for a in self._input_aliases
                                             if a.alias_of == s0], dtype=np.intc))
@@ -149,6 +151,8 @@ class Runner:
         elif op.kind == OpKind.TRANSPOSE:
             t1, t2 = op.kwargs["dims"]
             ex.set_transpose(i, op.axis, t1, t2)
+        if op.kind in (OpKind.EMBEDDING, OpKind.GROUPNORM, OpKind.PRELU):
+            self._set_emb_op(ex, i, op, gindex)
 
     def _set_params(self, ex, i, op, gindex) -> None:
         layer = op.layer
@@ -203,6 +207,30 @@ class Runner:
                       self.grads[gindex[id(gamma)]] if tg else None,
                       self.grads[gindex[id(beta)]] if tb else None, ag, ab, False, False)
         ex.set_layernorm(i, op.epsilon)
+
+    def _set_emb_op(self, ex, i, op, gindex) -> None:
+        """EMBEDDING (the table), GROUPNORM (gamma/beta) or PRELU (alpha): each
+        weight (absent: NULL) and its own gradient buffer and accumulate flag."""
+        layer = op.layer
+        flags = dict(zip((id(w) for w in op.weights), zip(op.train, op.acc_grad)))
+        if op.kind == OpKind.GROUPNORM:
+            params = (layer.gamma, layer.beta)
+        else:
+            params = (op.weights[0], None)
+        tf = [flags.get(id(w), (False, False)) if w is not None else (False, False)
+              for w in params]
+        ex.set_params(i, *(w.value if w is not None else None for w in params),
+                      *(self.grads[gindex[id(w)]] if t[0] else None for w, t in zip(params, tf)),
+                      tf[0][1], tf[1][1], False, False)
+        if op.kind == OpKind.EMBEDDING:
+            ids = self.program.slots[op.inputs[0]].dtype
+            ex.set_embedding(i, int(op.weights[0].shape[0]), _codes.IDS_KINDS[ids.name])
+        elif op.kind == OpKind.GROUPNORM:
+            ex.set_groupnorm(i, int(op.kwargs["groups"]), op.epsilon)
+        else:
+            aidx = np.array(op.kwargs["alpha_index"], dtype=np.intp)  # owned, writeable
+            self._keep.append(aidx)
+            ex.set_prelu(i, aidx, int(op.weights[0].value.size))
 
     # ------------------------------------------------------------ binding
     def _bind(self, n: int) -> tuple:
@@ -270,6 +298,9 @@ class Runner:
             # The batch's row statistics (mean, inv_std), read again by backward.
             rows = n * prog.slots[op.outputs[0]].size // int(op.kwargs["width"])
             return np.empty((2, rows), self.dtype)
+        if op.kind == OpKind.GROUPNORM:
+            # Each (sample, group)'s statistics (mean, inv_std), read again by backward.
+            return np.empty((2, n * int(op.kwargs["groups"])), self.dtype)
         return None
 
     def _alias_views(self, n: int, arrays: list) -> None:
@@ -326,9 +357,10 @@ class Runner:
         want = prog.slots[term.slot].shape
         if term.kind == _codes.LOSS_CALLBACK:
             return ()
+        x = prog.slots[prog.inputs[0]]  # float, or integer ids for an Embedding
         if term.kind == _codes.LOSS_SPARSE_CE:
-            return (self.dtype, prog.slots[prog.inputs[0]].shape, np.dtype(np.int64), want[:-1])
-        return (self.dtype, prog.slots[prog.inputs[0]].shape, self.dtype, want)
+            return (x.dtype, x.shape, np.dtype(np.int64), want[:-1])
+        return (x.dtype, x.shape, self.dtype, want)
 
     def try_fast(self, x, y):
         """One training step if ``x``, ``y`` are already in the program's form, else None.
@@ -343,6 +375,8 @@ class Runner:
             with self._lock:
                 total = self._ex.try_fast(x, y, opt.begin_step())
                 if total is not None:
+                    if total != total and self._embeds and self._ex.check_ids() >= 0:
+                        return self._bad_ids(self._ex.check_ids(), x)
                     if total != total and self._sparse:
                         self._targets = [(y, None)]
                         return self._bad_labels(0)
@@ -360,18 +394,40 @@ class Runner:
                 self._check_optimizer()  # may set the executor up again: before binding
             if opt.global_clipnorm is not None or self._regularized:
                 self._set_data([x], [y], None)
+                self._check_ids()
                 if self._ex.check_labels() >= 0:
                     return self._bad_labels(0)
                 return self._run_step(None)
             if len(x) != self.n or self._bound is None:
                 self._bind(len(x))
             total = self._ex.fast_step(x, y, opt.begin_step())
+            if total != total and self._embeds and self._ex.check_ids() >= 0:
+                self._bad_ids(self._ex.check_ids(), x)
             if total != total and self.program.losses[0].kind == _codes.LOSS_SPARSE_CE \
                     and self._ex.check_labels() >= 0:
                 self._targets = [(y, None)]
                 return self._bad_labels(0)
             opt.end_step()
             return total
+
+    def _check_ids(self) -> None:
+        """Refuse a batch whose ids some Embedding cannot look up (before any work)."""
+        if self._embeds:
+            l = self._ex.check_ids()
+            if l >= 0:
+                self._bad_ids(l)
+
+    def _bad_ids(self, l: int, x=None):
+        """Raise for op ``l``'s ids (``x``: the fast path's one input array, which all
+        ids slots view; else the bound input arrays)."""
+        op = self.program.ops[l]
+        ids = x if x is not None else self._bound[0][op.inputs[0]]
+        vocab = int(op.weights[0].shape[0])
+        r = np.rint(ids) if ids.dtype.kind == "f" else ids
+        bad = np.asarray(ids)[~((r >= 0) & (r < vocab))].reshape(-1)
+        got = f", got {bad[0]}" if bad.size else ""
+        raise ValueError(f"Layer {op.layer.name!r} (Embedding): ids must be in [0, {vocab}) "
+                         f"(rounded to integers){got}; the batch was not run")
 
     def _bad_labels(self, j: int):
         term = self.program.losses[j]
@@ -393,6 +449,7 @@ class Runner:
             if gradient_hook is not None and any(self.program.fused):
                 self._unfuse()  # the hook must see every gradient before any update
             self._set_data(xs, ys, sws, rows)
+            self._check_ids()
             bad = self._ex.check_labels()
             if bad >= 0:
                 self._bad_labels(bad)
@@ -473,6 +530,7 @@ class Runner:
         """
         with self._lock:
             self._set_data(xs, ys, sws)
+            self._check_ids()
             ex = self._ex
             if ys is not None:
                 bad = ex.check_labels()
@@ -636,6 +694,7 @@ class VJPRunner(Runner):
     def forward(self, xs):
         with self._lock:
             self._set_data(xs, None, None)
+            self._check_ids()
             self._ex.run_forward_only()
             self._ex.commit()
             return [o.copy() for o in self._outputs()]

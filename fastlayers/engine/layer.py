@@ -106,6 +106,8 @@ class Layer:
     ``training``, the call argument, is independent of it (R5).
     """
 
+    _dtypes = ("float32", "float64")  # an Input may also hold integer ids
+
     def __init__(self, trainable: bool = True, name: Optional[str] = None,
                  dtype: Optional[str] = None, input_shape: Optional[Sequence[int]] = None,
                  input_dim: Optional[int] = None, batch_size: Optional[int] = None, **kwargs):
@@ -117,8 +119,9 @@ class Layer:
         self.name = name or unique_name(_snake(type(self).__name__))
         self.trainable = bool(trainable)
         self.dtype = str(np.dtype(dtype)) if dtype is not None else backend.floatx()
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"Layer {self.name!r}: dtype must be float32 or float64, got {dtype!r}")
+        if self.dtype not in self._dtypes:
+            raise ValueError(f"Layer {self.name!r}: dtype must be "
+                             f"{' or '.join(self._dtypes)}, got {dtype!r}")
         self.built = False
         self._weights: List[Weight] = []
         self._inbound_nodes: List[Node] = []
@@ -353,8 +356,10 @@ class Layer:
     def _returns_list(self) -> bool:
         return False
 
-    def _as_input_array(self, x, index: int = 0) -> np.ndarray:
-        """Convert an eager input to this layer's dtype (ints and other floats are cast)."""
+    def _as_input_array(self, x, index: int = 0, dtype=None) -> np.ndarray:
+        """Convert an eager input to this layer's dtype, or ``dtype`` (ints and other
+        floats are cast)."""
+        dtype = dtype or self.dtype
         try:
             a = np.asarray(x)
         except Exception as exc:  # pragma: no cover - numpy's own message is kept
@@ -364,8 +369,8 @@ class Layer:
                 f"Layer {self.name!r}: input {index} must be numeric, got dtype {a.dtype}")
         if a.ndim == 0:
             raise ValueError(f"Layer {self.name!r}: input {index} must have a batch axis, got a scalar")
-        if a.dtype != self.dtype:
-            a = a.astype(self.dtype)
+        if a.dtype != dtype:
+            a = a.astype(dtype)
         return a
 
     def _maybe_build(self, input_shape) -> None:
@@ -586,7 +591,13 @@ class Layer:
 
 
 class InputLayer(Layer):
-    """The layer behind :func:`Input`: holds the input's shape, has no weights."""
+    """The layer behind :func:`Input`: holds the input's shape, has no weights.
+
+    ``dtype`` is float32/float64, or int32/int64 for integer ids that feed
+    Embedding layers (Keras's ``Input(shape, dtype="int32")``).
+    """
+
+    _dtypes = ("float32", "float64", "int32", "int64")
 
     def __init__(self, shape=None, dtype=None, name=None, batch_size=None, input_shape=None, **kwargs):
         if shape is None:

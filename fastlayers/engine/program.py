@@ -50,6 +50,9 @@ class OpKind(enum.IntEnum):
     LAYERNORM = _codes.OP_LAYERNORM
     PAD2D = _codes.OP_PAD2D
     UPSAMPLE2D = _codes.OP_UPSAMPLE2D
+    EMBEDDING = _codes.OP_EMBEDDING
+    GROUPNORM = _codes.OP_GROUPNORM
+    PRELU = _codes.OP_PRELU
 
 
 @dataclass
@@ -171,6 +174,7 @@ class _Lowering:
         self.ops: List[Op] = []
         self.value: Dict[int, int] = {}   # id(SymbolicTensor) -> slot
         self.dtype = None
+        self.input_slots: frozenset = frozenset()
 
     def root(self, s: int) -> int:
         a = self.slots[s].alias_of
@@ -323,6 +327,24 @@ class LayerContext:
     def callback(self) -> List[int]:
         return self.emit(OpKind.CALLBACK, self.layer.weights)
 
+    def from_input(self, i: int = 0) -> bool:
+        """Input ``i``'s slot is (a view of) one of the program's inputs: its values are
+        the caller's arrays, there before any op runs (an Embedding's ids are checked
+        then)."""
+        return self._low.root(self.inputs[i]) in self._low.input_slots
+
+    def tile(self, times: int) -> List[int]:
+        """Input 0 repeated ``times`` along a new axis 1: one CONCAT op of the same slot
+        ``times`` times (its backward adds the copies' gradients), viewed as
+        ``(times,) + shape``."""
+        low = self._low
+        src = self.inputs[0]
+        shape = low.slots[src].shape
+        flat = low.new_slot((times * int(np.prod(shape)),), self.layer.dtype)
+        low.ops.append(Op(OpKind.CONCAT, self.layer, self.path, (src,) * times, (flat,),
+                          self.training, axis=0))
+        return [low.new_slot((times,) + tuple(shape), self.layer.dtype, alias_of=flat)]
+
 
 def _resolve_gradients(prog_ops: List[Op], slots: List[Slot], loss_slots: Sequence[int],
                        backprop: bool, grad_inputs: Sequence[int] = ()) -> None:
@@ -404,6 +426,7 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
         updates_state = backprop
     low = _Lowering(model, training, frozen, train_ids, updates_state)
     in_slots = [low.new_slot(t.shape[1:], t.dtype) for t in model.inputs]
+    low.input_slots = frozenset(in_slots)
     out_slots = low.container(model, in_slots, training, ())
     terms: List[LossTerm] = []
     for i, (loss, w) in enumerate(zip(losses, loss_weights)):
@@ -427,10 +450,12 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
                 if id(w) not in uses:
                     weights.append(w)
                 uses[id(w)] = uses.get(id(w), 0) + 1
-    dtypes = {s.dtype for s in low.slots} | {w.dtype for op in low.ops for w in op.weights}
+    _check_integer_slots(model, low)
+    floats = [s for s in low.slots if s.dtype.kind == "f"]
+    dtypes = {s.dtype for s in floats} | {w.dtype for op in low.ops for w in op.weights}
     if len(dtypes) > 1:
         _mixed_dtype_error(model, low)
-    dtype = low.slots[0].dtype if low.slots else np.dtype(model.dtype)
+    dtype = floats[0].dtype if floats else np.dtype(model.dtype)
     no_callbacks = not any(op.kind == OpKind.CALLBACK for op in low.ops)
     fused = [fuse_sgd and no_callbacks and uses[id(w)] == 1 and w.regularizer is None
              and w.constraint is None for w in weights]
@@ -464,8 +489,22 @@ def unfused(program: StepProgram) -> StepProgram:
     return replace(program, ops=ops, fused=[False] * len(program.weights))
 
 
+def _check_integer_slots(model, low) -> None:
+    """An integer input (ids) may feed Embedding ops, views and callbacks only."""
+    for op in low.ops:
+        if op.kind in (OpKind.EMBEDDING, OpKind.CALLBACK):
+            continue
+        for s in op.inputs:
+            if low.slots[s].dtype.kind != "f":
+                raise TypeError(
+                    f"Model {model.name!r}: layer {op.path!r} ({type(op.layer).__name__}) "
+                    f"takes the integer input ({low.slots[s].dtype}) directly; integer "
+                    f"inputs are ids for Embedding layers (give the Input a float dtype "
+                    f"to feed other layers)")
+
+
 def _mixed_dtype_error(model, low) -> None:
-    want = low.slots[0].dtype
+    want = next(s.dtype for s in low.slots if s.dtype.kind == "f")
     for op in low.ops:
         for w in op.weights:
             if w.dtype != want:

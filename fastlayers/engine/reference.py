@@ -146,8 +146,9 @@ class ReferenceRunner:
         self.values = [None] * len(prog.slots)
         for s, x in zip(prog.inputs, xs):
             x = np.asarray(x)
-            if x.dtype != self.dtype or x.shape != self._shape(s):
-                raise ValueError(f"ReferenceRunner: input for slot {s} must be {self.dtype} of "
+            want = prog.slots[s].dtype  # the program's float dtype, or integer ids
+            if x.dtype != want or x.shape != self._shape(s):
+                raise ValueError(f"ReferenceRunner: input for slot {s} must be {want} of "
                                  f"shape {self._shape(s)}, got {x.dtype} {x.shape}")
             self.values[s] = x
         # Fresh zeros every step (the compiled buffers live across steps): a compiled
@@ -160,6 +161,15 @@ class ReferenceRunner:
             for term in prog.losses:
                 self._targets.append((ys[term.output],
                                       sws[term.output] if sws is not None else None))
+
+    def _check_ids(self) -> None:
+        """Every Embedding op's ids name rows of its table (before any op runs)."""
+        for op in self.program.ops:
+            if op.kind == OpKind.EMBEDDING:
+                vocab = op.weights[0].shape[0]
+                if ref.embedding_rows(self._val(op.inputs[0]), vocab) is None:
+                    raise ValueError(f"Layer {op.layer.name!r} (Embedding): ids must be in "
+                                     f"[0, {vocab}) (rounded to integers); the batch was not run")
 
     def _check_labels(self, what: str) -> None:
         for j, term in enumerate(self.program.losses):
@@ -185,6 +195,7 @@ class ReferenceRunner:
             self.program = unfused(self.program)
         self._set_data(xs, ys, sws)
         self.rows = rows or (0, self.n)
+        self._check_ids()
         self._check_labels("train_step")
         hyper = opt.begin_step()
         self.forward()
@@ -199,6 +210,7 @@ class ReferenceRunner:
     def run(self, xs, ys=None, sws=None):
         """Forward only (losses when targets are given); ``(total, per_output, outs)``."""
         self._set_data(xs, ys, sws)
+        self._check_ids()
         if ys is not None:
             self._check_labels("run")
         self.forward()
@@ -216,6 +228,7 @@ class ReferenceRunner:
         if not self.program.vjp:
             raise ValueError("ReferenceRunner.vjp: the program was not lowered with vjp=True")
         self._set_data(xs, None, None)
+        self._check_ids()
         self.forward()
         self.commit()
         outs = [o.copy() for o in self._outputs()]
@@ -292,6 +305,8 @@ class ReferenceRunner:
                 h, w, c, sh, sw = op.kwargs["geom"]
                 Y = np.empty((self.n, h * sh, w * sw, c), self.dtype)
                 ref.upsample2d_forward(x.reshape(self.n, h, w, c), Y, sh, sw)
+            elif op.kind in (OpKind.EMBEDDING, OpKind.GROUPNORM, OpKind.PRELU):
+                Y = self._emb_ops_forward(i, op, x)
             else:
                 raise ValueError(f"ReferenceRunner: unknown op kind {op.kind!r}")
             self.values[op.outputs[0]] = np.ascontiguousarray(Y, self.dtype).reshape(out_shape)
@@ -462,6 +477,62 @@ class ReferenceRunner:
             ref.upsample2d_backward(G.reshape(self.n, h * sh, w * sw, c), dX, sh, sw)
         self._put_grad(op.inputs[0], dX, op.acc_dx[0])
 
+    def _emb_ops_forward(self, i, op, x):
+        """EMBEDDING, GROUPNORM and PRELU forward with the kernel twins."""
+        if op.kind == OpKind.EMBEDDING:
+            W = op.weights[0].value
+            rows = ref.embedding_rows(x, W.shape[0]).reshape(-1)
+            Y = np.empty((rows.size, W.shape[1]), self.dtype)
+            ref.embedding_forward(rows, W, Y)
+            return Y
+        if op.kind == OpKind.GROUPNORM:
+            layer = op.layer
+            G = int(op.kwargs["groups"])
+            X = x.reshape(self.n, -1, x.shape[-1])
+            Y = np.empty_like(X)
+            mean, inv = np.empty(self.n * G, self.dtype), np.empty(self.n * G, self.dtype)
+            ref.groupnorm_forward(X, G, *self._gn_params(op), op.epsilon, Y, mean, inv)
+            self._stats[i] = (mean, inv)
+            return Y
+        Y = np.empty_like(x)
+        ref.prelu_forward(x, op.weights[0].value, Y)
+        return Y
+
+    def _gn_params(self, op):
+        layer = op.layer
+        return tuple(p.value if p is not None else None for p in (layer.gamma, layer.beta))
+
+    def _emb_ops_backward(self, i, op, x, G) -> None:
+        dX = None
+        if op.kind == OpKind.EMBEDDING:
+            W = op.weights[0].value
+            rows = ref.embedding_rows(x, W.shape[0]).reshape(-1)
+            dW = np.zeros(W.shape, self.dtype)
+            ref.embedding_backward(rows, G.reshape(-1, W.shape[1]), dW)
+            self._weight_grad(op, 0, dW)
+            if op.want_dx[0]:
+                dX = np.zeros(x.shape, self.dtype)   # ids have no gradient
+        elif op.kind == OpKind.GROUPNORM:
+            layer = op.layer
+            c = x.shape[-1]
+            X, dY = x.reshape(self.n, -1, c), G.reshape(self.n, -1, c)
+            gamma, _ = self._gn_params(op)
+            mean, inv = self._stats[i]
+            dX = np.empty_like(X) if op.want_dx[0] else None
+            dgamma, dbeta = np.empty(c, self.dtype), np.empty(c, self.dtype)
+            ref.groupnorm_backward(X, dY, int(op.kwargs["groups"]), gamma, mean, inv, dX,
+                                   dgamma, dbeta)
+            for k, w in enumerate(op.weights):
+                self._weight_grad(op, k, dgamma if w is layer.gamma else dbeta)
+        else:
+            alpha = op.weights[0].value
+            dX = np.empty_like(x) if op.want_dx[0] else None
+            dalpha = np.empty(alpha.shape, self.dtype)
+            ref.prelu_backward_shared(x, alpha, G, dX, dalpha)
+            self._weight_grad(op, 0, dalpha)
+        if dX is not None:
+            self._put_grad(op.inputs[0], dX, op.acc_dx[0])
+
     def _bn_params(self, op):
         layer = op.layer
         gamma = layer.gamma.value if layer.gamma is not None else None
@@ -592,6 +663,8 @@ class ReferenceRunner:
                 self._ln_backward(i, op, x, G)
             elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):
                 self._image_backward(op, G)
+            elif op.kind in (OpKind.EMBEDDING, OpKind.GROUPNORM, OpKind.PRELU):
+                self._emb_ops_backward(i, op, x, G)
 
     def _weight_grad(self, op, k: int, value) -> None:
         """Weight ``k`` of ``op``'s gradient into its one buffer (R8: add if acc_grad)."""

@@ -235,6 +235,8 @@ class Model(Container):
                 raise ValueError(
                     f"{owner}: input {i} ({t.node.layer.name if t.node else '?'}) expects shape "
                     f"{t.shape}, got an array of shape {arr.shape}")
+            if np.dtype(t.dtype).kind in "iu" and arr.dtype != t.dtype:
+                _check_ids_fit(arr, np.dtype(t.dtype), owner, i)
             arr = np.ascontiguousarray(arr, dtype=t.dtype)
             out.append(arr)
         n = len(out[0])
@@ -772,6 +774,17 @@ def _first_array(x):
     if isinstance(x, dict):
         return next(iter(x.values()), None)
     return x
+
+
+def _check_ids_fit(arr: np.ndarray, dtype: np.dtype, owner: str, i: int) -> None:
+    """An integer input's data must fit its dtype (a cast must not wrap ids around)."""
+    if not arr.size:
+        return
+    info = np.iinfo(dtype)
+    lo, hi = arr.min(), arr.max()
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all() or lo < info.min or hi > info.max:
+        raise ValueError(f"{owner}: input {i} is {dtype} (integer ids) but got values in "
+                         f"[{lo}, {hi}], which {dtype} cannot hold")
 
 
 def _as_array(a, owner: str, what: str) -> np.ndarray:

@@ -186,7 +186,8 @@ class Softmax(_Elementwise):
 class PReLU(Layer):
     """max(x, 0) + alpha * min(x, 0) with a trainable ``alpha`` of shape
     input_shape[1:] (1 along ``shared_axes``, counted from 1 as Keras);
-    alpha_initializer "zeros" as Keras."""
+    alpha_initializer "zeros" as Keras.  In a model one PRELU op
+    (csrc/_prelu.pxd: each value's slope through an index map of the shared axes)."""
 
     def __init__(self, alpha_initializer="zeros", shared_axes=None, **kwargs):
         super().__init__(**kwargs)
@@ -220,6 +221,16 @@ class PReLU(Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _lower(self, ctx):
+        shape = tuple(ctx.slot(0).shape)
+        a = self.alpha.value
+        if shape != tuple(np.broadcast_shapes(a.shape, shape)):
+            raise ValueError(f"Layer {self.name!r} (PReLU): alpha {a.shape} does not "
+                             f"broadcast to input {(None,) + shape}")
+        # Each value of a sample's slope: alpha's flat index broadcast over the sample.
+        index = np.broadcast_to(np.arange(a.size).reshape(a.shape), shape).flatten()
+        return ctx.emit(OpKind.PRELU, [self.alpha], kwargs={"alpha_index": index})
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

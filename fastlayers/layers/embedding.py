@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _codes, ops
 from ..engine.layer import Layer
+from ..engine.program import OpKind
 from . import _args
 
 
@@ -17,8 +18,11 @@ class Embedding(Layer):
     other rows get exact zeros (the custom-layer protocol passes a dense gradient).
     Ids arrive as the layer's float dtype (the engine casts inputs) and are rounded
     to the nearest integer -- Keras truncates, which differs only for ids that are
-    not integers; ids outside [0, input_dim) raise ValueError.  The ids get a zero
-    gradient.  ``mask_zero=True`` is not supported (it raises): no layer here
+    not integers -- or as an integer model input (``Input(shape, dtype="int32")``
+    or ``"int64"``); ids outside [0, input_dim) raise ValueError.  The ids get a zero
+    gradient.  In a model whose ids are (a view of) a model input, the layer is one
+    EMBEDDING op (csrc/_embedding.pxd), its ids checked before the step runs;
+    ids computed by other layers run this ``forward`` as a callback.  ``mask_zero=True`` is not supported (it raises): no layer here
     consumes masks yet.
     """
 
@@ -43,6 +47,20 @@ class Embedding(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
+
+    def _as_input_array(self, x, index: int = 0, dtype=None) -> np.ndarray:
+        # An eager call keeps integer ids exact (a float32 cast would round ids past
+        # 2**24): int32/int64 stay, other integers become int64; floats are cast.
+        a = np.asarray(x)
+        if a.dtype.kind in "iub" and a.dtype.name not in ("int32", "int64"):
+            a = a.astype(np.int64)
+        return super()._as_input_array(a, index, a.dtype if a.dtype.kind in "iu" else dtype)
+
+    def _lower(self, ctx):
+        s = ctx.slot(0)
+        if not ctx.from_input(0) or s.dtype.name not in _codes.IDS_KINDS:
+            return NotImplemented
+        return ctx.emit(OpKind.EMBEDDING, [self.embeddings])
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

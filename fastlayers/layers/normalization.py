@@ -281,7 +281,8 @@ class GroupNormalization(Layer):
     and shifted per channel.  Weights: ``gamma``, ``beta`` of shape (channels,).
     Only axis=-1 (channels_last).  The statistics and the input gradient are the
     layer-norm row kernel on (sample, group) rows; the per-channel affine part is
-    NumPy broadcasting.
+    NumPy broadcasting.  In a model the layer is one GROUPNORM op over the
+    channels-last layout (csrc/_groupnorm.pxd), no transpose.
     """
 
     def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3,
@@ -319,6 +320,16 @@ class GroupNormalization(Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _lower(self, ctx):
+        shape = ctx.slot(0).shape
+        if not shape or shape[-1] != self._channels:
+            raise ValueError(f"Layer {self.name!r} (GroupNormalization) expects "
+                             f"{self._channels} channels on the last axis, got "
+                             f"{(None,) + tuple(shape)}")
+        weights = [w for w in (self.gamma, self.beta) if w is not None]
+        return ctx.emit(OpKind.GROUPNORM, weights, epsilon=self.epsilon,
+                        kwargs={"groups": self.groups})
 
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)

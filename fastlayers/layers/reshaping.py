@@ -136,6 +136,13 @@ class RepeatVector(Layer):
         _args.check_shape_rank(self, input_shape, 2)
         return (input_shape[0], self.n, input_shape[1])
 
+    def _lower(self, ctx):
+        # One CONCAT of the input n times (exact: copies, and a sum of the copies'
+        # gradients), viewed as (n, features).
+        if len(ctx.slot(0).shape) != 1:
+            return NotImplemented  # forward's rank check raises
+        return ctx.tile(self.n)
+
     def forward(self, inputs, training=False):
         x = np.asarray(inputs)
         _args.check_input(self, x, 2)
