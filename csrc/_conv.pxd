@@ -237,6 +237,25 @@ cdef inline int _conv_team(int nt, Py_ssize_t n, Py_ssize_t per, Py_ssize_t K,
     return <int>n if n < nt else nt
 
 
+cdef inline void _fwd_split(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
+                            const floating* X, const floating* W, const floating* b,
+                            floating* Y, floating* Z, floating* cols, Py_ssize_t cols_rows,
+                            int act) noexcept nogil:
+    """conv_forward with every im2col and GEMM split over the team (few samples)."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s0 = 0, ns = cols_rows // per
+    cdef floating* out = Z if Z != NULL else Y
+    while s0 < n:
+        if ns > n - s0:
+            ns = n - s0
+        _im2col(nt, X, g, s0, ns, cols)
+        gemm_split(nt, True, False, False, <int>(ns * per), <int>f, <int>K, 1, cols, <int>K,
+                   W, <int>f, 0, out + s0 * per * f, <int>f)
+        s0 += ns
+    _act_rows(out, b, out, n * per, f, ACT_LINEAR if Z != NULL else act)
+    if Z != NULL:
+        _act_rows(Z, NULL, Y, n * per, f, act)
+
+
 cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
                               const floating* X,   # (n, h, w, c) IN
                               const floating* W,   # (K, f) IN, K = kh * kw * c
@@ -281,6 +300,10 @@ cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
         share = share // team
         if cs > share:
             cs = share
+    if team < nt and nt > 1 and <double>n * per * K * f >= SPLIT_MIN_MADDS:
+        # Fewer samples than threads (a large image, batch of one): split each product.
+        _fwd_split(nt, g, n, f, X, W, b, Y, Z, cols, cols_rows, act)
+        return
     if team == 1:
         _fwd_range(g, 0, n, f, X, W, b, Y, Z, cols, keep, cs, act)
         return
@@ -361,7 +384,12 @@ cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f
             if cs < 1:
                 cs = 1
             team = _conv_team(nt, n, per, K, f)
-            if team == 1:
+            if team < nt and nt > 1 and <double>n * per * K * f >= SPLIT_MIN_MADDS:
+                # Fewer samples than threads: split the product and the col2im instead.
+                gemm_split(nt, True, False, True, <int>rows_all, <int>K, <int>f, 1, dZ,
+                           <int>f, W, <int>f, 0, cols, <int>K)
+                _col2im(nt, cols, g, 0, n, dX)
+            elif team == 1:
                 _dx_range(g, 0, n, f, W, dZ, dX, cols, cs)
             else:
                 fl_blas_single()

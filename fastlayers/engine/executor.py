@@ -377,7 +377,9 @@ class Runner:
                 if total is not None:
                     if total != total and self._embeds and self._ex.check_ids() >= 0:
                         return self._bad_ids(self._ex.check_ids(), x)
-                    if total != total and self._sparse:
+                    if total != total and self._sparse and self._ex.check_labels() >= 0:
+                        # NaN with nothing done: a label out of range (a NaN loss from a
+                        # step that ran has its labels in range).
                         self._targets = [(y, None)]
                         return self._bad_labels(0)
                     opt.end_step()

@@ -166,3 +166,19 @@ def test_bad_image_shapes_are_refused_and_change_nothing():
     for u, v in zip(before, m.get_weights()):
         np.testing.assert_array_equal(u, v)
     assert m.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_large_image_splits_each_product_when_samples_are_fewer_than_threads(n):
+    """Batch 1 (or fewer samples than threads): the split path equals the twin."""
+    def build():
+        inp = Input((40, 40, 8))
+        h = Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
+        h = Conv2D(16, 3, name="c2")(h)
+        return fl.Model(inp, Dense(4)(GlobalAveragePooling2D()(h)))
+
+    fl.backend.clear_session()
+    a, b = _pair(build, "sgd", SPARSE(), "float64")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, 40, 40, 8))
+    _train_both(a, b, x, rng.integers(0, 4, n), steps=2, dtype="float64")

@@ -915,3 +915,21 @@ def test_a_step_failing_in_a_callback_changes_nothing(runner):
         r.train_step(*_standardize(m, x, y))
     _assert_untouched(m, snap)
     assert np.all(m.get_layer("bn").moving_mean.numpy() == 0)
+
+
+def test_a_nan_loss_with_valid_labels_is_a_loss_not_a_label_error():
+    """The fast path's NaN means 'labels out of range, nothing done' only when the
+    labels are: a diverged step reports its NaN loss and counts as a step."""
+    fl.backend.clear_session()
+    m = fl.Sequential([Dense(3, input_shape=(4,))])
+    m.compile("sgd", fl.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.ones((5, 4), np.float32)
+    y = np.zeros(5, np.int64)
+    m.train_on_batch(x, y)
+    x[0, 0] = np.nan
+    for _ in range(2):  # the second call takes the one-C-call path
+        assert np.isnan(m.train_on_batch(x, y))
+    assert m.optimizer.iterations == 3
+    with pytest.raises(ValueError, match="labels"):
+        m.train_on_batch(np.ones((5, 4), np.float32), np.full(5, 7))
+    assert m.optimizer.iterations == 3
