@@ -9,6 +9,7 @@
 # with double accumulators (as _colsum does), so nothing is allocated.
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 
 from _common cimport COL_BLOCK, _chunks, _colsum
 from _team cimport team
@@ -26,7 +27,8 @@ cdef inline void _ln_row(const floating* x, const floating* gamma, const floatin
         t = x[j] - m
         v += t * t
     v = v / d if d > 0 else 0
-    inv = 1.0 / (v + eps) ** 0.5
+    # sqrt, not ** 0.5: Cython's power of a double may turn complex (a NaN row).
+    inv = 1.0 / sqrt(v + eps)
     mean[0] = <floating>m
     inv_std[0] = <floating>inv
     for j in range(d):

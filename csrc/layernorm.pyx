@@ -4,6 +4,7 @@
 # the row loops in _layernorm.pxd, which the executor's LAYERNORM op runs too.
 # GroupNormalization is this kernel on (sample, group) rows without gamma/beta.
 from cython cimport floating
+from libc.math cimport sqrt
 
 from _common cimport _cp1, _cp2, _p1, _p2
 from _layernorm cimport ln_backward, ln_forward
@@ -48,7 +49,7 @@ def layernorm_forward(const floating[:, ::1] X,    # (m, d) IN
     if d == 0:
         for i in range(m):
             mp[i] = 0
-            ip[i] = <floating>(1.0 / (epsilon ** 0.5)) if epsilon > 0 else 0
+            ip[i] = <floating>(1.0 / sqrt(epsilon)) if epsilon > 0 else 0
         return
     with nogil:
         ln_forward(xp, m, d, gp, bp, epsilon, yp, mp, ip)

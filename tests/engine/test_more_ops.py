@@ -323,3 +323,23 @@ def test_executor_setters_refuse_geometries_that_do_not_fit():
         ex.set_layernorm(1, 1e-3)   # rows of 7 in 30 values, and 12 in, 30 out
     with pytest.raises(ValueError, match="set_layernorm"):
         ex.set_layernorm(0, 1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layernorm_of_a_nan_row_is_nan_and_raises_nothing(dtype, monkeypatch):
+    """A NaN row normalizes to NaN (its neighbours untouched) in the op and the kernel,
+    with no error swallowed inside the nogil loop (a power of a NaN went complex)."""
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u))
+    fl.backend.clear_session()
+    inp = fl.layers.Input((3, 4), dtype=dtype)
+    m = fl.Model(inp, fl.layers.LayerNormalization(dtype=dtype)(inp))
+    x = np.arange(24, dtype=dtype).reshape(2, 3, 4)
+    x[0, 1, 2] = np.nan
+    y = m.predict_on_batch(x)
+    assert np.isnan(y[0, 1]).all() and np.isfinite(np.delete(y.reshape(6, 4), 1, 0)).all()
+    ref = fl.ops.layernorm_forward(x.reshape(6, 4), None, None, 1e-3)[0]
+    np.testing.assert_array_equal(np.isnan(ref), np.isnan(y.reshape(6, 4)))
+    assert seen == []
