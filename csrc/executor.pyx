@@ -280,47 +280,50 @@ cdef class Executor:
         op.chunk = <Py_ssize_t*>self._ptr(chunk.base if chunk.base is not None else chunk)
 
     def set_geometry(self, int i, Py_ssize_t[::1] geom):
-        """A CONV (13 values) or POOL (11 values) op's geometry, as documented on XOp."""
+        """An image op's geometry, as documented on XOp: CONV, DEPTHWISE and
+        CONV_TRANSPOSE 13 values, POOL 11, PAD2D 7, UPSAMPLE2D 5; checked against the
+        op's slots (a pointer into it is kept)."""
         cdef XOp* op = &self.ops[i]
-        cdef Py_ssize_t want = 13 if op.kind == OP_CONV else 11
-        if op.kind != OP_CONV and op.kind != OP_POOL:
-            raise ValueError("set_geometry: only CONV and POOL ops have a geometry")
+        cdef Py_ssize_t want, j, f, nonzero, isize = self.size[op.ins[0]]
+        cdef Py_ssize_t osize = self.size[op.outs[0]]
+        cdef bint ok
+        if op.kind == OP_CONV or op.kind == OP_DEPTHWISE or op.kind == OP_CONV_TRANSPOSE:
+            want, nonzero = 13, 11     # the paddings (last two) may be 0
+        elif op.kind == OP_POOL:
+            want, nonzero = 11, 9
+        elif op.kind == OP_PAD2D:
+            want, nonzero = 7, 5       # the offsets (last two) may be negative
+        elif op.kind == OP_UPSAMPLE2D:
+            want, nonzero = 5, 5
+        else:
+            raise ValueError("set_geometry: the op has no geometry")
         if geom.shape[0] != want:
             raise ValueError(f"set_geometry: {want} values expected, got {geom.shape[0]}")
         for j in range(want):
-            if geom[j] < 0 or (geom[j] == 0 and j not in (11, 12) and not
-                               (op.kind == OP_POOL and j in (9, 10))):
+            if (j < nonzero and geom[j] < 1) or (op.kind != OP_PAD2D and geom[j] < 0):
                 raise ValueError(f"set_geometry: value {j} out of range ({geom[j]})")
-        if (op.kind == OP_CONV and op.d_in != geom[2] * geom[5] * geom[6]) or \
-                geom[0] * geom[1] * geom[2] != self.size[op.ins[0]] or \
-                geom[3] * geom[4] * (op.d_out if op.kind == OP_CONV else geom[2]) != \
-                self.size[op.outs[0]]:
-            raise ValueError("set_geometry: the geometry does not match the op's slots")
-        op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
-
-    def set_conv_geometry(self, int i, Py_ssize_t[::1] geom):
-        """A DEPTHWISE or CONV_TRANSPOSE op's geometry (13 values), as documented on XOp."""
-        cdef XOp* op = &self.ops[i]
-        cdef Py_ssize_t j, taps, f
-        if op.kind != OP_DEPTHWISE and op.kind != OP_CONV_TRANSPOSE:
-            raise ValueError("set_conv_geometry: only DEPTHWISE and CONV_TRANSPOSE ops take one")
-        if geom.shape[0] != 13:
-            raise ValueError(f"set_conv_geometry: 13 values expected, got {geom.shape[0]}")
-        for j in range(13):
-            if geom[j] < 0 or (geom[j] == 0 and j < 11):
-                raise ValueError(f"set_conv_geometry: value {j} out of range ({geom[j]})")
-        taps = geom[5] * geom[6]
-        if op.kind == OP_DEPTHWISE:
-            ok = (op.d_in == taps and op.d_out % geom[2] == 0
-                  and geom[0] * geom[1] * geom[2] == self.size[op.ins[0]]
-                  and geom[3] * geom[4] * op.d_out == self.size[op.outs[0]])
+        if op.kind == OP_CONV:
+            ok = (op.d_in == geom[2] * geom[5] * geom[6]
+                  and geom[0] * geom[1] * geom[2] == isize
+                  and geom[3] * geom[4] * op.d_out == osize)
+        elif op.kind == OP_DEPTHWISE:
+            ok = (op.d_in == geom[5] * geom[6] and op.d_out % geom[2] == 0
+                  and geom[0] * geom[1] * geom[2] == isize
+                  and geom[3] * geom[4] * op.d_out == osize)
+        elif op.kind == OP_CONV_TRANSPOSE:
+            f = isize // (geom[3] * geom[4])
+            ok = (op.d_in == geom[5] * geom[6] * geom[2] and op.d_out == geom[2] and f >= 1
+                  and geom[3] * geom[4] * f == isize
+                  and geom[0] * geom[1] * geom[2] == osize)
+        elif op.kind == OP_POOL:
+            ok = geom[0] * geom[1] * geom[2] == isize and geom[3] * geom[4] * geom[2] == osize
+        elif op.kind == OP_PAD2D:
+            ok = geom[0] * geom[1] * geom[2] == isize and geom[3] * geom[4] * geom[2] == osize
         else:
-            f = self.size[op.ins[0]] // (geom[3] * geom[4])
-            ok = (op.d_in == taps * geom[2] and op.d_out == geom[2] and f >= 1
-                  and geom[3] * geom[4] * f == self.size[op.ins[0]]
-                  and geom[0] * geom[1] * geom[2] == self.size[op.outs[0]])
+            ok = (geom[0] * geom[1] * geom[2] == isize
+                  and geom[0] * geom[3] * geom[1] * geom[4] * geom[2] == osize)
         if not ok:
-            raise ValueError("set_conv_geometry: the geometry does not match the op's slots")
+            raise ValueError("set_geometry: the geometry does not match the op's slots")
         op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
 
     def set_layernorm(self, int i, double eps):
@@ -334,26 +337,6 @@ cdef class Executor:
         if not eps >= 0:
             raise ValueError(f"set_layernorm: epsilon must be >= 0, got {eps}")
         op.eps = eps
-
-    def set_image_geometry(self, int i, Py_ssize_t[::1] geom):
-        """A PAD2D (7 values) or UPSAMPLE2D (5 values) op's geometry, as documented on XOp."""
-        cdef XOp* op = &self.ops[i]
-        cdef Py_ssize_t want = 7 if op.kind == OP_PAD2D else 5, j, out_size
-        if op.kind != OP_PAD2D and op.kind != OP_UPSAMPLE2D:
-            raise ValueError("set_image_geometry: only PAD2D and UPSAMPLE2D ops take one")
-        if geom.shape[0] != want:
-            raise ValueError(f"set_image_geometry: {want} values expected, got {geom.shape[0]}")
-        for j in range(5):  # the sizes (pad2d's offsets may be negative)
-            if geom[j] < 1:
-                raise ValueError(f"set_image_geometry: value {j} out of range ({geom[j]})")
-        if op.kind == OP_PAD2D:
-            out_size = geom[3] * geom[4] * geom[2]
-        else:
-            out_size = geom[0] * geom[3] * geom[1] * geom[4] * geom[2]
-        if geom[0] * geom[1] * geom[2] != self.size[op.ins[0]] or \
-                out_size != self.size[op.outs[0]]:
-            raise ValueError("set_image_geometry: the geometry does not match the op's slots")
-        op.geom = <Py_ssize_t*>self._ptr(geom.base if geom.base is not None else geom)
 
     def set_embedding(self, int i, Py_ssize_t vocab, int ids_kind):
         """An EMBEDDING op's table rows and how it reads its ids (the table: set_params)."""

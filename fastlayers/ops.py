@@ -745,11 +745,13 @@ def _conv_geometry(fn, in_hw, k_hw, strides, padding, dilation_rate):
     return oh, ow, sh, sw, dh, dw, pt, pl
 
 
-def _cols_buffer(dtype, n, oh, ow, K, direct):
+def _cols_buffer(dtype, n, oh, ow, K, direct, whole=False):
+    """im2col scratch (rows, K): the whole batch's rows, or about _COLS_ELEMENTS values
+    (at least one sample); None for a direct 1x1 kernel, which reads X itself."""
     if direct:
         return None
     per = max(oh * ow, 1)
-    samples = max(1, min(n, _COLS_ELEMENTS // max(per * K, 1)))
+    samples = n if whole else max(1, min(n, _COLS_ELEMENTS // max(per * K, 1)))
     return np.empty((samples * per, K), dtype)
 
 

@@ -27,9 +27,12 @@ BUFFER_CACHE_SIZES = 4
 
 # A convolution whose kernel trains keeps its whole batch's im2col from the forward
 # pass for dW when that takes at most this many bytes; otherwise (and in inference)
-# the im2col runs in chunks of about COLS_CHUNK_ELEMENTS values, twice in training.
+# the im2col runs in chunks (ops._cols_buffer), twice in training.
 COLS_KEEP_BYTES = 64 << 20
-COLS_CHUNK_ELEMENTS = 1 << 20
+
+# The ops whose geometry (op.kwargs["geom"]) the executor reads.
+_IMAGE_OPS = (OpKind.CONV, OpKind.POOL, OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE, OpKind.PAD2D,
+              OpKind.UPSAMPLE2D)
 
 
 def _last_dim(shape) -> int:
@@ -125,21 +128,14 @@ class Runner:
         ex.set_op(i, int(op.kind), int(op.act), ins, outs, want, acc, op.backward, d_in, d_out, i)
         if op.kind in (OpKind.DENSE, OpKind.CONV, OpKind.BATCHNORM):
             self._set_params(ex, i, op, gindex)
-        if op.kind in (OpKind.CONV, OpKind.POOL):
+        if op.kind in (OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE):
+            self._set_kernel_bias(ex, i, op, gindex)
+        elif op.kind == OpKind.LAYERNORM:
+            self._set_layernorm(ex, i, op, gindex)
+        if op.kind in _IMAGE_OPS:
             geom = np.array(op.kwargs["geom"], dtype=np.intp)
             self._keep.append(geom)
             ex.set_geometry(i, geom)
-        if op.kind in (OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE):
-            self._set_kernel_bias(ex, i, op, gindex)
-            geom = np.array(op.kwargs["geom"], dtype=np.intp)
-            self._keep.append(geom)
-            ex.set_conv_geometry(i, geom)
-        if op.kind == OpKind.LAYERNORM:
-            self._set_layernorm(ex, i, op, gindex)
-        elif op.kind in (OpKind.PAD2D, OpKind.UPSAMPLE2D):
-            geom = np.array(op.kwargs["geom"], dtype=np.intp)
-            self._keep.append(geom)
-            ex.set_image_geometry(i, geom)
         if op.kind == OpKind.DROPOUT:
             ex.set_dropout(i, op.kwargs["rate"], op.seed, op.counter)
         elif op.kind == OpKind.CONCAT:
@@ -260,21 +256,15 @@ class Runner:
         return b
 
     def _aux(self, op, n: int):
-        """An op's per-batch buffer: a dropout mask or a convolution's im2col scratch
-        (rows, K).  Max pooling keeps no argmax: its backward finds the maxima again."""
+        """An op's per-batch buffer: a dropout mask, a convolution's im2col scratch,
+        depthwise dW partial sums, layer/group norm statistics.  Max pooling keeps no
+        argmax: its backward finds the maxima again."""
         prog = self.program
         if op.kind == OpKind.DROPOUT:
             return np.empty((n,) + prog.slots[op.inputs[0]].shape, np.uint8)
-        if op.kind == OpKind.CONV:
-            h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
-            if kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
-                return None  # a 1x1 kernel reads X itself
-            per, K = oh * ow, kh * kw * c
-            rows = n * per
-            if not (op.train and op.train[0]
-                    and rows * K * self.dtype.itemsize <= COLS_KEEP_BYTES):
-                rows = per * max(1, min(n, COLS_CHUNK_ELEMENTS // (per * K)))
-            return np.empty((rows, K), self.dtype)
+        if op.kind in (OpKind.CONV, OpKind.CONV_TRANSPOSE):
+            # CONV_TRANSPOSE: the im2col of the convolution whose data gradient it is.
+            return self._cols(op, n)
         if op.kind == OpKind.DEPTHWISE:
             from .. import _threads
 
@@ -282,18 +272,6 @@ class Runner:
             parts = _threads.team() - 1 if op.train and op.train[0] else 0
             size = int(np.prod(op.weights[0].shape))
             return np.empty((parts, size), self.dtype) if parts > 0 else None
-        if op.kind == OpKind.CONV_TRANSPOSE:
-            # The im2col of the convolution whose data gradient the op is: of the op's
-            # output (gradient), (rows, kh * kw * filters); kept whole for dW as CONV's.
-            h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
-            if kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w):
-                return None
-            per, K = oh * ow, kh * kw * c
-            rows = n * per
-            if not (op.train and op.train[0]
-                    and rows * K * self.dtype.itemsize <= COLS_KEEP_BYTES):
-                rows = per * max(1, min(n, COLS_CHUNK_ELEMENTS // (per * K)))
-            return np.empty((rows, K), self.dtype)
         if op.kind == OpKind.LAYERNORM:
             # The batch's row statistics (mean, inv_std), read again by backward.
             rows = n * prog.slots[op.outputs[0]].size // int(op.kwargs["width"])
@@ -302,6 +280,18 @@ class Runner:
             # Each (sample, group)'s statistics (mean, inv_std), read again by backward.
             return np.empty((2, n * int(op.kwargs["groups"])), self.dtype)
         return None
+
+    def _cols(self, op, n: int):
+        """A convolution's im2col scratch: the whole batch when its kernel trains and
+        the batch fits COLS_KEEP_BYTES (dW reads the forward pass's), else chunks."""
+        from .. import ops
+
+        h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+        K = kh * kw * c
+        whole = bool(op.train and op.train[0]) and \
+            n * oh * ow * K * self.dtype.itemsize <= COLS_KEEP_BYTES
+        return ops._cols_buffer(self.dtype, n, oh, ow, K,
+                                ops._is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w), whole)
 
     def _alias_views(self, n: int, arrays: list) -> None:
         """Alias slots view their root's buffer with their own shape (a reshape, no copy)."""

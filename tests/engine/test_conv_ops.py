@@ -14,7 +14,7 @@ from fastlayers.layers import (Add, AveragePooling1D, AveragePooling2D, BatchNor
                                GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                Input, MaxPooling1D, MaxPooling2D)
 
-from .test_executors import DTYPES, _pair, _train_both
+from .test_executors import DTYPES, _check_native_graph, _pair, _train_both
 
 SPARSE = lambda: fl.losses.SparseCategoricalCrossentropy(from_logits=True)  # noqa: E731
 
@@ -91,14 +91,7 @@ GRAPHS = {
 @pytest.mark.parametrize("graph", list(GRAPHS))
 def test_conv_graphs_match_the_twin(graph, opt, dtype):
     build, shape = GRAPHS[graph]
-    a, b = _pair(build, opt, SPARSE(), dtype)
-    kinds = _kinds(a)
-    assert "callback" not in kinds and "conv" in kinds and "pool" in kinds, kinds
-    rng = np.random.default_rng(3)
-    for n in (5, 1):  # and a batch of one
-        x = rng.normal(size=(n,) + shape).astype(dtype)
-        y = rng.integers(0, 4, n)
-        _train_both(a, b, x, y, steps=3, dtype=dtype)
+    _check_native_graph(build, shape, ("conv", "pool"), opt, dtype, seed=3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,7 +103,7 @@ def test_chunked_im2col_equals_the_kept_one(monkeypatch, dtype):
     y = rng.integers(0, 4, 6)
     kept, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
     monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 0)
-    monkeypatch.setattr(executor_mod, "COLS_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    monkeypatch.setattr(fl.ops, "_COLS_ELEMENTS", 1)  # one sample per chunk
     chunked, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
     for _ in range(3):
         la, lb = kept.train_on_batch(x, y), chunked.train_on_batch(x, y)

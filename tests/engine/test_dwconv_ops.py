@@ -17,7 +17,7 @@ from fastlayers.engine.reference import ReferenceRunner
 from fastlayers.layers import (Add, Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Flatten,
                                GlobalAveragePooling2D, Input, SeparableConv2D)
 
-from .test_executors import DTYPES, _pair, _tol, _train_both
+from .test_executors import DTYPES, _check_native_graph, _pair, _tol, _train_both
 
 SPARSE = lambda: fl.losses.SparseCategoricalCrossentropy(from_logits=True)  # noqa: E731
 
@@ -104,14 +104,7 @@ GRAPHS = {
 @pytest.mark.parametrize("graph", list(GRAPHS))
 def test_graphs_match_the_twin(graph, opt, dtype):
     build, shape, kind = GRAPHS[graph]
-    a, b = _pair(build, opt, SPARSE(), dtype)
-    kinds = _kinds(a)
-    assert "callback" not in kinds and kind in kinds, kinds
-    rng = np.random.default_rng(3)
-    for n in (5, 1):  # and a batch of one
-        x = rng.normal(size=(n,) + shape).astype(dtype)
-        y = rng.integers(0, 4, n)
-        _train_both(a, b, x, y, steps=3, dtype=dtype)
+    _check_native_graph(build, shape, (kind,), opt, dtype, seed=3)
 
 
 def test_programs_hold_the_ops_and_their_flags():
@@ -244,7 +237,7 @@ def test_chunked_transpose_im2col_equals_the_kept_one(monkeypatch, dtype):
     y = rng.integers(0, 4, 6)
     kept, _ = _pair(_transpose, "adam", SPARSE(), dtype)
     monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 0)
-    monkeypatch.setattr(executor_mod, "COLS_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    monkeypatch.setattr(fl.ops, "_COLS_ELEMENTS", 1)  # one sample per chunk
     chunked, _ = _pair(_transpose, "adam", SPARSE(), dtype)
     for _ in range(3):
         la, lb = kept.train_on_batch(x, y), chunked.train_on_batch(x, y)
@@ -308,7 +301,7 @@ def test_the_executor_refuses_a_geometry_that_does_not_match_the_slots(kind):
     geom = list(op.kwargs["geom"])
     for j, bad in ((3, geom[3] + 1), (2, geom[2] + 1), (5, 0), (12, -1)):
         op.kwargs["geom"] = tuple(geom[:j] + [bad] + geom[j + 1:])
-        with pytest.raises(ValueError, match="set_conv_geometry"):
+        with pytest.raises(ValueError, match="set_geometry"):
             executor_mod.Runner(prog)
     op.kwargs["geom"] = tuple(geom)
     executor_mod.Runner(prog)

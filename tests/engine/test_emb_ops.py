@@ -19,7 +19,7 @@ from fastlayers.initializers import RandomUniform
 from fastlayers.layers import (Concatenate, Conv2D, Dense, Embedding, Flatten,
                                GroupNormalization, Input, PReLU, RepeatVector, Reshape)
 
-from .test_executors import DTYPES, _pair, _tol, _train_both
+from .test_executors import DTYPES, _pair, _team_of_two, _tol, _train_both
 
 SPARSE = lambda: fl.losses.SparseCategoricalCrossentropy(from_logits=True)  # noqa: E731
 VOCAB = 11
@@ -460,13 +460,9 @@ def test_large_groupnorm_splits_over_threads(dtype):
         gn = GroupNormalization(groups=13, name="wide")
         h = Dense(130, activation="tanh")(gn(inp))
         return fl.Model(inp, Dense(4)(Flatten()(gn(h))))
-    old = fl.backend.get_num_threads()
-    fl.backend.set_num_threads(2)
-    try:
+    with _team_of_two():
         a, b = _pair(build, "sgd", SPARSE(), dtype)
         assert "callback" not in _kinds(a)
         rng = np.random.default_rng(8)
         x = rng.normal(size=(8, 40, 130)).astype(dtype)   # 41600 values per op
         _train_both(a, b, x, rng.integers(0, 4, 8), steps=2, dtype=dtype)
-    finally:
-        fl.backend.set_num_threads(old)

@@ -6,6 +6,7 @@ Two identical models are built from one seed: one trains with ``train_on_batch``
 optimizer slots and iteration counts, and dropout counters must agree: float32 to
 1e-5, float64 to 1e-10.
 """
+import contextlib
 import warnings
 
 import numpy as np
@@ -933,3 +934,28 @@ def test_a_nan_loss_with_valid_labels_is_a_loss_not_a_label_error():
     with pytest.raises(ValueError, match="labels"):
         m.train_on_batch(np.ones((5, 4), np.float32), np.full(5, 7))
     assert m.optimizer.iterations == 3
+
+
+# ---------------------------------------------------------------- helpers of the op tests
+def _check_native_graph(build, shape, kinds, opt, dtype, seed, loss=None):
+    """``build``'s program holds every op kind in ``kinds`` and no callback, and the
+    compiled executor equals the twin over 3 steps at batch 5, then batch 1."""
+    loss = loss or fl.losses.SparseCategoricalCrossentropy(from_logits=True)
+    a, b = _pair(build, opt, loss, dtype)
+    have = [op["kind"] for op in a.step_program.describe()]
+    assert "callback" not in have and set(kinds) <= set(have), have
+    rng = np.random.default_rng(seed)
+    for n in (5, 1):
+        x = rng.normal(size=(n,) + shape).astype(dtype)
+        _train_both(a, b, x, rng.integers(0, 4, n), steps=3, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _team_of_two():
+    """Kernels run with a team of 2 threads inside the block (their threaded branches)."""
+    old = fl.backend.get_num_threads()
+    fl.backend.set_num_threads(2)
+    try:
+        yield
+    finally:
+        fl.backend.set_num_threads(old)

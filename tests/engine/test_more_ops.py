@@ -17,7 +17,7 @@ from fastlayers.engine.reference import ReferenceRunner
 from fastlayers.layers import (Add, Conv2D, Cropping2D, Dense, Flatten, GlobalAveragePooling2D,
                                Input, LayerNormalization, UpSampling2D, ZeroPadding2D)
 
-from .test_executors import DTYPES, _pair, _tol, _train_both
+from .test_executors import DTYPES, _check_native_graph, _pair, _team_of_two, _tol, _train_both
 
 SPARSE = lambda: fl.losses.SparseCategoricalCrossentropy(from_logits=True)  # noqa: E731
 
@@ -106,14 +106,7 @@ GRAPHS = {
 @pytest.mark.parametrize("graph", list(GRAPHS))
 def test_graphs_match_the_twin(graph, opt, dtype):
     build, shape, kind = GRAPHS[graph]
-    a, b = _pair(build, opt, SPARSE(), dtype)
-    kinds = _kinds(a)
-    assert "callback" not in kinds and kind in kinds, kinds
-    rng = np.random.default_rng(5)
-    for n in (5, 1):  # and a batch of one
-        x = rng.normal(size=(n,) + shape).astype(dtype)
-        y = rng.integers(0, 4, n)
-        _train_both(a, b, x, y, steps=3, dtype=dtype)
+    _check_native_graph(build, shape, (kind,), opt, dtype, seed=5)
 
 
 def test_the_programs_hold_each_op_and_its_flags():
@@ -158,16 +151,12 @@ def test_large_layernorm_splits_over_threads(dtype):
         ln = LayerNormalization(name="wide")
         h = Dense(150, activation="tanh")(ln(inp))
         return fl.Model(inp, Dense(4)(Flatten()(ln(h))))
-    old = fl.backend.get_num_threads()
-    fl.backend.set_num_threads(2)
-    try:
+    with _team_of_two():
         a, b = _pair(build, "sgd", SPARSE(), dtype)
         assert "callback" not in _kinds(a)
         rng = np.random.default_rng(8)
         x = rng.normal(size=(8, 40, 150)).astype(dtype)   # 48000 values per op
         _train_both(a, b, x, rng.integers(0, 4, 8), steps=2, dtype=dtype)
-    finally:
-        fl.backend.set_num_threads(old)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -313,12 +302,12 @@ def test_executor_setters_refuse_geometries_that_do_not_fit():
     u8 = lambda *v: np.array(v, np.uint8)  # noqa: E731
     ex.set_op(0, int(OpKind.PAD2D), 0, i32(0), i32(1), u8(0), u8(0), False, 0, 3, 0)
     ex.set_op(1, int(OpKind.LAYERNORM), 0, i32(0), i32(1), u8(0), u8(0), False, 0, 7, 1)
-    ex.set_image_geometry(0, np.array([2, 2, 3, 2, 5, 0, 1], np.intp))  # fits: 12 -> 30
+    ex.set_geometry(0, np.array([2, 2, 3, 2, 5, 0, 1], np.intp))  # fits: 12 -> 30
     for bad in ([2, 2, 3, 3, 5, 0, 1], [2, 2, 3, 2, 5, 0], [0, 2, 3, 2, 5, 0, 1]):
-        with pytest.raises(ValueError, match="set_image_geometry"):
-            ex.set_image_geometry(0, np.array(bad, np.intp))
-    with pytest.raises(ValueError, match="set_image_geometry"):
-        ex.set_image_geometry(1, np.array([2, 2, 3, 2, 5, 0, 1], np.intp))
+        with pytest.raises(ValueError, match="set_geometry"):
+            ex.set_geometry(0, np.array(bad, np.intp))
+    with pytest.raises(ValueError, match="set_geometry"):
+        ex.set_geometry(1, np.array([2, 2, 3, 2, 5, 0, 1], np.intp))
     with pytest.raises(ValueError, match="set_layernorm"):
         ex.set_layernorm(1, 1e-3)   # rows of 7 in 30 values, and 12 in, 30 out
     with pytest.raises(ValueError, match="set_layernorm"):
