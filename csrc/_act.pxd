@@ -194,21 +194,57 @@ cdef inline void _act_row(const floating* z,  # (k,) IN, may alias y
             y[j] = z[j]
 
 
+cdef inline void _act_rows_serial(const floating* Z,  # (n, k) IN, may alias Y
+                                  const floating* b,  # (k,) IN or NULL
+                                  floating* Y,        # (n, k) OUT
+                                  Py_ssize_t n, Py_ssize_t k, int act) noexcept nogil:
+    """Y = act(Z + b) row by row on the calling thread.  relu and linear are one 2-D
+    loop (a call per row of 16-64 channels, a convolution's rows, cost more than the
+    work); the other codes one _act_row call per row, with the same values."""
+    cdef Py_ssize_t i, j
+    cdef floating t
+    cdef const floating* z
+    cdef floating* y
+    if act == ACT_RELU:
+        for i in range(n):
+            z, y = Z + i * k, Y + i * k
+            if b != NULL:
+                for j in range(k):
+                    t = z[j] + b[j]
+                    y[j] = 0 if t < 0 else t   # as _act_row: NaN passes through
+            else:
+                for j in range(k):
+                    t = z[j]
+                    y[j] = 0 if t < 0 else t
+    elif act == ACT_LINEAR:
+        for i in range(n):
+            z, y = Z + i * k, Y + i * k
+            if b != NULL:
+                for j in range(k):
+                    y[j] = z[j] + b[j]
+            elif <const floating*>y != z:
+                for j in range(k):
+                    y[j] = z[j]
+    else:
+        for i in range(n):
+            _act_row(Z + i * k, b, Y + i * k, k, act)
+
+
 cdef inline void _act_rows(const floating* Z,  # (n, k) IN, may alias Y
                            const floating* b,  # (k,) IN or NULL
                            floating* Y,        # (n, k) OUT
                            Py_ssize_t n, Py_ssize_t k, int act) noexcept nogil:
-    cdef Py_ssize_t i
+    """_act_rows_serial in parallel pieces of rows when the work is large."""
+    cdef Py_ssize_t lo
     if act == ACT_LINEAR and b == NULL and <const floating*>Y == Z:
         return
     cdef int nc = _chunks(n * k), c
     if nc == 1:
-        for i in range(n):
-            _act_row(Z + i * k, b, Y + i * k, k, act)
+        _act_rows_serial(Z, b, Y, n, k, act)
         return
     for c in prange(nc, num_threads=nc, schedule='static'):
-        for i in range(n * c // nc, n * (c + 1) // nc):
-            _act_row(Z + i * k, b, Y + i * k, k, act)
+        lo = n * c // nc
+        _act_rows_serial(Z + lo * k, b, Y + lo * k, n * (c + 1) // nc - lo, k, act)
 
 
 cdef inline void _act_grad_row(const floating* y,   # (k,) IN (the forward output)
@@ -315,58 +351,43 @@ cdef inline void _act_grad_row_z(const floating* z,   # (k,) IN, pre-activation 
         _act_grad_row(y, dy, dz, k, act)
 
 
-cdef inline void _act_grad_flat(const floating* Y, const floating* dY, floating* dZ,
-                                int nc, Py_ssize_t total, int act) noexcept nogil:
-    """An elementwise gradient over `total` values, in nc parallel pieces."""
-    cdef int c
-    cdef Py_ssize_t lo, hi
+cdef inline void _act_grad_rows_z(const floating* Z, const floating* Y, const floating* dY,
+                                  floating* dZ, Py_ssize_t n, Py_ssize_t k,
+                                  int act) noexcept nogil:
+    """dZ = dY * act' over (n, k) rows for every code; Z (the pre-activation) is read
+    only when _act_needs_input(act), and may be NULL otherwise.
+
+    Elementwise codes run over the rows as one array, in parallel pieces (a call per
+    row of a convolution's 16-64 channels cost more than the loop); softmax and
+    log_softmax row by row.
+    """
+    cdef Py_ssize_t i, total = n * k, lo, hi
+    cdef int nc, c
+    if act == ACT_LINEAR:
+        if <const floating*>dZ != dY and total > 0:
+            memcpy(dZ, dY, total * sizeof(floating))
+        return
+    nc = _chunks(total)
+    if act == ACT_SOFTMAX or act == ACT_LOG_SOFTMAX:
+        if nc == 1:
+            for i in range(n):
+                _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+            return
+        for c in prange(nc, num_threads=nc, schedule='static'):
+            for i in range(n * c // nc, n * (c + 1) // nc):
+                _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+        return
     if nc == 1:
-        _act_grad_row(Y, dY, dZ, total, act)
+        _act_grad_row_z(Z, Y, dY, dZ, total, act)
         return
     for c in prange(nc, num_threads=nc, schedule='static'):
         lo = total * c // nc
         hi = total * (c + 1) // nc
-        _act_grad_row(Y + lo, dY + lo, dZ + lo, hi - lo, act)
+        _act_grad_row_z(Z + lo if Z != NULL else NULL, Y + lo if Y != NULL else NULL,
+                        dY + lo, dZ + lo, hi - lo, act)
 
 
 cdef inline void _act_grad_rows(const floating* Y, const floating* dY, floating* dZ,
                                 Py_ssize_t n, Py_ssize_t k, int act) noexcept nogil:
-    cdef Py_ssize_t i
-    if act == ACT_LINEAR:
-        if <const floating*>dZ != dY and n * k > 0:
-            memcpy(dZ, dY, n * k * sizeof(floating))
-        return
-    if act != ACT_SOFTMAX and act != ACT_LOG_SOFTMAX:
-        # Elementwise: the rows are one array (a convolution's rows are its channels:
-        # a loop call per 16-64 values cost more than the loop).
-        _act_grad_flat(Y, dY, dZ, _chunks(n * k), n * k, act)
-        return
-    cdef int nc = _chunks(n * k), c
-    if nc == 1:
-        for i in range(n):
-            _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
-        return
-    for c in prange(nc, num_threads=nc, schedule='static'):
-        for i in range(n * c // nc, n * (c + 1) // nc):
-            _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
-
-
-cdef inline void _act_grad_rows_z(const floating* Z, const floating* Y, const floating* dY,
-                                  floating* dZ, Py_ssize_t n, Py_ssize_t k,
-                                  int act) noexcept nogil:
-    """_act_grad_rows for every code; Z (pre-activation) is read only when
-    _act_needs_input(act), and may be NULL otherwise."""
-    cdef Py_ssize_t i
-    if not _act_needs_input(act):
-        _act_grad_rows(Y, dY, dZ, n, k, act)
-        return
-    # Elementwise: the rows are one array, in parallel pieces.
-    cdef int nc = _chunks(n * k), c
-    cdef Py_ssize_t total = n * k, lo, hi
-    if nc == 1:
-        _act_grad_row_z(Z, NULL, dY, dZ, total, act)
-        return
-    for c in prange(nc, num_threads=nc, schedule='static'):
-        lo = total * c // nc
-        hi = total * (c + 1) // nc
-        _act_grad_row_z(Z + lo, NULL, dY + lo, dZ + lo, hi - lo, act)
+    """_act_grad_rows_z for the codes whose derivative the output determines."""
+    _act_grad_rows_z(NULL, Y, dY, dZ, n, k, act)

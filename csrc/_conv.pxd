@@ -24,7 +24,7 @@ from libc.string cimport memcpy, memset
 
 from libc.stdint cimport int64_t
 
-from _act cimport ACT_LINEAR, ACT_RELU, _act_grad_rows_z, _act_row, _act_rows
+from _act cimport ACT_LINEAR, _act_grad_rows_z, _act_rows, _act_rows_serial
 from _blas cimport SPLIT_MIN_MADDS, gemm, gemm_split
 from _common cimport _colsum
 from _team cimport fl_blas_single, fl_now_ns, fl_team_observe
@@ -165,35 +165,6 @@ cdef inline void _col2im(int nt, const floating* cols, const Geom* g, Py_ssize_t
             _col2im_sample(cols + s * g.oh * g.ow * K, g, s0 + s, dX)
 
 
-cdef inline void _bias_act(floating* y, const floating* b, Py_ssize_t rows, Py_ssize_t f,
-                           int act) noexcept nogil:
-    """y = act(y + b) in place over rows of f channels: relu and linear as one 2-D loop
-    (a call per row of 16-64 channels cost more than the work), the rest per row."""
-    cdef Py_ssize_t i, j
-    cdef floating t
-    cdef floating* r
-    if act == ACT_RELU:
-        for i in range(rows):
-            r = y + i * f
-            if b != NULL:
-                for j in range(f):
-                    t = r[j] + b[j]
-                    r[j] = 0 if t < 0 else t   # as _act_row: NaN passes through
-            else:
-                for j in range(f):
-                    t = r[j]
-                    r[j] = 0 if t < 0 else t
-    elif act == ACT_LINEAR:
-        if b != NULL:
-            for i in range(rows):
-                r = y + i * f
-                for j in range(f):
-                    r[j] = r[j] + b[j]
-    else:
-        for i in range(rows):
-            _act_row(y + i * f, b, y + i * f, f, act)
-
-
 cdef inline void _fill_rows(floating* y, const floating* b, Py_ssize_t rows,
                             Py_ssize_t f) noexcept nogil:
     cdef Py_ssize_t i
@@ -224,9 +195,9 @@ cdef inline void _fwd_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssiz
         gemm(False, False, <int>rows, <int>f, <int>K, 1, c, <int>K, W, <int>f,
              1 if b != NULL else 0, out, <int>f)
         if Z != NULL:
-            _act_rows(out, NULL, Y + s * per * f, rows, f, act)
+            _act_rows_serial(out, NULL, Y + s * per * f, rows, f, act)
         else:
-            _bias_act(out, NULL, rows, f, act)
+            _act_rows_serial(out, NULL, out, rows, f, act)
         s += ns
 
 
