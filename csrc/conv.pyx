@@ -15,6 +15,7 @@ from libc.limits cimport INT_MAX
 from _act cimport ACT_COUNT, ACT_LINEAR, _act_needs_input
 from _common cimport _cp1, _cp2, _p1, _p2
 from _conv cimport Geom, conv_backward, conv_forward
+from _conv_infer cimport conv_infer, infer_work, wino_fits
 from _depthwise cimport dw_backward, dw_forward
 
 from _team cimport team, team_for_step
@@ -102,6 +103,71 @@ def conv2d_forward(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
     with nogil:
         conv_forward(team(), &g, n, f, xp, wp, bp, yp, zp, cp,
                      0 if direct else cols.shape[0], activation)
+
+
+def infer_work_size(int nthreads, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                    Py_ssize_t ow, int kh, int kw, int sh, int sw, int dh, int dw, int pt,
+                    int pl, Py_ssize_t filters, bint winograd, int pool):
+    """Values of the ``work`` scratch conv2d_infer needs for a team of nthreads."""
+    cdef Geom g
+    if pool not in (-1, 0, 1):
+        raise ValueError(f"infer_work_size: pool must be -1, 0 or 1, got {pool}")
+    _geom("infer_work_size", &g, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
+          kh * kw * c, True, oh * ow, kh * kw * c)
+    if winograd and not wino_fits(&g):
+        raise ValueError("infer_work_size: Winograd needs a 3x3 kernel, stride and "
+                         "dilation 1")
+    if not winograd and pool < 0:
+        raise ValueError("infer_work_size: the direct path runs here only with a pooling")
+    return infer_work(nthreads, &g, filters, winograd, pool)
+
+
+def conv2d_infer(const floating[:, :, :, ::1] X,  # (n, h, w, c_in) IN
+                 const floating[:, ::1] W,        # (kh * kw * c_in, filters) IN
+                 const floating[::1] b,           # (filters,) IN or None
+                 floating[:, :, :, ::1] Y,        # (n, oh, ow, filters) or pooled OUT
+                 floating[::1] work,              # (infer_work_size(...),) scratch
+                 Py_ssize_t oh, Py_ssize_t ow,    # the convolution's output size
+                 int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                 int activation, bint winograd, int pool):
+    """The forward-only convolution: Y = act(conv(X, W) + b), then, when pool is 0
+    (max) or 1 (mean), a 2x2 pooling with stride 2 ("valid"), Y then
+    (n, oh // 2, ow // 2, filters).  winograd: F(2x2, 3x3) (3x3 kernel, stride and
+    dilation 1); otherwise pool must be given (the im2col path, pooled per row pair)."""
+    cdef Py_ssize_t n = X.shape[0], f = W.shape[1], need
+    cdef Geom g
+    cdef const floating* bp = NULL
+    if not 0 <= activation < ACT_COUNT:
+        raise ValueError(f"conv2d_infer: unknown activation code {activation}")
+    if pool not in (-1, 0, 1):
+        raise ValueError(f"conv2d_infer: pool must be -1, 0 or 1, got {pool}")
+    _geom("conv2d_infer", &g, X.shape[1], X.shape[2], X.shape[3], oh, ow, kh, kw, sh, sw,
+          dh, dw, pt, pl, W.shape[0], True, oh * ow, kh * kw * X.shape[3])
+    if winograd and not wino_fits(&g):
+        raise ValueError("conv2d_infer: Winograd needs a 3x3 kernel, stride and dilation 1")
+    if not winograd and pool < 0:
+        raise ValueError("conv2d_infer: without Winograd a pooling must be fused "
+                         "(conv2d_forward computes the plain convolution)")
+    if pool >= 0:
+        if Y.shape[0] != n or Y.shape[1] != oh // 2 or Y.shape[2] != ow // 2 or \
+                Y.shape[3] != f:
+            raise ValueError("conv2d_infer: Y must be (n, oh // 2, ow // 2, filters)")
+    elif Y.shape[0] != n or Y.shape[1] != oh or Y.shape[2] != ow or Y.shape[3] != f:
+        raise ValueError("conv2d_infer: Y must be (n, oh, ow, filters)")
+    if b is not None:
+        if b.shape[0] != f:
+            raise ValueError("conv2d_infer: b does not match W's filters")
+        bp = &b[0]
+    if X.shape[3] == 0 or f == 0:
+        raise ValueError("conv2d_infer: X and W must have at least one channel and filter")
+    need = infer_work(1, &g, f, winograd, pool)
+    if work.shape[0] < need:
+        raise ValueError(f"conv2d_infer: work must hold at least {need} values")
+    if n == 0 or Y.shape[1] == 0 or Y.shape[2] == 0:
+        return
+    with nogil:
+        conv_infer(team(), &g, n, f, &X[0, 0, 0, 0], &W[0, 0], bp, &Y[0, 0, 0, 0],
+                   &work[0], work.shape[0], winograd, pool, activation)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unread if dW is None

@@ -36,6 +36,7 @@ from _codes cimport (H_CLIPNORM, H_GSCALE, H_LR, LOSS_BCE, LOSS_CALLBACK, LOSS_C
                      OP_POOL, OP_TRANSPOSE, POOL_MAX, epsilon)
 from _common cimport _colsum
 from _conv cimport Geom, conv_backward, conv_forward
+from _conv_infer cimport conv_infer, infer_work, wino_fits
 from _dropout cimport _dropout_bwd, _dropout_fwd
 from _loss cimport (_bce_logits, _bce_probs, _ce_logits_row, _ce_probs_row, _dist_range,
                     _dist_sum)
@@ -102,6 +103,11 @@ cdef struct XOp:
     # the convolution it is the data gradient of (h w c: the op's output, oh ow: its
     # input; d_in = K = kh * kw * c, d_out = c; aux an im2col scratch as conv's)
     Py_ssize_t* geom
+    # conv without a backward pass (set_conv_infer): a fused 2x2/2 pooling (-1: none;
+    # the output slot is then the pooled one), Winograd F(2x2, 3x3); aux is then the
+    # work scratch of _conv_infer.pxd (aux_rows its values).
+    int pool
+    bint wino
     # concat: per input the values per sample before the axis (outer) and chunk
     Py_ssize_t outer
     Py_ssize_t* chunk   # (n_in,) values per outer index of each input
@@ -251,6 +257,20 @@ cdef class Executor:
         op.want_dx = <uint8_t*>self._ptr(want_dx.base if want_dx.base is not None else want_dx)
         op.acc_dx = <uint8_t*>self._ptr(acc_dx.base if acc_dx.base is not None else acc_dx)
         op.callback = callback
+        op.pool, op.wino = -1, False
+
+    def set_conv_infer(self, int i, int pool, bint wino):
+        """A CONV op without a backward pass: the pooling fused into it (-1: none,
+        else POOL_MAX/POOL_AVERAGE) and whether it runs Winograd.  Before
+        set_geometry, which checks the (pooled) output against it."""
+        cdef XOp* op = &self.ops[i]
+        if op.kind != OP_CONV or op.backward:
+            raise ValueError("set_conv_infer: not a CONV op without a backward pass")
+        if pool not in (-1, 0, 1):
+            raise ValueError(f"set_conv_infer: pool must be -1, 0 or 1, got {pool}")
+        if pool < 0 and not wino:
+            raise ValueError("set_conv_infer: neither a pooling nor Winograd")
+        op.pool, op.wino = pool, wino
 
     def set_params(self, int i, W, b, gW, gb, bint acc_gW, bint acc_gb, bint fused_W,
                    bint fused_b):
@@ -305,7 +325,11 @@ cdef class Executor:
         if op.kind == OP_CONV:
             ok = (op.d_in == geom[2] * geom[5] * geom[6]
                   and geom[0] * geom[1] * geom[2] == isize
-                  and geom[3] * geom[4] * op.d_out == osize)
+                  and (geom[3] * geom[4] * op.d_out == osize if op.pool < 0 else
+                       (geom[3] // 2) * (geom[4] // 2) * op.d_out == osize))
+            if op.wino:
+                ok = ok and geom[5] == 3 and geom[6] == 3 and geom[7] == 1 and geom[8] == 1 \
+                    and geom[9] == 1 and geom[10] == 1
         elif op.kind == OP_DEPTHWISE:
             ok = (op.d_in == geom[5] * geom[6] and op.d_out % geom[2] == 0
                   and geom[0] * geom[1] * geom[2] == isize
@@ -435,11 +459,22 @@ cdef class Executor:
         for i in range(self.n_ops):
             self.ops[i].aux = _addr(aux[i])
             self.ops[i].aux_rows = len(aux[i]) if aux[i] is not None else 0
+            if self.ops[i].kind == OP_CONV and (self.ops[i].pool >= 0 or self.ops[i].wino):
+                self._check_infer_work(i)
         self.scratch = _addr(scratch)
         self.n = n
         self.row_offset = 0
         self.global_n = n
         self.split_worth = self._split_worth(n)
+
+    cdef _check_infer_work(self, int i):
+        cdef XOp* op = &self.ops[i]
+        cdef Geom g
+        if op.geom == NULL:
+            raise ValueError("bind: a CONV op without its geometry")
+        _conv_geom(op, &g)
+        if op.aux_rows < infer_work(1, &g, op.d_out, op.wino, op.pool):
+            raise ValueError(f"bind: op {i}'s work buffer is too small")
 
     cdef bint _split_worth(self, Py_ssize_t n):
         cdef int i
@@ -961,8 +996,14 @@ cdef void _forward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
         _merge_forward(ex, op, out, n * ex.size[op.outs[0]])
     elif op.kind == OP_CONV:
         _conv_geom(op, &g)
-        conv_forward(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
-                     <const floating*>op.b, out, NULL, <floating*>op.aux, op.aux_rows, op.act)
+        if op.pool >= 0 or op.wino:
+            conv_infer(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
+                       <const floating*>op.b, out, <floating*>op.aux, op.aux_rows, op.wino,
+                       op.pool, op.act)
+        else:
+            conv_forward(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
+                         <const floating*>op.b, out, NULL, <floating*>op.aux, op.aux_rows,
+                         op.act)
     elif op.kind == OP_POOL:
         _pool_geom(op, &pg)
         pool_forward(ex.nthreads, &pg, n, op.act == POOL_MAX, x, out, NULL)

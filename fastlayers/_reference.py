@@ -537,6 +537,21 @@ def conv2d_forward(X, W, b, Y, cols, kh, kw, sh, sw, dh, dw, pt, pl, activation,
     Y[...] = _act(acc.reshape(-1, f), activation).reshape(Y.shape)
 
 
+def conv2d_infer(X, W, b, Y, work, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, activation,
+                 winograd, pool):
+    """conv2d_forward, then (pool 0 max, 1 mean) the 2x2 pooling with stride 2; work and
+    winograd are unused (the twin computes the direct sum whatever the algorithm)."""
+    n, f = X.shape[0], W.shape[1]
+    full = np.empty((n, oh, ow, f), X.dtype)
+    conv2d_forward(X, W, b, full, None, kh, kw, sh, sw, dh, dw, pt, pl, activation)
+    if pool < 0:
+        Y[...] = full
+    elif pool == 0:
+        max_pool2d_forward(full, Y, np.empty(Y.shape, np.int64), 2, 2, 2, 2, 0, 0)
+    else:
+        avg_pool2d_forward(full, Y, 2, 2, 2, 2, 0, 0)
+
+
 def conv2d_backward(X, W, Y, dY, dZ, dX, dW, db, cols, h, w, oh, ow, kh, kw, sh, sw, dh,
                     dw, pt, pl, activation, accumulate, Z=None):
     """Gradients of conv2d_forward; dY, dZ, Y and Z are (n * oh * ow, filters)."""

@@ -32,6 +32,7 @@ from ._kernels import param_act as _param_act
 from ._kernels import pool as _pool
 from ._kernels import losses as _losses
 from . import _codes
+from . import _threads
 from ._kernels import optim as _optim
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "optimizer_update", "sq_norm",
     "mse", "mae", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy",
-    "conv_output_length", "conv2d_forward", "conv2d_backward",
+    "conv_output_length", "conv2d_forward", "conv2d_infer", "conv2d_backward",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "layernorm_forward", "layernorm_backward", "embedding_forward", "embedding_backward",
@@ -790,6 +791,59 @@ def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
     _conv.conv2d_forward(X, W.reshape(kh * kw * cin, f), b, Y, cols, kh, kw, sh, sw, dh, dw,
                          pt, pl, code, Zb)
     return (Y, Zb) if Z else Y
+
+
+def conv2d_infer(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
+                 activation="linear", pool=None, winograd=None) -> np.ndarray:
+    """The forward-only convolution: conv2d_forward's Y, then, with ``pool="max"`` or
+    ``"average"``, a 2x2 pooling with stride 2 ("valid") fused into it.
+
+    ``winograd``: compute with Winograd F(2x2, 3x3) (3x3 kernel, strides and
+    dilation 1); None picks it for such kernels.  Without Winograd a pooling must be
+    given (the plain convolution is conv2d_forward).  Nothing is kept for a backward
+    pass.
+    """
+    fn = "conv2d_infer"
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    n, h, w, cin = X.shape
+    kh, kw, wc, f = W.shape
+    if wc != cin:
+        raise ValueError(f"{fn}: X has {cin} channels but W has shape {W.shape}")
+    if cin == 0 or f == 0:
+        raise ValueError(f"{fn}: X and W need at least one channel and one filter")
+    if b is not None:
+        b = c.input("b", b, ndim=1)
+        if b.shape != (f,):
+            raise ValueError(f"{fn}: b has shape {b.shape}, expected ({f},)")
+    code = activation_code(fn, activation)
+    modes = {None: -1, "max": _codes.POOL_MAX, "average": _codes.POOL_AVERAGE}
+    if not isinstance(pool, (str, type(None))) or pool not in modes:
+        raise ValueError(f"{fn}: pool must be None, 'max' or 'average', got {pool!r}")
+    oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
+                                                    dilation_rate)
+    fits = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
+    if winograd is None:
+        winograd = fits
+    elif not isinstance(winograd, (bool, np.bool_)):
+        raise TypeError(f"{fn}: winograd must be True, False or None, got {winograd!r}")
+    if winograd and not fits:
+        raise ValueError(f"{fn}: Winograd needs a 3x3 kernel with strides and "
+                         f"dilation_rate 1, got kernel {(kh, kw)}, strides {(sh, sw)}, "
+                         f"dilation_rate {(dh, dw)}")
+    if not winograd and pool is None:
+        raise ValueError(f"{fn}: without Winograd give a pool (conv2d_forward computes "
+                         "the plain convolution)")
+    p = modes[pool]
+    Y = np.empty((n, oh // 2, ow // 2, f) if p >= 0 else (n, oh, ow, f), X.dtype)
+    if Y.size == 0:
+        return Y
+    work = np.empty(_conv.infer_work_size(_threads.team(), h, w, cin, oh, ow, kh, kw, sh, sw,
+                                          dh, dw, pt, pl, f, bool(winograd), p), X.dtype)
+    _conv.conv2d_infer(X, W.reshape(kh * kw * cin, f), b, Y, work, oh, ow, kh, kw, sh, sw, dh,
+                       dw, pt, pl, code, bool(winograd), p)
+    return Y
 
 
 def conv2d_backward(X, W, Y, dY, strides=1, padding="valid", dilation_rate=1,

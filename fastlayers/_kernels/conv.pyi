@@ -17,6 +17,19 @@ def conv2d_forward(
     activation: int,
     Z: Optional[np.ndarray] = ...,  # floating[:, :, :, ::1] like Y, OUT pre-activation
 ) -> None: ...
+def infer_work_size(
+    nthreads: int, h: int, w: int, c: int, oh: int, ow: int, kh: int, kw: int, sh: int,
+    sw: int, dh: int, dw: int, pt: int, pl: int, filters: int, winograd: bool, pool: int,
+) -> int: ...
+def conv2d_infer(
+    X: np.ndarray,  # const floating[:, :, :, ::1] (n, h, w, c_in)
+    W: np.ndarray,  # const floating[:, ::1] (kh * kw * c_in, filters)
+    b: Optional[np.ndarray],  # const floating[::1] (filters,)
+    Y: np.ndarray,  # floating[:, :, :, ::1] (n, oh, ow, filters), pooled (n, oh//2, ow//2, filters)
+    work: np.ndarray,  # floating[::1] (>= infer_work_size(1, ...),) scratch
+    oh: int, ow: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+    activation: int, winograd: bool, pool: int,  # pool: -1 none, 0 max, 1 mean (2x2/2)
+) -> None: ...
 def conv2d_backward(
     X: np.ndarray,  # const floating[:, :, :, ::1] (n, h, w, c_in); any shape if dW is None
     W: np.ndarray,  # const floating[:, ::1] (kh * kw * c_in, filters)

@@ -30,9 +30,26 @@ BUFFER_CACHE_SIZES = 4
 # the im2col runs in chunks (ops._cols_buffer), twice in training.
 COLS_KEEP_BYTES = 64 << 20
 
+# A convolution with no backward pass runs Winograd F(2x2, 3x3) (csrc/_conv_infer.pxd)
+# from this many input channels: with fewer, its 16 products are GEMMs too thin for
+# BLAS and the direct im2col GEMM is faster (64x13x13xc -> 64 filters, 2 threads:
+# Winograd 2.2x faster at c = 32, slower at c = 1).
+WINOGRAD_MIN_CHANNELS = 8
+
 # The ops whose geometry (op.kwargs["geom"]) the executor reads.
 _IMAGE_OPS = (OpKind.CONV, OpKind.POOL, OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE, OpKind.PAD2D,
               OpKind.UPSAMPLE2D)
+
+
+def _infer_plan(op):
+    """(pool, winograd) for a CONV op the forward-only kernel runs, else None."""
+    if op.kind != OpKind.CONV or op.backward:
+        return None
+    h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
+    wino = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and c >= WINOGRAD_MIN_CHANNELS
+    if op.pool < 0 and not wino:
+        return None
+    return op.pool, wino
 
 
 def _last_dim(shape) -> int:
@@ -132,6 +149,9 @@ class Runner:
             self._set_kernel_bias(ex, i, op, gindex)
         elif op.kind == OpKind.LAYERNORM:
             self._set_layernorm(ex, i, op, gindex)
+        plan = _infer_plan(op)
+        if plan is not None:
+            ex.set_conv_infer(i, *plan)
         if op.kind in _IMAGE_OPS:
             geom = np.array(op.kwargs["geom"], dtype=np.intp)
             self._keep.append(geom)
@@ -233,15 +253,23 @@ class Runner:
         b = self._bindings.get(n)
         if b is None:
             prog = self.program
-            values = [None if s.index in self._input_slots or s.alias_of is not None else
+            # A slot no op reads or writes (a convolution's output its pooling was
+            # fused into) gets no buffer.
+            used = {self._root(s) for op in prog.ops for s in op.inputs + op.outputs}
+            used |= {self._root(s) for s in prog.outputs}
+            used |= {self._root(t.slot) for t in prog.losses}
+            values = [None if s.index in self._input_slots or s.alias_of is not None
+                      or s.index not in used else
                       np.empty((n,) + s.shape, self.dtype) for s in prog.slots]
             grads = [np.zeros((n,) + s.shape, self.dtype)
                      if prog.backprop and s.index not in self._input_slots
-                     and s.alias_of is None else None for s in prog.slots]
+                     and s.alias_of is None and s.index in used else None
+                     for s in prog.slots]
             self._alias_views(n, values)
             self._alias_views(n, grads)
             aux = [self._aux(op, n) for op in prog.ops]
-            biggest = max([n * s.size for s in prog.slots] + [1])
+            biggest = max([n * s.size for s in prog.slots if self._root(s.index) in used]
+                          + [1])
             scratch = np.empty(biggest, self.dtype)
             b = (values, grads, aux, scratch)
             self._bindings[n] = b
@@ -262,6 +290,14 @@ class Runner:
         prog = self.program
         if op.kind == OpKind.DROPOUT:
             return np.empty((n,) + prog.slots[op.inputs[0]].shape, np.uint8)
+        plan = _infer_plan(op)
+        if plan is not None:
+            from .. import _threads
+            from .._kernels.conv import infer_work_size
+
+            f = int(op.weights[0].shape[-1])
+            return np.empty(infer_work_size(_threads.team(), *op.kwargs["geom"], f, plan[1],
+                                            plan[0]), self.dtype)
         if op.kind in (OpKind.CONV, OpKind.CONV_TRANSPOSE):
             # CONV_TRANSPOSE: the im2col of the convolution whose data gradient it is.
             return self._cols(op, n)

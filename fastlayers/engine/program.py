@@ -17,6 +17,10 @@ rules make is taken here, once, and recorded on the ops:
 * R9 -- ``Op.want_dx[i]``: input ``i`` needs a gradient (something upstream trains);
   ``Op.backward``: the op runs in the backward pass at all.
 
+One rewrite follows from R9: a 2x2/2 pooling of a convolution that has no backward
+pass becomes part of that convolution (``Op.pool``), so its output is never written
+(:func:`_fuse_pooling`).
+
 The compiled executor (:mod:`fastlayers.engine.executor`) and the NumPy twin
 (:mod:`fastlayers.engine.reference`) both run programs and decide nothing.
 """
@@ -99,6 +103,9 @@ class Op:
     fused_sgd: Tuple[bool, ...] = ()
     kwargs: dict = field(default_factory=dict)
     list_input: bool = False
+    # CONV: a fused 2x2 pooling with stride 2 ("valid") of its output, _codes.POOL_MAX
+    # or POOL_AVERAGE; -1: none.  The op's output slot is then the pooled one.
+    pool: int = -1
 
     def describe(self) -> dict:
         """The op's decisions as plain data (what tests and users inspect)."""
@@ -106,7 +113,8 @@ class Op:
                 "outputs": self.outputs, "training": self.training,
                 "weights": [w.name for w in self.weights], "train": list(self.train),
                 "want_dx": list(self.want_dx), "backward": self.backward,
-                "batch_stats": self.batch_stats, "update_stats": self.update_stats}
+                "batch_stats": self.batch_stats, "update_stats": self.update_stats,
+                "pool": self.pool}
 
 
 @dataclass
@@ -399,6 +407,37 @@ def _resolve_gradients(prog_ops: List[Op], slots: List[Slot], loss_slots: Sequen
         op.acc_grad = tuple(ag)
 
 
+def _fuse_pooling(ops: List[Op], slots: List[Slot], kept: set) -> List[Op]:
+    """Fold each 2x2 pooling with stride 2 ("valid") into the convolution it reads.
+
+    Only where neither runs backward (R9: nothing below them trains, or no
+    training at all) and the convolution's output is read by the pooling alone --
+    not a model output, a loss's slot, another op's input or a view.  The
+    convolution then writes the pooled slot, each pooled value taken from its four
+    outputs while they are in cache (csrc/_conv_infer.pxd).
+    """
+    readers: Dict[int, int] = {}
+    for op in ops:
+        for s in op.inputs:
+            readers[s] = readers.get(s, 0) + 1
+    viewed = {s.alias_of for s in slots if s.alias_of is not None}
+    producer = {op.outputs[0]: op for op in ops if op.kind == OpKind.CONV}
+    fused: Dict[int, Op] = {}
+    out: List[Op] = []
+    for op in ops:
+        conv = producer.get(op.inputs[0]) if op.kind == OpKind.POOL else None
+        if conv is not None and not op.backward and not conv.backward:
+            h, w, c, oh, ow, ph, pw, sh, sw, pt, pl = op.kwargs["geom"]
+            src = op.inputs[0]
+            if ((ph, pw, sh, sw, pt, pl) == (2, 2, 2, 2, 0, 0) and (oh, ow) == (h // 2, w // 2)
+                    and readers.get(src) == 1 and src not in kept and src not in viewed
+                    and conv.pool < 0):
+                fused[id(conv)] = replace(conv, outputs=op.outputs, pool=int(op.act))
+                continue
+        out.append(op)
+    return [fused.get(id(op), op) for op in out]
+
+
 def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop: bool = False,
           updates_state: Optional[bool] = None, losses: Sequence = (),
           loss_weights: Sequence[float] = (), fuse_sgd: bool = False,
@@ -438,6 +477,7 @@ def lower(model, *, training: bool, picture: Optional[Picture] = None, backprop:
     seeds = list(out_slots) if vjp else [t.slot for t in terms]
     _resolve_gradients(low.ops, low.slots, seeds, backprop or vjp,
                        in_slots if vjp else ())
+    low.ops = _fuse_pooling(low.ops, low.slots, set(out_slots) | {t.slot for t in terms})
     for op in low.ops:
         check = getattr(op.layer, "_check_trainable_through", None)
         if op.backward and op.kind == OpKind.CALLBACK and check is not None:

@@ -289,6 +289,15 @@ class ReferenceRunner:
                 Y = np.empty((self.n, oh, ow, W.shape[-1]), self.dtype)
                 ref.conv2d_forward(x.reshape(self.n, h, w, c), W.reshape(-1, W.shape[-1]), b, Y,
                                    None, kh, kw, sh, sw, dh, dw, pt, pl, op.act)
+                if op.pool >= 0:
+                    # The fused 2x2/2 pooling (program._fuse_pooling), as the POOL op.
+                    P = np.empty((self.n, oh // 2, ow // 2, Y.shape[-1]), self.dtype)
+                    if op.pool == _codes.POOL_MAX:
+                        ref.max_pool2d_forward(Y, P, np.empty(P.shape, np.int64), 2, 2, 2, 2,
+                                               0, 0)
+                    else:
+                        ref.avg_pool2d_forward(Y, P, 2, 2, 2, 2, 0, 0)
+                    Y = P
             elif op.kind == OpKind.POOL:
                 Y = self._pool_forward(i, op, x)
             elif op.kind == OpKind.DEPTHWISE:

@@ -120,7 +120,10 @@ def test_frozen_convolutions_compute_no_gradient():
     m = _frozen_base()
     m.compile("sgd", SPARSE())
     ops = m.step_program.describe()
-    assert [o["backward"] for o in ops if o["kind"] in ("conv", "pool")] == [False] * 4
+    assert [o["backward"] for o in ops if o["kind"] in ("conv", "pool")] == [False] * 2
+    # Neither runs backward, so each max pooling is fused into its convolution.
+    assert [o["pool"] for o in ops if o["kind"] == "conv"] == [fl._codes.POOL_MAX] * 2
+    assert "pool" not in [o["kind"] for o in ops]
     m = _frozen_first()
     m.compile("sgd", SPARSE())
     c1 = [o for o in m.step_program.describe() if o["kind"] == "conv"][0]

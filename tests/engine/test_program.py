@@ -389,7 +389,8 @@ def test_describe_is_plain_data():
     assert head == {"kind": "dense", "layer": "model_AB/new_dense", "inputs": head["inputs"],
                     "outputs": head["outputs"], "training": True,
                     "weights": ["kernel", "bias"], "train": [True, True], "want_dx": [False],
-                    "backward": True, "batch_stats": False, "update_stats": False}
+                    "backward": True, "batch_stats": False, "update_stats": False,
+                    "pool": -1}
 
 
 def test_fused_sgd_only_for_plain_sgd_without_callbacks():
