@@ -31,7 +31,7 @@ from libc.string cimport memcpy, memset
 
 from _act cimport ACT_LINEAR, ACT_RELU, _act_rows_serial
 from _blas cimport SPLIT_MIN_MADDS, gemm
-from _conv cimport Geom, _im2col_row
+from _conv cimport Geom, _im2col_row, _ox_range
 from _team cimport fl_blas_single
 
 
@@ -194,38 +194,120 @@ cdef inline void _wino_gather(const floating* X, const Geom* g, Py_ssize_t s, Py
                         dst[x * c + ch] = src[c + ch] - src[3 * c + ch]
 
 
-cdef inline void _sum3(floating* a, const floating* b, const floating* c, floating sb,
-                       floating sc, Py_ssize_t m) noexcept nogil:
-    """a = a + sb * b + sc * c in place (sb, sc are +1 or -1)."""
-    cdef Py_ssize_t i
-    if sb > 0:
-        for i in range(m):
-            a[i] = a[i] + b[i] + c[i]
-    else:
-        for i in range(m):
-            a[i] = a[i] - b[i] - c[i]
+cdef inline floating _nanmax(floating m, floating v) noexcept nogil:
+    """max(m, v), NaN if either is (as max pooling).  `v > m ? v : m` is one maxps,
+    which returns m when either is NaN, so a NaN m survives; the select lets a NaN v in."""
+    cdef floating r = v if v > m else m
+    return v if v != v else r
 
 
 cdef inline void _pool4(const floating* y0, const floating* y1, const floating* y2,
                         const floating* y3, floating* Y, Py_ssize_t m, int pool) noexcept nogil:
     """Y = max or mean of the four tile outputs (a NaN wins the max, as in pooling)."""
     cdef Py_ssize_t i
-    cdef floating v, t, mx
     if pool == INFER_POOL_AVERAGE:
         for i in range(m):
             Y[i] = (y0[i] + y1[i] + y2[i] + y3[i]) * <floating>0.25
         return
     for i in range(m):
-        mx = y0[i]
-        v = y1[i]
-        t = v if not v <= mx else mx
-        mx = mx if mx != mx else t
-        v = y2[i]
-        t = v if not v <= mx else mx
-        mx = mx if mx != mx else t
-        v = y3[i]
-        t = v if not v <= mx else mx
-        Y[i] = mx if mx != mx else t
+        Y[i] = _nanmax(_nanmax(_nanmax(y0[i], y1[i]), y2[i]), y3[i])
+
+
+cdef inline void _pool_rows(floating* top, const floating* bot, Py_ssize_t pw, Py_ssize_t f,
+                            floating* Y, int pool) noexcept nogil:
+    """Y (pw, f) = the 2x2/2 pooling of two output rows (top, bot: >= 2 pw columns of
+    f): first down the pairs of rows, in place into top (one long loop), then across."""
+    cdef Py_ssize_t i, x, j, m = 2 * pw * f
+    cdef const floating* a
+    if pool == INFER_POOL_AVERAGE:
+        for i in range(m):
+            top[i] = top[i] + bot[i]
+        for x in range(pw):
+            a = top + 2 * x * f
+            for j in range(f):
+                Y[x * f + j] = (a[j] + a[f + j]) * <floating>0.25
+        return
+    for i in range(m):
+        top[i] = _nanmax(top[i], bot[i])
+    for x in range(pw):
+        a = top + 2 * x * f
+        for j in range(f):
+            Y[x * f + j] = _nanmax(a[j], a[f + j])
+
+
+cdef inline void _im2col_t_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
+                               floating* colsT, Py_ssize_t ld) noexcept nogil:
+    """Output row oy of a one-channel, column-stride-1 convolution into the transposed
+    im2col: tap k's ow values at colsT + k * ld.  Each tap's values are one run of an
+    input row (a memcpy), where the row layout would take a strided store per value."""
+    cdef Py_ssize_t ki, kj, iy, lo, hi, k
+    cdef floating* dst
+    for kj in range(g.kw):
+        _ox_range(g, kj, &lo, &hi)
+        for ki in range(g.kh):
+            k = ki * g.kw + kj
+            dst = colsT + k * ld
+            iy = oy * g.sh - g.pt + ki * g.dh
+            if iy < 0 or iy >= g.h or lo >= hi:
+                memset(dst, 0, g.ow * sizeof(floating))
+                continue
+            if lo > 0:
+                memset(dst, 0, lo * sizeof(floating))
+            memcpy(dst + lo, X + (s * g.h + iy) * g.w + lo - g.pl + kj * g.dw,
+                   (hi - lo) * sizeof(floating))
+            if hi < g.ow:
+                memset(dst + hi, 0, (g.ow - hi) * sizeof(floating))
+
+
+cdef enum:
+    # Values per block of the output transform: the block's 16 inputs and 4 outputs
+    # live in local arrays, so its loops vectorize (no aliasing with M is possible).
+    OUT_BLOCK = 16
+
+
+cdef inline void _wino_out(floating* M, Py_ssize_t ms, Py_ssize_t total, floating* dst,
+                           bint pooled) noexcept nogil:
+    """A^T m A for every (tile, filter) value of a chunk, A^T = [[1, 1, 1, 0],
+    [0, 1, -1, -1]]: the four outputs back into M[0], M[1] (top row), M[4], M[5]
+    (bottom row), or (pooled) their max (NaN-propagating) into dst."""
+    cdef floating v[16][OUT_BLOCK]
+    cdef floating o[4][OUT_BLOCK]
+    cdef floating s00, s01, s02, s03, s10, s11, s12, s13
+    cdef Py_ssize_t i0, j, k, nb
+    i0 = 0
+    while i0 < total:
+        nb = OUT_BLOCK if total - i0 >= OUT_BLOCK else total - i0
+        if nb == OUT_BLOCK:
+            for k in range(16):
+                for j in range(OUT_BLOCK):
+                    v[k][j] = M[k * ms + i0 + j]
+        else:
+            for k in range(16):
+                for j in range(OUT_BLOCK):
+                    v[k][j] = M[k * ms + i0 + j] if j < nb else 0
+        for j in range(OUT_BLOCK):
+            s00 = v[0][j] + v[4][j] + v[8][j]
+            s01 = v[1][j] + v[5][j] + v[9][j]
+            s02 = v[2][j] + v[6][j] + v[10][j]
+            s03 = v[3][j] + v[7][j] + v[11][j]
+            s10 = v[4][j] - v[8][j] - v[12][j]
+            s11 = v[5][j] - v[9][j] - v[13][j]
+            s12 = v[6][j] - v[10][j] - v[14][j]
+            s13 = v[7][j] - v[11][j] - v[15][j]
+            o[0][j] = s00 + s01 + s02
+            o[1][j] = s01 - s02 - s03
+            o[2][j] = s10 + s11 + s12
+            o[3][j] = s11 - s12 - s13
+        if pooled:
+            for j in range(nb):
+                dst[i0 + j] = _nanmax(_nanmax(_nanmax(o[0][j], o[1][j]), o[2][j]), o[3][j])
+        else:
+            for j in range(nb):
+                M[i0 + j] = o[0][j]
+                M[ms + i0 + j] = o[1][j]
+                M[4 * ms + i0 + j] = o[2][j]
+                M[5 * ms + i0 + j] = o[3][j]
+        i0 += nb
 
 
 cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssize_t u1,
@@ -255,31 +337,22 @@ cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssiz
         for k in range(16):
             gemm(False, False, <int>T, <int>f, <int>c, 1, V + k * vstride, <int>c,
                  U + k * c * f, <int>f, 0, M + k * mstride, <int>f)
-        # A^T M A in place, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: rows (M[q] row 0 and
-        # M[4 + q] row 1 of each column q), then columns: outputs land in M[0], M[1]
-        # (top row) and M[4], M[5] (bottom row).
-        for a in range(4):
-            _sum3(M + a * mstride, M + (4 + a) * mstride, M + (8 + a) * mstride, 1, 1, T * f)
-            _sum3(M + (4 + a) * mstride, M + (8 + a) * mstride, M + (12 + a) * mstride, -1, -1,
-                  T * f)
-        for a in range(0, 8, 4):
-            _sum3(M + a * mstride, M + (a + 1) * mstride, M + (a + 2) * mstride, 1, 1, T * f)
-            _sum3(M + (a + 1) * mstride, M + (a + 2) * mstride, M + (a + 3) * mstride, -1, -1,
-                  T * f)
         if pool >= 0:
             # Tile t of the chunk is pooled output u0 * per_row + t.
             dst = Y + u0 * per_row * f
             if after:
                 # max then bias + act: equal for relu and linear (monotone, and
                 # rounding x + b is monotone in x), one pass instead of four.
-                _pool4(M, M + mstride, M + 4 * mstride, M + 5 * mstride, dst, T * f, pool)
+                _wino_out(M, mstride, T * f, dst, True)
                 _act_rows_serial(dst, b, dst, T, f, act)
             else:
+                _wino_out(M, mstride, T * f, NULL, False)
                 for a in range(4):
                     k = (a & 1) + 4 * (a >> 1)   # the outputs: M[0], M[1], M[4], M[5]
                     _act_rows_serial(M + k * mstride, b, M + k * mstride, T, f, act)
                 _pool4(M, M + mstride, M + 4 * mstride, M + 5 * mstride, dst, T * f, pool)
         else:
+            _wino_out(M, mstride, T * f, NULL, False)
             for a in range(4):
                 k = (a & 1) + 4 * (a >> 1)
                 _act_rows_serial(M + k * mstride, b, M + k * mstride, T, f, act)
@@ -307,29 +380,33 @@ cdef inline void _direct_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ss
     """Row pairs u0..u1 of the batch, cu at a time: im2col of both rows, one GEMM,
     bias and activation, and the 2x2 pooling into Y while the chunk is in cache."""
     cdef Py_ssize_t rows = g.oh // 2, pw = g.ow // 2, K = g.kh * g.kw * g.c
-    cdef Py_ssize_t m, u, s, py, r, rowlen = g.ow * K, x
+    cdef Py_ssize_t m, u, s, py, r, rowlen = g.ow * K
     cdef floating* cols = share
     cdef floating* O
     cdef floating* top
-    cdef floating* bot
     cdef bint after = pool == INFER_POOL_MAX and (act == ACT_RELU or act == ACT_LINEAR)
+    cdef bint transposed = g.c == 1 and g.sw == 1
     while u0 < u1:
         m = cu if cu < u1 - u0 else u1 - u0
         O = cols + m * 2 * rowlen
         for u in range(m):
             s, py = (u0 + u) // rows, (u0 + u) % rows
             for r in range(2):
-                _im2col_row(X, g, s, 2 * py + r, cols + (2 * u + r) * rowlen)
-        gemm(False, False, <int>(m * 2 * g.ow), <int>f, <int>K, 1, cols, <int>K, W, <int>f,
-             0, O, <int>f)
+                if transposed:
+                    _im2col_t_row(X, g, s, 2 * py + r, cols + (2 * u + r) * g.ow, m * 2 * g.ow)
+                else:
+                    _im2col_row(X, g, s, 2 * py + r, cols + (2 * u + r) * rowlen)
+        if transposed:
+            gemm(True, False, <int>(m * 2 * g.ow), <int>f, <int>K, 1, cols,
+                 <int>(m * 2 * g.ow), W, <int>f, 0, O, <int>f)
+        else:
+            gemm(False, False, <int>(m * 2 * g.ow), <int>f, <int>K, 1, cols, <int>K, W,
+                 <int>f, 0, O, <int>f)
         if not after:
             _act_rows_serial(O, b, O, m * 2 * g.ow, f, act)
         for u in range(m):
             top = O + 2 * u * g.ow * f
-            bot = top + g.ow * f
-            for x in range(pw):
-                _pool4(top + 2 * x * f, top + (2 * x + 1) * f, bot + 2 * x * f,
-                       bot + (2 * x + 1) * f, Y + ((u0 + u) * pw + x) * f, f, pool)
+            _pool_rows(top, top + g.ow * f, pw, f, Y + (u0 + u) * pw * f, pool)
         if after:
             _act_rows_serial(Y + u0 * pw * f, b, Y + u0 * pw * f, m * pw, f, act)
         u0 += m
