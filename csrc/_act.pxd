@@ -351,6 +351,21 @@ cdef inline void _act_grad_row_z(const floating* z,   # (k,) IN, pre-activation 
         _act_grad_row(y, dy, dz, k, act)
 
 
+cdef inline void _act_grad_rows_serial(const floating* Z, const floating* Y,
+                                       const floating* dY, floating* dZ, Py_ssize_t n,
+                                       Py_ssize_t k, int act) noexcept nogil:
+    """_act_grad_rows_z on the calling thread (a piece of a parallel loop's work)."""
+    cdef Py_ssize_t i
+    if act == ACT_LINEAR:
+        if <const floating*>dZ != dY and n * k > 0:
+            memcpy(dZ, dY, n * k * sizeof(floating))
+    elif act == ACT_SOFTMAX or act == ACT_LOG_SOFTMAX:
+        for i in range(n):
+            _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
+    else:
+        _act_grad_row_z(Z, Y, dY, dZ, n * k, act)
+
+
 cdef inline void _act_grad_rows_z(const floating* Z, const floating* Y, const floating* dY,
                                   floating* dZ, Py_ssize_t n, Py_ssize_t k,
                                   int act) noexcept nogil:
@@ -368,17 +383,13 @@ cdef inline void _act_grad_rows_z(const floating* Z, const floating* Y, const fl
             memcpy(dZ, dY, total * sizeof(floating))
         return
     nc = _chunks(total)
+    if nc == 1:
+        _act_grad_rows_serial(Z, Y, dY, dZ, n, k, act)
+        return
     if act == ACT_SOFTMAX or act == ACT_LOG_SOFTMAX:
-        if nc == 1:
-            for i in range(n):
-                _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
-            return
         for c in prange(nc, num_threads=nc, schedule='static'):
             for i in range(n * c // nc, n * (c + 1) // nc):
                 _act_grad_row(Y + i * k, dY + i * k, dZ + i * k, k, act)
-        return
-    if nc == 1:
-        _act_grad_row_z(Z, Y, dY, dZ, total, act)
         return
     for c in prange(nc, num_threads=nc, schedule='static'):
         lo = total * c // nc

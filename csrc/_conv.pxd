@@ -24,9 +24,9 @@ from libc.string cimport memcpy, memset
 
 from libc.stdint cimport int64_t
 
-from _act cimport ACT_LINEAR, _act_grad_rows_z, _act_rows, _act_rows_serial
+from _act cimport ACT_LINEAR, _act_grad_rows_serial, _act_grad_rows_z, _act_rows, _act_rows_serial
 from _blas cimport SPLIT_MIN_MADDS, gemm, gemm_split
-from _common cimport _colsum
+from _common cimport COL_BLOCK, _colsum, _colsum_block
 from _team cimport fl_blas_single, fl_now_ns, fl_team_observe
 
 
@@ -306,6 +306,107 @@ cdef inline void _dx_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssize
         s += ns
 
 
+cdef inline Py_ssize_t conv_parts(Py_ssize_t K, Py_ssize_t f) noexcept nogil:
+    """Values of one thread's partial sums (dW, then db) in conv_backward's `parts`."""
+    return K * f + f
+
+
+cdef inline void _colsum_serial(const floating* A, Py_ssize_t n, Py_ssize_t k,
+                                floating* out, bint add) noexcept nogil:
+    cdef Py_ssize_t j0 = 0
+    while j0 < k:
+        _colsum_block(A, n, k, j0, j0 + COL_BLOCK if j0 + COL_BLOCK < k else k, 1.0, out, add)
+        j0 += COL_BLOCK
+
+
+cdef inline void _bwd_range(const Geom* g, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t f,
+                            const floating* X, const floating* W, const floating* Y,
+                            const floating* Zin, const floating* dY, floating* dZ,
+                            floating* dX, floating* dW, floating* db, bint add_w, bint add_b,
+                            floating* cols, bint keep, Py_ssize_t cs, int act) noexcept nogil:
+    """The backward pass of samples s0..s1 on the calling thread, cs at a time, each
+    chunk while it is in cache: dZ = dY * act', db (+)= its column sums, dW (+)= its
+    im2col (kept from the forward pass, or again) transposed @ dZ, then dX from
+    dZ @ W.T by col2im.  dW/db here are the thread's own sums (add_*: into them)."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, s = s0, ns, rows, o
+    cdef floating* c
+    while s < s1:
+        ns = cs if cs < s1 - s else s1 - s
+        rows = ns * per
+        o = s * per * f
+        _act_grad_rows_serial(Zin + o if Zin != NULL else NULL, Y + o if Y != NULL else NULL,
+                              dY + o, dZ + o, rows, f, act)
+        if db != NULL:
+            _colsum_serial(dZ + o, rows, f, db, add_b)
+            add_b = True
+        c = cols + s * per * K if keep else cols
+        if dW != NULL:
+            if not keep:
+                _im2col(1, X, g, s, ns, c)
+            gemm(True, False, <int>K, <int>f, <int>rows, 1, c, <int>K, dZ + o, <int>f,
+                 1 if add_w else 0, dW, <int>f)
+            add_w = True
+        if dX != NULL:
+            gemm(False, True, <int>rows, <int>K, <int>f, 1, dZ + o, <int>f, W, <int>f, 0, c,
+                 <int>K)
+            _col2im(1, c, g, s, ns, dX)
+        s += ns
+
+
+cdef inline bint _bwd_threads(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
+                              const floating* X, const floating* W, const floating* Y,
+                              const floating* Zin, const floating* dY, floating* dZ,
+                              floating* dX, floating* dW, floating* db, floating* cols,
+                              Py_ssize_t cols_rows, bint keep, int act, bint acc_w, bint acc_b,
+                              floating* parts, Py_ssize_t parts_len) noexcept nogil:
+    """conv_backward as a range of samples per thread (see _bwd_range); threads after
+    the first sum dW/db into their share of `parts`, added in after.  False (nothing
+    done) when the team would need more parts than given, or has fewer samples than
+    threads (conv_backward then splits each product instead)."""
+    cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, cs, share, lo, hi, i, P
+    cdef int t, team = _conv_team(nt, n, per, K, f)
+    cdef floating* pw
+    cdef bint sums = dW != NULL or db != NULL
+    P = conv_parts(K, f)
+    if team < nt and nt > 1 and <double>n * per * K * f >= SPLIT_MIN_MADDS:
+        return False
+    if sums and team > 1 and (parts == NULL or parts_len < (team - 1) * P):
+        return False
+    cs = CHUNK_ELEMENTS // (per * K) if per * K > 0 else 1
+    if cs < 1:
+        cs = 1
+    share = cols_rows // per
+    if not keep:
+        if team > share:
+            team = <int>share if share > 0 else 1
+        share = share // team
+        if cs > share:
+            cs = share
+    if team == 1:
+        _bwd_range(g, 0, n, f, X, W, Y, Zin, dY, dZ, dX, dW, db, acc_w, acc_b, cols, keep, cs,
+                   act)
+        return True
+    fl_blas_single()
+    for t in prange(team, num_threads=team, schedule='static'):
+        lo = n * t // team
+        hi = n * (t + 1) // team
+        pw = parts + (t - 1) * P
+        _bwd_range(g, lo, hi, f, X, W, Y, Zin, dY, dZ, dX,
+                   (dW if t == 0 else pw) if dW != NULL else NULL,
+                   (db if t == 0 else pw + K * f) if db != NULL else NULL,
+                   acc_w if t == 0 else False, acc_b if t == 0 else False,
+                   cols if keep else cols + t * share * per * K, keep, cs, act)
+    for t in range(1, team):
+        pw = parts + (t - 1) * P
+        if dW != NULL:
+            for i in range(K * f):
+                dW[i] += pw[i]
+        if db != NULL:
+            for i in range(f):
+                db[i] += pw[K * f + i]
+    return True
+
+
 cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
                                const floating* X,    # (n, h, w, c) IN; unread without dW
                                const floating* W,    # (K, f) IN
@@ -318,12 +419,24 @@ cdef inline void conv_backward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f
                                floating* db,         # (f,) OUT (IN/OUT if acc_b) or NULL
                                floating* cols, Py_ssize_t cols_rows,
                                bint cols_hold_x,     # cols has this batch's whole im2col
-                               int act, bint acc_w, bint acc_b) noexcept nogil:
-    """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T)."""
+                               int act, bint acc_w, bint acc_b,
+                               floating* parts,      # (parts_len,) scratch or NULL: thread sums
+                               Py_ssize_t parts_len) noexcept nogil:
+    """dZ = dY * act'; db (+)= dZ.sum(0); dW (+)= cols.T @ dZ; dX = col2im(dZ @ W.T).
+
+    With room in `parts` for the other threads' partial dW/db (conv_parts() values
+    per thread beyond the first) each thread runs a range of samples end to end,
+    chunk by chunk in its cache; otherwise the products are split over the team."""
     cdef Py_ssize_t per = g.oh * g.ow, K = g.kh * g.kw * g.c, rows_all = n * per
     cdef Py_ssize_t s0 = 0, ns, rows, cs
     cdef floating beta
     cdef int t, team
+    if cols != NULL and rows_all > 0 and K > 0 and f > 0 and (dW == NULL or X != NULL or
+                                                             cols_hold_x):
+        if _bwd_threads(nt, g, n, f, X, W, Y, Zin, dY, dZ, dX, dW, db, cols, cols_rows,
+                        cols_rows >= rows_all and cols_hold_x, act, acc_w, acc_b, parts,
+                        parts_len):
+            return
     _act_grad_rows_z(Zin, Y, dY, dZ, rows_all, f, act)
     if db != NULL:
         _colsum(dZ, rows_all, f, 1.0, db, acc_b)

@@ -242,7 +242,7 @@ def conv2d_backward(const floating[:, :, :, ::1] X,   # (n, h, w, c_in) IN; unre
     with nogil:
         conv_backward(team(), &g, n, f, xp, wp, yp, zp, dyp, dzp, dxp, dwp, dbp, cp,
                       0 if direct else cols.shape[0], False, activation, accumulate,
-                      accumulate)
+                      accumulate, NULL, 0)
 
 
 # ---------------------------------------------------------------------------

@@ -108,6 +108,9 @@ cdef struct XOp:
     # work scratch of _conv_infer.pxd (aux_rows its values).
     int pool
     bint wino
+    # conv with a backward pass: the other threads' partial dW/db sums (set_conv_parts)
+    void* parts
+    Py_ssize_t parts_len
     # concat: per input the values per sample before the axis (outer) and chunk
     Py_ssize_t outer
     Py_ssize_t* chunk   # (n_in,) values per outer index of each input
@@ -258,6 +261,7 @@ cdef class Executor:
         op.acc_dx = <uint8_t*>self._ptr(acc_dx.base if acc_dx.base is not None else acc_dx)
         op.callback = callback
         op.pool, op.wino = -1, False
+        op.parts, op.parts_len = NULL, 0
 
     def set_conv_infer(self, int i, int pool, bint wino):
         """A CONV op without a backward pass: the pooling fused into it (-1: none,
@@ -271,6 +275,20 @@ cdef class Executor:
         if pool < 0 and not wino:
             raise ValueError("set_conv_infer: neither a pooling nor Winograd")
         op.pool, op.wino = pool, wino
+
+    def set_conv_parts(self, int i, parts):
+        """A CONV op's buffer for the partial dW/db sums of threads beyond the first
+        (conv_parts(K, f) values each; fewer threads run when it holds fewer)."""
+        cdef XOp* op = &self.ops[i]
+        if op.kind != OP_CONV:
+            raise ValueError("set_conv_parts: not a CONV op")
+        if not isinstance(parts, np_ndarray) or parts.ndim != 1 or \
+                parts.dtype.itemsize != (4 if self.f32 else 8) or parts.dtype.kind != "f" or \
+                not parts.flags.c_contiguous or not parts.flags.writeable:
+            raise ValueError("set_conv_parts: a writeable 1-D buffer of the program's dtype "
+                             "expected")
+        op.parts = self._ptr(parts)
+        op.parts_len = parts.shape[0]
 
     def set_params(self, int i, W, b, gW, gb, bint acc_gW, bint acc_gb, bint fused_W,
                    bint fused_b):
@@ -857,7 +875,8 @@ cdef inline void _conv_transpose_forward(Executor ex, XOp* op, const floating* x
     f = ex.size[op.ins[0]] // (g.oh * g.ow)
     memcpy(xs, x, size * sizeof(floating))
     conv_backward(ex.nthreads, &g, n, f, NULL, <const floating*>op.W, NULL, NULL, xs, xs, out,
-                  NULL, NULL, <floating*>op.aux, op.aux_rows, False, ACT_LINEAR, False, False)
+                  NULL, NULL, <floating*>op.aux, op.aux_rows, False, ACT_LINEAR, False, False,
+                  NULL, 0)
     _act_rows(out, <const floating*>op.b, out, n * g.h * g.w, op.d_out, op.act)
 
 
@@ -883,7 +902,7 @@ cdef inline void _conv_transpose_backward(Executor ex, XOp* op, const floating* 
         memcpy(xs, x, size * sizeof(floating))
         conv_backward(ex.nthreads, &g, n, f, G, <const floating*>op.W, NULL, NULL, xs, xs, NULL,
                       <floating*>op.gW, NULL, <floating*>op.aux, op.aux_rows, dst != NULL,
-                      ACT_LINEAR, op.acc_gW, False)
+                      ACT_LINEAR, op.acc_gW, False, NULL, 0)
 
 
 cdef inline void _layernorm_forward(Executor ex, XOp* op, const floating* x,
@@ -1227,7 +1246,8 @@ cdef void _backward_op(Executor ex, XOp* op, floating tag) noexcept nogil:
         conv_backward(ex.nthreads, &g, n, op.d_out, x, <const floating*>op.W,
                       <const floating*>ex.val[op.outs[0]], NULL, G, G, dst,
                       <floating*>op.gW, <floating*>op.gb, <floating*>op.aux, op.aux_rows,
-                      True, op.act, op.acc_gW, op.acc_gb)
+                      True, op.act, op.acc_gW, op.acc_gb, <floating*>op.parts,
+                      op.parts_len)
         if dst != NULL:
             _dx_finish(ex, op, 0, size, G)
     elif op.kind == OP_POOL:

@@ -25,10 +25,13 @@ from .program import OpKind, StepProgram
 # server answering ragged batch sizes keeps at most this many sets of buffers.
 BUFFER_CACHE_SIZES = 4
 
-# A convolution whose kernel trains keeps its whole batch's im2col from the forward
-# pass for dW when that takes at most this many bytes; otherwise (and in inference)
-# the im2col runs in chunks (ops._cols_buffer), twice in training.
-COLS_KEEP_BYTES = 64 << 20
+# A convolution whose kernel trains may keep its whole batch's im2col from the forward
+# pass for dW when that takes at most this many bytes; otherwise the im2col runs in
+# chunks (ops._cols_buffer), again in backward.  0: never keep.  Each thread runs its
+# samples' backward chunk by chunk in its cache (csrc/_conv.pxd, _bwd_threads), and
+# the im2col done again there beat a kept one read back from memory: cnn-mnist's
+# step 7.9-8.4 ms against 9.1-9.4 ms (2 threads, min of 15 runs, three rounds).
+COLS_KEEP_BYTES = 0
 
 # A convolution with no backward pass runs Winograd F(2x2, 3x3) (csrc/_conv_infer.pxd)
 # from this many input channels: with fewer, its 16 products are GEMMs too thin for
@@ -50,6 +53,13 @@ def _infer_plan(op):
     if op.pool < 0 and not wino:
         return None
     return op.pool, wino
+
+
+def _partial_sum_threads() -> int:
+    """Threads beyond the first a convolution's backward may give its own dW/db sums."""
+    from .. import _threads
+
+    return max(_threads.usable_cores() - 1, 0)
 
 
 def _last_dim(shape) -> int:
@@ -152,6 +162,13 @@ class Runner:
         plan = _infer_plan(op)
         if plan is not None:
             ex.set_conv_infer(i, *plan)
+        if op.kind == OpKind.CONV and op.backward and any(op.train):
+            # Each thread beyond the first sums its samples' dW and db apart (K * f + f
+            # values), for the largest team the machine allows.
+            K, f = d_in, int(op.weights[0].shape[-1])
+            parts = np.empty(_partial_sum_threads() * (K * f + f), self.dtype)
+            self._keep.append(parts)
+            ex.set_conv_parts(i, parts)
         if op.kind in _IMAGE_OPS:
             geom = np.array(op.kwargs["geom"], dtype=np.intp)
             self._keep.append(geom)

@@ -101,11 +101,20 @@ def test_chunked_im2col_equals_the_kept_one(monkeypatch, dtype):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 12, 12, 2)).astype(dtype)
     y = rng.integers(0, 4, 6)
+    # A runner sizes its buffers at its first step: each model takes one under its
+    # own setting, and its aux buffers show which it got.
+    monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 64 << 20)
     kept, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
+    first = [kept.train_on_batch(x, y)]
     monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 0)
     monkeypatch.setattr(fl.ops, "_COLS_ELEMENTS", 1)  # one sample per chunk
     chunked, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
-    for _ in range(3):
+    first.append(chunked.train_on_batch(x, y))
+    np.testing.assert_allclose(*first, rtol=1e-6 if dtype == "float32" else 1e-12)
+    rows = [[a.shape[0] for a in m._compiled.train._bindings[6][2]
+             if a is not None and a.ndim == 2] for m in (kept, chunked)]
+    assert rows[0] and len(rows[0]) == len(rows[1]) and all(a > b for a, b in zip(*rows)), rows
+    for _ in range(2):
         la, lb = kept.train_on_batch(x, y), chunked.train_on_batch(x, y)
         np.testing.assert_allclose(la, lb, rtol=1e-6 if dtype == "float32" else 1e-12)
     for u, v in zip(kept.get_weights(), chunked.get_weights()):
@@ -178,3 +187,28 @@ def test_a_large_image_splits_each_product_when_samples_are_fewer_than_threads(n
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, 40, 40, 8))
     _train_both(a, b, x, rng.integers(0, 4, n), steps=2, dtype="float64")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parts", [True, False], ids=["thread-sums", "split-products"])
+def test_backward_per_thread_or_split_equals_the_twin(monkeypatch, dtype, parts):
+    """With room for the second thread's partial dW/db, each thread runs its samples'
+    backward end to end; without it (a runner sized for one core) the products are
+    split over the team.  Both equal the twin, shared kernels (R8) included."""
+    if not parts:
+        monkeypatch.setattr(executor_mod, "_partial_sum_threads", lambda: 0)
+    from .test_executors import _team_of_two
+
+    with _team_of_two():
+        for build, shape in ((_wide, (18, 18, 8)), (_shared_conv_and_merge, (8, 8, 2))):
+            _check_native_graph(build, shape, ["conv"], "adam", dtype, seed=11)
+
+
+def _wide():
+    """Convolutions big enough for a team (above SPLIT_MIN_MADDS at batch 5), one shared."""
+    inp = Input((18, 18, 8))
+    h = Conv2D(16, 3, activation="relu", name="c1")(inp)
+    h = MaxPooling2D()(h)
+    shared = Conv2D(16, 3, padding="same", name="twice")
+    h = shared(shared(h))
+    return fl.Model(inp, Dense(4)(GlobalAveragePooling2D()(h)))
