@@ -310,19 +310,50 @@ cdef inline void _wino_out(floating* M, Py_ssize_t ms, Py_ssize_t total, floatin
         i0 += nb
 
 
+cdef inline void _tile_row(const floating* left, const floating* right, Py_ssize_t tiles,
+                           Py_ssize_t f, floating* dst, Py_ssize_t ow, const floating* b,
+                           int act) noexcept nogil:
+    """One output row from its tiles' left and right outputs (tiles x f each), with
+    bias and relu/linear (act) on the way; an odd last column has no right output."""
+    cdef Py_ssize_t x, j, ox
+    cdef const floating* src
+    cdef floating* o
+    cdef floating t
+    for x in range(2 * tiles):
+        ox = x
+        if ox >= ow:
+            break
+        src = (left if (x & 1) == 0 else right) + (x >> 1) * f
+        o = dst + ox * f
+        if b == NULL and act == ACT_LINEAR:
+            for j in range(f):
+                o[j] = src[j]
+        elif b == NULL:
+            for j in range(f):
+                t = src[j]
+                o[j] = 0 if t < 0 else t
+        elif act == ACT_LINEAR:
+            for j in range(f):
+                o[j] = src[j] + b[j]
+        else:
+            for j in range(f):
+                t = src[j] + b[j]
+                o[j] = 0 if t < 0 else t
+
+
 cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssize_t u1,
                              const floating* X, const floating* U, const floating* b,
                              floating* Y, int act, int pool, const floating* zeros,
                              floating* share, Py_ssize_t cu) noexcept nogil:
     """Units (tile rows) u0..u1 of the batch, cu at a time, on the calling thread."""
-    cdef Py_ssize_t per_row, rows, u, s, ty, x, k, T, T0, m, c = g.c, a, oy, ox
+    cdef Py_ssize_t per_row, rows, u, s, ty, k, T, m, c = g.c, a, oy
     cdef Py_ssize_t vstride, mstride
     cdef floating* V
     cdef floating* M
     cdef floating* R
-    cdef floating* y
     cdef floating* dst
     cdef bint after = pool == INFER_POOL_MAX and (act == ACT_RELU or act == ACT_LINEAR)
+    cdef bint fused
     _units(g, True, pool, &per_row, &rows)
     while u0 < u1:
         m = cu if cu < u1 - u0 else u1 - u0
@@ -353,22 +384,21 @@ cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssiz
                 _pool4(M, M + mstride, M + 4 * mstride, M + 5 * mstride, dst, T * f, pool)
         else:
             _wino_out(M, mstride, T * f, NULL, False)
-            for a in range(4):
-                k = (a & 1) + 4 * (a >> 1)
-                _act_rows_serial(M + k * mstride, b, M + k * mstride, T, f, act)
-            for u in range(m):
-                s, ty = (u0 + u) // rows, (u0 + u) % rows
+            fused = act == ACT_RELU or act == ACT_LINEAR
+            if not fused:
                 for a in range(4):
                     k = (a & 1) + 4 * (a >> 1)
-                    oy = 2 * ty + (a >> 1)
-                    if oy >= g.oh:
-                        continue
-                    y = M + k * mstride + u * per_row * f
-                    for x in range(per_row):
-                        ox = 2 * x + (k & 1)
-                        if ox < g.ow:
-                            memcpy(Y + ((s * g.oh + oy) * g.ow + ox) * f, y + x * f,
-                                   f * sizeof(floating))
+                    _act_rows_serial(M + k * mstride, b, M + k * mstride, T, f, act)
+            for u in range(m):
+                s, ty = (u0 + u) // rows, (u0 + u) % rows
+                for a in range(2):
+                    oy = 2 * ty + a
+                    if oy < g.oh:
+                        # Output row oy: tile x's left and right columns are 2x, 2x + 1.
+                        _tile_row(M + 4 * a * mstride + u * per_row * f,
+                                  M + (4 * a + 1) * mstride + u * per_row * f, per_row, f,
+                                  Y + (s * g.oh + oy) * g.ow * f, g.ow,
+                                  b if fused else NULL, act if fused else ACT_LINEAR)
         u0 += m
 
 

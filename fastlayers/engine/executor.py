@@ -33,12 +33,6 @@ BUFFER_CACHE_SIZES = 4
 # step 7.9-8.4 ms against 9.1-9.4 ms (2 threads, min of 15 runs, three rounds).
 COLS_KEEP_BYTES = 0
 
-# A convolution with no backward pass runs Winograd F(2x2, 3x3) (csrc/_conv_infer.pxd)
-# from this many input channels: with fewer, its 16 products are GEMMs too thin for
-# BLAS and the direct im2col GEMM is faster (64x13x13xc -> 64 filters, 2 threads:
-# Winograd 2.2x faster at c = 32, slower at c = 1).
-WINOGRAD_MIN_CHANNELS = 8
-
 # The ops whose geometry (op.kwargs["geom"]) the executor reads.
 _IMAGE_OPS = (OpKind.CONV, OpKind.POOL, OpKind.DEPTHWISE, OpKind.CONV_TRANSPOSE, OpKind.PAD2D,
               OpKind.UPSAMPLE2D)
@@ -48,8 +42,10 @@ def _infer_plan(op):
     """(pool, winograd) for a CONV op the forward-only kernel runs, else None."""
     if op.kind != OpKind.CONV or op.backward:
         return None
+    from .. import ops
+
     h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = op.kwargs["geom"]
-    wino = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and c >= WINOGRAD_MIN_CHANNELS
+    wino = ops._winograd_pays(kh, kw, sh, sw, dh, dw, c, op.pool >= 0)
     if op.pool < 0 and not wino:
         return None
     return op.pool, wino

@@ -133,12 +133,16 @@ def test_the_fused_convolution_output_gets_no_buffer():
     assert all(values[s] is None for s in unused)
 
 
-@pytest.mark.parametrize("channels,expect", [(3, False), (8, True), (32, True)])
-def test_winograd_is_chosen_from_enough_channels(channels, expect):
+@pytest.mark.parametrize("channels,pooled,expect", [
+    (3, True, False), (8, True, True), (8, False, False), (16, False, True), (32, True, True)])
+def test_winograd_is_chosen_from_enough_channels(channels, pooled, expect):
+    """The thresholds of ops._winograd_pays, read by the runner."""
     fl.backend.clear_session()
     inp = Input((10, 10, channels))
-    m = fl.Model(inp, Conv2D(4, 3)(inp))
+    h = Conv2D(4, 3)(inp)
+    m = fl.Model(inp, MaxPooling2D()(h) if pooled else h)
     op = lower(m, training=False).ops[0]
+    assert op.pool == (0 if pooled else -1)
     plan = executor_mod._infer_plan(op)
     assert (plan is not None and plan[1]) == expect
     x = np.random.default_rng(1).normal(size=(2, 10, 10, channels)).astype(np.float32)

@@ -126,6 +126,7 @@ def test_a_work_buffer_for_fewer_threads_is_never_overrun(make):
 
 @pytest.mark.parametrize("call,match", [
     (lambda X, W: ops.conv2d_infer(X, W, winograd=False), "without Winograd give a pool"),
+    (lambda X, W: ops.conv2d_infer(X, W), "conv2d_forward's"),  # 2 channels: not Winograd
     (lambda X, W: ops.conv2d_infer(X, W, strides=2, winograd=True), "Winograd needs"),
     (lambda X, W: ops.conv2d_infer(X, W, pool="min"), "pool must be"),
     (lambda X, W: ops.conv2d_infer(X, W[:, :, :1], pool="max"), "channels"),
