@@ -102,20 +102,46 @@ def test_missing_h5py_is_a_clear_import_error(monkeypatch, tmp_path):
     fl.models.load_model(tmp_path / "m.keras")
 
 
-def test_unsupported_keras_options_are_named(tmp_path):
+def _edited_fixture(tmp_path, edit, name="edited.keras"):
     import zipfile
 
     src = os.path.join(FIXTURES, "keras_sequential.keras")
     with zipfile.ZipFile(src) as zf:
         entries = {n: zf.read(n) for n in zf.namelist()}
     cfg = json.loads(entries["config.json"])
-    cfg["config"]["layers"][1]["config"]["kernel_regularizer"] = {"class_name": "L2"}
+    edit(cfg["config"]["layers"][1]["config"])  # the Dense 'hidden'
     entries["config.json"] = json.dumps(cfg)
-    with zipfile.ZipFile(tmp_path / "reg.keras", "w") as zf:
+    with zipfile.ZipFile(tmp_path / name, "w") as zf:
         for n, d in entries.items():
             zf.writestr(n, d)
-    with pytest.raises(ValueError, match="kernel_regularizer.*does not support"):
-        fl.models.load_model(tmp_path / "reg.keras")
+    return tmp_path / name
+
+
+def test_unsupported_keras_options_are_named(tmp_path):
+    path = _edited_fixture(tmp_path, lambda c: c.update(kernel_regularizer={
+        "module": "keras.regularizers", "class_name": "OrthogonalRegularizer",
+        "config": {"factor": 0.01, "mode": "rows"}, "registered_name": None}))
+    with pytest.raises(ValueError, match="'hidden'.*kernel_regularizer.*OrthogonalRegularizer"):
+        fl.models.load_model(path)
+    path = _edited_fixture(tmp_path, lambda c: c.update(lora_rank=4))
+    with pytest.raises(ValueError, match="'hidden'.*lora_rank=4.*does not support"):
+        fl.models.load_model(path)
+
+
+def test_keras_regularizers_and_constraints_load(tmp_path):
+    path = _edited_fixture(tmp_path, lambda c: c.update(
+        kernel_regularizer={"module": "keras.regularizers", "class_name": "L2",
+                            "config": {"l2": 0.25}, "registered_name": None},
+        bias_constraint={"module": "keras.constraints", "class_name": "MaxNorm",
+                         "config": {"max_value": 3, "axis": 0}, "registered_name": None}))
+    model = fl.models.load_model(path)
+    hidden = model.get_layer("hidden")
+    assert isinstance(hidden.kernel_regularizer, fl.regularizers.L2)
+    assert hidden.kernel_regularizer.l2 == 0.25
+    assert isinstance(hidden.bias_constraint, fl.constraints.MaxNorm)
+    assert hidden.bias_constraint.max_value == 3
+    penalty = 0.25 * float(np.square(hidden.kernel.numpy().astype(np.float64)).sum())
+    assert sum(float(l) for l in model.losses) == pytest.approx(penalty, rel=1e-6)
 
 
 # ---------------------------------------------------------------------- outside-in, with Keras
