@@ -63,10 +63,14 @@ KERAS_ONLY = {
     "Add": {}, "Subtract": {}, "Multiply": {}, "Average": {}, "Maximum": {}, "Minimum": {},
     "Concatenate": {}, "Dot": {},
 }
-# Options of every Keras layer (the base class's, Keras 2 leftovers, quantization).
+# Options of every Keras layer (the base class's, Keras 2 leftovers, quantization),
+# except where a class has an argument of that name (OWN).
 COMMON = {"activity_regularizer": (None,), "autocast": (True,), "input_dim": None,
           "batch_input_shape": None, "quantization_config": (None,), "lora_rank": (None,),
           "lora_alpha": (None,)}
+OWN = {"Embedding": ("input_dim",)}
+# fastlayers options a Keras class does not take (dropped when writing).
+FASTLAYERS_ONLY = {"SpatialDropout1D": ("trainable",), "SpatialDropout2D": ("trainable",)}
 _INIT_ONLY = {"input_axes": (None,), "output_axes": (None,)}
 
 _KB = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
@@ -154,8 +158,9 @@ def layer_from_keras(name: str, cfg: dict, where: str) -> dict:
     """fastlayers' config of a Keras layer of class ``name`` (``cfg`` is a copy)."""
     what = f"layer {cfg.get('name')!r} ({name})"
     penalties = PENALTIES.get(name, ())
+    own = penalties + OWN.get(name, ())
     strip(KERAS_ONLY[name], cfg, where, what)
-    strip({k: ok for k, ok in COMMON.items() if k not in penalties}, cfg, where, what)
+    strip({k: ok for k, ok in COMMON.items() if k not in own}, cfg, where, what)
     if "dtype" in cfg:
         cfg["dtype"] = _dtype_name(cfg["dtype"])
     for k in list(cfg):
@@ -175,6 +180,8 @@ def layer_from_keras(name: str, cfg: dict, where: str) -> dict:
 
 def layer_to_keras(name: str, cfg: dict, where: str) -> dict:
     """Keras's config of a fastlayers layer of class ``name`` (``cfg`` is a copy)."""
+    for k in FASTLAYERS_ONLY.get(name, ()):
+        cfg.pop(k, None)
     for k in list(cfg):
         if k.endswith("_initializer"):
             cfg[k] = _init_to_keras(cfg[k], where)
