@@ -39,6 +39,29 @@ def convs(K):
     return K.Model(inp, out, name="convs"), _rng(1).normal(size=(3, 9, 9, 3)).astype("float32")
 
 
+def cnn(K):
+    """A small image model through the convolutional catalogue (a committed fixture)."""
+    L = K.layers
+    inp = K.Input((8, 8, 1), name="digits")
+    x = L.ZeroPadding2D(1, name="pad")(inp)
+    x = L.Conv2D(4, 3, name="conv")(x)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.LeakyReLU(0.1, name="leaky")(x)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.SeparableConv2D(4, 3, padding="same", name="sep")(x)
+    x = L.GroupNormalization(2, name="gn")(x)
+    x = L.PReLU(shared_axes=[1, 2], name="prelu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.Conv2DTranspose(2, 3, strides=2, padding="same", name="deconv")(x)
+    x = L.Cropping2D(((1, 1), (2, 2)), name="crop")(x)
+    x = L.UpSampling2D((1, 2), name="up")(x)
+    x = L.LayerNormalization(name="ln")(x)
+    x = L.AveragePooling2D(2, name="avg")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, activation="softmax", name="probs")(x)
+    return K.Model(inp, out, name="cnn"), _rng(10).random((4, 8, 8, 1)).astype("float32")
+
+
 def conv1d(K):
     """Sequential Conv1D in its three paddings."""
     L = K.layers
@@ -161,7 +184,7 @@ def merges(K):
                                                   for _ in range(2)]
 
 
-GROUPS = (convs, conv1d, poolings, reshapes, norms, embedding, noise, activations, merges)
+GROUPS = (cnn, convs, conv1d, poolings, reshapes, norms, embedding, noise, activations, merges)
 
 
 def randomize(layers, seed):

@@ -24,7 +24,7 @@ EXPECTED = json.load(open(os.path.join(FIXTURES, "expected.json")))
 def test_keras_fixture_loads_with_keras_predictions(name):
     e = EXPECTED[name]
     model = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
-    x = np.array(e["x"], dtype=np.float32)
+    x = np.array(e["x"], dtype=e.get("x_dtype", "float32"))
     np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["y"]), rtol=1e-5,
                                atol=1e-6)
     assert flags(model) == e["trainable"]
