@@ -16,7 +16,9 @@ variable's slots in Keras's ``trainable_variables`` order).
 One difference in meaning survives the trip: a ``training=`` pinned on a call is
 recorded in both libraries' configs, and fastlayers replays it on every run (R5),
 but Keras 3 lets an outer ``training`` value (which its ``fit`` always passes)
-override it.  Needs h5py (``pip install fastlayers[h5]``).
+override it.  (Keras also records ``training=False`` on every call of a dropout or
+noise layer, its call's default: that one is not read as a pin, so such a layer
+drops in fastlayers' ``fit`` as it does in Keras's.)  Needs h5py (``pip install fastlayers[h5]``).
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def from_keras(entry, where: str):
     elif name in keras_layers.KERAS_ONLY:
         cfg = keras_layers.layer_from_keras(name, cfg, where)
         out.update(class_name=name, module="fastlayers.layers", config=cfg)
+        if "inbound_nodes" in out:
+            out["inbound_nodes"] = keras_layers.nodes_from_keras(name, out["inbound_nodes"])
     else:
         raise ConfigError(f"{where}: the Keras layer class {name!r} has no fastlayers "
                           f"equivalent; Keras files may use {', '.join(keras_layers.LAYERS)}, "

@@ -13,8 +13,10 @@ what differs is kept in three tables:
   and fastlayers' ``{"class_name", "config"}`` (:mod:`fastlayers.regularizers`,
   :mod:`fastlayers.constraints`); on the other classes Keras's
   ``activity_regularizer`` must be None.
-- :data:`SEEDED`: layers whose ``seed`` is written 31-bit (Keras's seeds are 32-bit
-  ints; the random streams of the two libraries differ anyway).
+- :data:`SEEDED`: the training-only layers (dropout and noise), whose ``seed`` is
+  written 31-bit (Keras's seeds are 32-bit ints; the random streams of the two
+  libraries differ anyway), and whose calls' ``training=False`` in a Keras file is
+  Keras's default, recorded on every call, not a pin (:func:`nodes_from_keras`).
 
 Activations travel as Keras's strings (Keras 3 writes ``"swish"`` as ``"silu"``,
 which fastlayers also knows).
@@ -86,6 +88,9 @@ PENALTIES = {
 # The classes of each kind both libraries have, with the same config keys.
 REGULARIZERS = ("L1", "L2", "L1L2")
 CONSTRAINTS = ("MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm")
+# The training-only layers: their seed is written 31-bit, and Keras records its call's
+# default training=False on every call of one (node kwargs), which is no pin: an outer
+# training value overrides it in Keras (fit drops), so it is not read as one (R5).
 SEEDED = frozenset({"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
                     "SpatialDropout1D", "SpatialDropout2D"})
 
@@ -176,6 +181,21 @@ def layer_from_keras(name: str, cfg: dict, where: str) -> dict:
                           f"{cfg['activation'].get('class_name')!r}; fastlayers has "
                           f"{', '.join(ACTIVATIONS)}")
     return cfg
+
+
+def nodes_from_keras(name: str, nodes):
+    """A Keras layer's ``inbound_nodes`` as fastlayers reads them: a training-only
+    layer's recorded ``training=False`` dropped (see :data:`SEEDED`); an explicit
+    ``training=True`` stays a pin."""
+    if name not in SEEDED or not isinstance(nodes, list):
+        return nodes
+    out = []
+    for node in nodes:
+        kwargs = node.get("kwargs") if isinstance(node, dict) else None
+        if isinstance(kwargs, dict) and kwargs.get("training") is False:
+            node = dict(node, kwargs={k: v for k, v in kwargs.items() if k != "training"})
+        out.append(node)
+    return out
 
 
 def layer_to_keras(name: str, cfg: dict, where: str) -> dict:

@@ -152,3 +152,20 @@ def test_keras_layer_or_activation_fastlayers_lacks_is_named(tmp_path):
         fl.models.load_model(path)
     with zipfile.ZipFile(path) as zf:
         assert "model.weights.h5" in zf.namelist()
+
+
+def test_dropout_calls_are_not_pinned_unless_keras_says_true(tmp_path):
+    """Keras writes training=False on every call of a dropout or noise layer (its
+    call's default, overridden by fit); only an explicit training=True is a pin."""
+    inp = keras.Input((50,))
+    x = keras.layers.GaussianNoise(1.0, name="noise")(inp)
+    x = keras.layers.Dropout(0.5, name="free")(x)
+    x = keras.layers.Dropout(0.5, name="mc")(x, training=True)
+    path = str(tmp_path / "drop.keras")
+    keras.Model(inp, x).save(path)
+    model = fl.models.load_model(path)
+    pins = {n.layer.name: n.training for n in model._nodes}
+    assert (pins["noise"], pins["free"], pins["mc"]) == (None, None, True)
+    x = np.ones((4, 50), np.float32)
+    assert np.count_nonzero(np.asarray(model(x, training=True)) == 0) > 0
+    assert not np.array_equal(np.asarray(model(x)), x)  # "mc" drops even in inference
