@@ -107,10 +107,19 @@ def strip(options: dict, cfg: dict, where: str, what: str) -> None:
                                   f"which fastlayers does not support")
 
 
-def _dtype_name(d):
-    if isinstance(d, dict):
-        return (d.get("config") or {}).get("name")
-    return d
+_DTYPES = (None, "float32", "float64", "int32", "int64")
+
+
+def _dtype_name(d, where, what):
+    """The dtype of Keras's ``DTypePolicy`` (or a plain name); mixed-precision and
+    quantized policies have no fastlayers equivalent."""
+    name = (d.get("config") or {}).get("name") if isinstance(d, dict) else d
+    if name not in _DTYPES or (isinstance(d, dict) and d.get("class_name") not in (
+            "DTypePolicy", "FloatDTypePolicy")):
+        raise ConfigError(f"{where}: {what} uses the Keras dtype policy {name!r}, which "
+                          f"fastlayers does not support (its layers compute in float32 or "
+                          f"float64)")
+    return name
 
 
 def _init_from_keras(v, where):
@@ -167,7 +176,7 @@ def layer_from_keras(name: str, cfg: dict, where: str) -> dict:
     strip(KERAS_ONLY[name], cfg, where, what)
     strip({k: ok for k, ok in COMMON.items() if k not in own}, cfg, where, what)
     if "dtype" in cfg:
-        cfg["dtype"] = _dtype_name(cfg["dtype"])
+        cfg["dtype"] = _dtype_name(cfg["dtype"], where, what)
     for k in list(cfg):
         if k.endswith("_initializer"):
             cfg[k] = _init_from_keras(cfg[k], f"{where}: {what}")

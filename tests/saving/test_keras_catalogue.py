@@ -42,7 +42,8 @@ def _config_of(obj):
         k: pytest.approx(v) if isinstance(v, float) else v for k, v in obj.get_config().items()})
 
 
-PENALTIES = {"convs": 8, "conv1d": 1, "noise": 1}  # the regularizers and constraints each group sets
+# The regularizers and constraints each group sets.
+PENALTIES = {"convs": 8, "conv1d": 1, "noise": 1}
 PENALTY_ATTRS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
                  "kernel_constraint", "bias_constraint", "depthwise_regularizer",
                  "pointwise_regularizer", "depthwise_constraint", "pointwise_constraint")

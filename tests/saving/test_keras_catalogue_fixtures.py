@@ -123,6 +123,24 @@ def test_a_conv_option_fastlayers_lacks_is_named_and_nothing_loads(option, value
     np.testing.assert_allclose(model.predict(x, verbose=0), y, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(dtype={"module": "keras", "class_name": "DTypePolicy",
+                               "config": {"name": "mixed_float16"}, "registered_name": None}),
+     r"'conv' \(Conv2D\) uses the Keras dtype policy 'mixed_float16'"),
+    (lambda c: c.update(activation="hard_silu"), r"'conv'.*unknown activation 'hard_silu'"),
+    (lambda c: c.update(kernel_constraint={"module": "keras.constraints",
+                                           "class_name": "Clip", "config": {}}),
+     r"'conv' \(Conv2D\) has the Keras constraint kernel_constraint='Clip'"),
+])
+def test_other_keras_settings_fastlayers_lacks_are_named(edit, message, tmp_path):
+    entries = _entries(os.path.join(FIXTURES, "keras_cnn.keras"))
+    cfg = json.loads(entries["config.json"])
+    edit([l for l in cfg["config"]["layers"] if l["name"] == "conv"][0]["config"])
+    entries["config.json"] = json.dumps(cfg)
+    with pytest.raises(ConfigError, match=message):
+        fl.models.load_model(_write(tmp_path / "bad.keras", entries))
+
+
 def test_weights_that_do_not_fit_leave_the_model_untouched(tmp_path):
     """A file with one array of another shape: the load is refused before any weight
     is assigned."""
