@@ -84,10 +84,20 @@ def test_a_keras_file_loads_with_keras_predictions(build, tmp_path):
 def test_a_fastlayers_file_loads_in_keras_with_our_predictions(build, tmp_path):
     fm, x = build(fl)
     randomize(fm.layers, 11)
+    weighted = [l for l in fm.layers if l.weights]
+    if len(weighted) > 1:  # one frozen, the rest trained
+        weighted[0].trainable = False
+        fm.compile(fl.optimizers.Adam(0.01), "mse")
     path = str(tmp_path / "f.keras")
     fm.save(path, format="keras")
     km = keras.models.load_model(path)
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0))
+    # Keras's Sequential lists no InputLayer: compare the layers it lists.
+    assert {l.name: l.trainable for l in km.layers} == \
+        {l.name: fm.get_layer(l.name).trainable for l in km.layers}
+    if len(weighted) > 1:
+        assert km.get_layer(weighted[0].name).trainable is False
+        assert type(km.optimizer).__name__ == "Adam"
     assert _same_penalties(fm, km) == PENALTIES.get(build.__name__, 0)
     # ... and back again: the file Keras writes from it is the one we wrote.
     again = str(tmp_path / "k.keras")
