@@ -24,6 +24,8 @@ if "keras" not in sys.modules:
 keras = pytest.importorskip("keras")
 
 IDS = [g.__name__ for g in GROUPS]
+# Keras's own variables warn about NumPy 2's __array__(copy=) on every get_weights().
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def _close(ours, theirs):
