@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _act_codes, ops
+from .. import _act_codes, initializers, ops
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 
@@ -248,5 +248,6 @@ class PReLU(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(shared_axes=self.shared_axes)
+        cfg.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
+                   shared_axes=self.shared_axes)
         return cfg

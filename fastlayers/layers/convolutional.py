@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from .. import _act_codes, _codes, ops
+from .. import _act_codes, _codes, initializers, ops
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 from . import _args
@@ -213,6 +213,8 @@ class _Conv(Layer):
                    dilation_rate=self.dilation_rate, groups=self.groups,
                    activation=self.activation, use_bias=self.use_bias)
         k = self._kernel_arg
+        cfg[f"{k}_initializer"] = initializers.serialize(self.kernel_initializer)
+        cfg["bias_initializer"] = initializers.serialize(self.bias_initializer)
         return add_penalties_config(cfg, **{
             f"{k}_regularizer": self.kernel_regularizer,
             "bias_regularizer": self.bias_regularizer,
@@ -512,7 +514,12 @@ class SeparableConv2D(Layer):
         cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                    padding=self.padding, data_format=self._depthwise.data_format,
                    dilation_rate=self.dilation_rate, depth_multiplier=self.depth_multiplier,
-                   activation=self.activation, use_bias=self.use_bias)
+                   activation=self.activation, use_bias=self.use_bias,
+                   depthwise_initializer=initializers.serialize(
+                       self._depthwise.kernel_initializer),
+                   pointwise_initializer=initializers.serialize(
+                       self._pointwise.kernel_initializer),
+                   bias_initializer=initializers.serialize(self._pointwise.bias_initializer))
         return add_penalties_config(
             cfg, depthwise_regularizer=self.depthwise_regularizer,
             pointwise_regularizer=self.pointwise_regularizer,

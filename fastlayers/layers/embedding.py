@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _codes, ops
+from .. import _codes, initializers, ops
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 from . import _args
@@ -78,5 +78,6 @@ class Embedding(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                   embeddings_initializer=initializers.serialize(self.embeddings_initializer),
                    mask_zero=self.mask_zero)
         return cfg

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import initializers, ops
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 
@@ -130,8 +130,6 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        from .. import initializers
-
         g, b, mm, mv = (initializers.serialize(i) for i in self._inits)
         cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
                    center=self.center, scale=self.scale, beta_initializer=b,
@@ -268,7 +266,9 @@ class LayerNormalization(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(axis=self.axis, epsilon=self.epsilon, center=self.center, scale=self.scale)
+        cfg.update(axis=self.axis, epsilon=self.epsilon, center=self.center, scale=self.scale,
+                   beta_initializer=initializers.serialize(self.beta_initializer),
+                   gamma_initializer=initializers.serialize(self.gamma_initializer))
         return cfg
 
 
@@ -371,5 +371,7 @@ class GroupNormalization(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(groups=self.groups, axis=self.axis, epsilon=self.epsilon,
-                   center=self.center, scale=self.scale)
+                   center=self.center, scale=self.scale,
+                   beta_initializer=initializers.serialize(self.beta_initializer),
+                   gamma_initializer=initializers.serialize(self.gamma_initializer))
         return cfg

@@ -1,10 +1,12 @@
 """Keras 3 ``.keras`` files both ways, for the layers both libraries have.
 
-Reading: Keras's config is translated to fastlayers' (the layouts are the same; Keras
-options fastlayers lacks are accepted only at their defaults, otherwise a clear
-error), and the weights come from ``model.weights.h5``, whose groups Keras names
-after the layers' classes (``layers/dense``, ``layers/dense_1``... per container;
-functional models list their input layers, Sequential ones do not).
+Reading: Keras's config is translated to fastlayers' (the layouts are the same; the
+per-class differences -- Keras options fastlayers lacks, accepted only at the values
+that mean "not used", otherwise a clear error; regularizers and constraints -- are
+the tables of ``keras_layers``), and the weights come from ``model.weights.h5``,
+whose groups Keras names after the layers' classes (``layers/dense``,
+``layers/dense_1``, ``layers/conv2d``... per container; functional models list their
+input layers, Sequential ones do not).
 
 Writing (``model.save(path, format="keras")``): the same translation backwards and
 an HDF5 weights file in Keras's layout.  The optimizer state goes both ways too
@@ -14,7 +16,9 @@ variable's slots in Keras's ``trainable_variables`` order).
 One difference in meaning survives the trip: a ``training=`` pinned on a call is
 recorded in both libraries' configs, and fastlayers replays it on every run (R5),
 but Keras 3 lets an outer ``training`` value (which its ``fit`` always passes)
-override it.  Needs h5py (``pip install fastlayers[h5]``).
+override it.  (Keras also records ``training=False`` on every call of a dropout or
+noise layer, its call's default: that one is not read as a pin, so such a layer
+drops in fastlayers' ``fit`` as it does in Keras's.)  Needs h5py (``pip install fastlayers[h5]``).
 """
 from __future__ import annotations
 
@@ -25,33 +29,12 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from . import files
+from . import files, keras_layers
 from . import weights as _weights
 from .compile_config import compile_from_config, compiled_state, get_compile_config
 from .serialization import ConfigError, deserialize_layer, serialize_layer
 
 KERAS_VERSION = "3.15.1"  # the Keras the written layout was checked against
-
-_BUILTIN = ("InputLayer", "Dense", "Dropout", "Activation", "BatchNormalization", "Flatten",
-            "Concatenate", "Add")
-
-# Keras options fastlayers does not have, with the values that mean "not used".
-_KERAS_ONLY = {
-    "InputLayer": {"sparse": (False,), "ragged": (False,), "optional": (False,),
-                   "batch_size": (None,)},
-    "Dense": {"kernel_regularizer": (None,), "bias_regularizer": (None,),
-              "activity_regularizer": (None,), "kernel_constraint": (None,),
-              "bias_constraint": (None,), "quantization_config": (None,),
-              "lora_rank": (None,), "lora_alpha": (None,)},
-    "Flatten": {"data_format": (None, "channels_last")},
-    "BatchNormalization": {"beta_regularizer": (None,), "gamma_regularizer": (None,),
-                           "beta_constraint": (None,), "gamma_constraint": (None,),
-                           "synchronized": (False,), "renorm": (False,),
-                           "renorm_clipping": (None,), "renorm_momentum": None},
-    "_common": {"activity_regularizer": (None,), "autocast": (True,),
-                "input_dim": None, "batch_input_shape": None},
-}
-_INIT_ONLY = {"input_axes": (None,), "output_axes": (None,)}
 
 
 def _require_h5py():
@@ -64,35 +47,13 @@ def _require_h5py():
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    """Keras's ``to_snake_case`` of a class name, which names its weight groups: a digit
+    stays with the word before it (Conv2D -> conv2d, MaxPooling2D -> max_pooling2d)."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 # ---------------------------------------------------------------------- Keras -> fastlayers
-def _dtype_name(d):
-    if isinstance(d, dict):
-        return (d.get("config") or {}).get("name")
-    return d
-
-
-def _strip(options: dict, cfg: dict, where: str, what: str) -> None:
-    for key, ok in options.items():
-        if key in cfg:
-            value = cfg.pop(key)
-            if ok is not None and value not in ok:
-                raise ConfigError(f"{where}: {what} uses the Keras option {key}={value!r}, "
-                                  f"which fastlayers does not support")
-
-
-def _init_from_keras(v, where):
-    if isinstance(v, dict) and "class_name" in v:
-        cfg = dict(v.get("config") or {})
-        _strip(_INIT_ONLY, cfg, where, f"initializer {v['class_name']}")
-        return {"module": "fastlayers.initializers", "class_name": v["class_name"],
-                "config": cfg, "registered_name": None}
-    return v
-
-
 def from_keras(entry, where: str):
     """fastlayers' serialized form of one Keras 3 serialized layer/model."""
     if not isinstance(entry, dict):
@@ -110,24 +71,14 @@ def from_keras(entry, where: str):
         cfg["layers"] = [from_keras(e, f"{where}: layers[{i}]")
                          for i, e in enumerate(cfg.get("layers") or [])]
         out.update(class_name="Sequential", module="fastlayers.models", config=cfg)
-    elif name in _BUILTIN:
-        lname = cfg.get("name")
-        what = f"layer {lname!r} ({name})"
-        _strip(_KERAS_ONLY.get(name, {}), cfg, where, what)
-        _strip(_KERAS_ONLY["_common"], cfg, where, what)
-        if "dtype" in cfg:
-            cfg["dtype"] = _dtype_name(cfg["dtype"])
-        for k in list(cfg):
-            if k.endswith("_initializer"):
-                cfg[k] = _init_from_keras(cfg[k], f"{where}: {what}")
-        if isinstance(cfg.get("activation"), dict):
-            raise ConfigError(f"{where}: {what} has a custom activation "
-                              f"{cfg['activation'].get('class_name')!r}; fastlayers has "
-                              f"linear, relu, sigmoid, tanh and softmax")
+    elif name in keras_layers.KERAS_ONLY:
+        cfg = keras_layers.layer_from_keras(name, cfg, where)
         out.update(class_name=name, module="fastlayers.layers", config=cfg)
+        if "inbound_nodes" in out:
+            out["inbound_nodes"] = keras_layers.nodes_from_keras(name, out["inbound_nodes"])
     else:
         raise ConfigError(f"{where}: the Keras layer class {name!r} has no fastlayers "
-                          f"equivalent; Keras files may use {', '.join(_BUILTIN)}, "
+                          f"equivalent; Keras files may use {', '.join(keras_layers.LAYERS)}, "
                           f"Sequential and functional models")
     out["registered_name"] = None
     return out
@@ -424,15 +375,6 @@ def h5_weights_bytes(model, include_optimizer: bool = False) -> bytes:
 
 
 # ---------------------------------------------------------------------- fastlayers -> Keras
-def _init_to_keras(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and v.get("registered_name") is None:
-        return {"module": "keras.initializers", "class_name": v["class_name"],
-                "config": dict(v.get("config") or {}), "registered_name": None}
-    raise ConfigError(f"format='keras': initializer {v!r} has no Keras equivalent")
-
-
 def to_keras(entry: dict, layer=None, where: str = "model") -> dict:
     """Keras 3's serialized form of one fastlayers serialized layer/model."""
     name = entry["class_name"]
@@ -449,16 +391,12 @@ def to_keras(entry: dict, layer=None, where: str = "model") -> dict:
         if cfg.get("build_input_shape") is not None:
             out["build_config"] = {"input_shape": cfg["build_input_shape"]}
         return out
-    if name not in _BUILTIN or entry.get("registered_name"):
+    if name not in keras_layers.KERAS_ONLY or entry.get("registered_name"):
         raise ConfigError(f"format='keras': layer {cfg.get('name')!r} ({name}) has no Keras "
-                          f"equivalent; Keras files may hold {', '.join(_BUILTIN)}, Sequential "
-                          f"and functional models (save with the default format instead)")
-    for k in list(cfg):
-        if k.endswith("_initializer"):
-            cfg[k] = _init_to_keras(cfg[k])
-    if name == "Dropout" and cfg.get("seed") is not None:
-        # Keras seeds are 32-bit; the masks of the two libraries differ anyway.
-        cfg["seed"] = int(cfg["seed"]) % (2 ** 31)
+                          f"equivalent; Keras files may hold {', '.join(keras_layers.LAYERS)}, "
+                          f"Sequential and functional models (save with the default format "
+                          f"instead)")
+    cfg = keras_layers.layer_to_keras(name, cfg, f"format='keras': layer {cfg.get('name')!r}")
     out.update(module="keras.layers", class_name=name, config=cfg, registered_name=None)
     return out
 

@@ -1,6 +1,8 @@
 """Write the Keras 3 fixture files in ``fixtures/`` (run by hand; the tests only read them).
 
-    python tests/saving/make_fixtures.py
+    python tests/saving/make_fixtures.py            # every file
+    python tests/saving/make_fixtures.py keras_cnn  # only the files named
+
 
 Needs Keras 3 (jax backend, for training).  Each model gets seeded random weights
 (batch-norm moving statistics included, so inference mode is exercised) and is
@@ -8,7 +10,10 @@ compiled, so the file carries a compile config; ``fixtures/expected.json`` recor
 for each file, the input it was run on, Keras's predictions, and each layer's
 ``trainable`` flag.  The ``*_resume`` files were saved after two training steps:
 their entry also records the batch, the loss of Keras's third step and the
-predictions after it, which a resumed fastlayers run must reproduce.
+predictions after it, which a resumed fastlayers run must reproduce.  ``keras_cnn``
+and ``keras_text`` carry the convolutional catalogue (``catalogue_models.py``'s
+``cnn`` and ``embedding`` builders; the text model's inputs are int32 ids,
+recorded as ``x_dtype``).
 """
 import json
 import os
@@ -19,6 +24,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import catalogue_models  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -101,6 +109,33 @@ def resume_sequential():
         np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
 
 
+def cnn():
+    m, x = catalogue_models.cnn(keras)
+    m.get_layer("conv").trainable = False
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    return m, x
+
+
+def text():
+    m, x = catalogue_models.embedding(keras)
+    m.get_layer("emb").trainable = False
+    m.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    return m, x
+
+
+def deflate(path):
+    """Keras stores its zip entries uncompressed; the same entries, byte for byte,
+    deflated (HDF5's empty groups shrink tenfold, and zipfile reads either)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = [(i, zf.read(i.filename)) for i in zf.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for info, data in entries:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+
+
 def flags(model):
     out = {}
     for layer in model.layers:
@@ -110,20 +145,30 @@ def flags(model):
     return out
 
 
-def main():
-    expected = {}
+def main(names):
+    path = os.path.join(HERE, "expected.json")
+    expected = json.load(open(path)) if os.path.exists(path) else {}
+    wanted = lambda name: not names or name in names  # noqa: E731
     for i, (name, make) in enumerate([("keras_sequential", sequential),
-                                      ("keras_functional", functional)]):
+                                      ("keras_functional", functional),
+                                      ("keras_cnn", cnn), ("keras_text", text)]):
+        if not wanted(name):
+            continue
         model, x = make()
         randomize(model, 10 + i)
         path = os.path.join(HERE, name + ".keras")
         model.save(path)
+        deflate(path)
         again = keras.models.load_model(path)
         y = np.asarray(again.predict(x, verbose=0))
         expected[name] = {"file": name + ".keras", "x": x.tolist(), "y": y.tolist(),
                           "trainable": flags(again), "keras_version": keras.__version__}
+        if x.dtype != np.float32:
+            expected[name]["x_dtype"] = x.dtype.name
     for i, (name, make) in enumerate([("keras_functional_resume", resume_functional),
                                       ("keras_sequential_resume", resume_sequential)]):
+        if not wanted(name):
+            continue
         model, x, y = make()
         randomize(model, 20 + i)
         for _ in range(2):
@@ -142,4 +187,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

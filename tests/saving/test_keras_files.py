@@ -24,7 +24,7 @@ EXPECTED = json.load(open(os.path.join(FIXTURES, "expected.json")))
 def test_keras_fixture_loads_with_keras_predictions(name):
     e = EXPECTED[name]
     model = fl.models.load_model(os.path.join(FIXTURES, e["file"]))
-    x = np.array(e["x"], dtype=np.float32)
+    x = np.array(e["x"], dtype=e.get("x_dtype", "float32"))
     np.testing.assert_allclose(model.predict(x, verbose=0), np.array(e["y"]), rtol=1e-5,
                                atol=1e-6)
     assert flags(model) == e["trainable"]
@@ -74,6 +74,10 @@ def test_keras_fixture_pinned_training_and_nesting():
     model = fl.models.load_model(os.path.join(FIXTURES, "keras_functional.keras"))
     bn_node = [n for n in model._nodes if n.layer.name == "bn"][0]
     assert bn_node.training is False
+    # Keras records Dropout's call default, training=False, on every call: not a pin
+    # (Keras's fit overrides it), so the layer drops in training here as in Keras.
+    drop_node = [n for n in model._nodes if n.layer.name == "drop"][0]
+    assert drop_node.training is None
     assert isinstance(model.get_layer("head"), fl.Model)
     assert isinstance(model.get_layer("side"), fl.Sequential)
     shared = model.get_layer("shared")
@@ -102,20 +106,46 @@ def test_missing_h5py_is_a_clear_import_error(monkeypatch, tmp_path):
     fl.models.load_model(tmp_path / "m.keras")
 
 
-def test_unsupported_keras_options_are_named(tmp_path):
+def _edited_fixture(tmp_path, edit, name="edited.keras"):
     import zipfile
 
     src = os.path.join(FIXTURES, "keras_sequential.keras")
     with zipfile.ZipFile(src) as zf:
         entries = {n: zf.read(n) for n in zf.namelist()}
     cfg = json.loads(entries["config.json"])
-    cfg["config"]["layers"][1]["config"]["kernel_regularizer"] = {"class_name": "L2"}
+    edit(cfg["config"]["layers"][1]["config"])  # the Dense 'hidden'
     entries["config.json"] = json.dumps(cfg)
-    with zipfile.ZipFile(tmp_path / "reg.keras", "w") as zf:
+    with zipfile.ZipFile(tmp_path / name, "w") as zf:
         for n, d in entries.items():
             zf.writestr(n, d)
-    with pytest.raises(ValueError, match="kernel_regularizer.*does not support"):
-        fl.models.load_model(tmp_path / "reg.keras")
+    return tmp_path / name
+
+
+def test_unsupported_keras_options_are_named(tmp_path):
+    path = _edited_fixture(tmp_path, lambda c: c.update(kernel_regularizer={
+        "module": "keras.regularizers", "class_name": "OrthogonalRegularizer",
+        "config": {"factor": 0.01, "mode": "rows"}, "registered_name": None}))
+    with pytest.raises(ValueError, match="'hidden'.*kernel_regularizer.*OrthogonalRegularizer"):
+        fl.models.load_model(path)
+    path = _edited_fixture(tmp_path, lambda c: c.update(lora_rank=4))
+    with pytest.raises(ValueError, match="'hidden'.*lora_rank=4.*does not support"):
+        fl.models.load_model(path)
+
+
+def test_keras_regularizers_and_constraints_load(tmp_path):
+    path = _edited_fixture(tmp_path, lambda c: c.update(
+        kernel_regularizer={"module": "keras.regularizers", "class_name": "L2",
+                            "config": {"l2": 0.25}, "registered_name": None},
+        bias_constraint={"module": "keras.constraints", "class_name": "MaxNorm",
+                         "config": {"max_value": 3, "axis": 0}, "registered_name": None}))
+    model = fl.models.load_model(path)
+    hidden = model.get_layer("hidden")
+    assert isinstance(hidden.kernel_regularizer, fl.regularizers.L2)
+    assert hidden.kernel_regularizer.l2 == 0.25
+    assert isinstance(hidden.bias_constraint, fl.constraints.MaxNorm)
+    assert hidden.bias_constraint.max_value == 3
+    penalty = 0.25 * float(np.square(hidden.kernel.numpy().astype(np.float64)).sum())
+    assert sum(float(l) for l in model.losses) == pytest.approx(penalty, rel=1e-6)
 
 
 # ---------------------------------------------------------------------- outside-in, with Keras
