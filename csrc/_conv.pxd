@@ -208,6 +208,23 @@ cdef inline int _conv_team(int nt, Py_ssize_t n, Py_ssize_t per, Py_ssize_t K,
     return <int>n if n < nt else nt
 
 
+cdef inline void _shares(Py_ssize_t per, Py_ssize_t K, Py_ssize_t cols_rows, bint keep,
+                         int* team, Py_ssize_t* share, Py_ssize_t* cs) noexcept nogil:
+    """How the threads share cols: cs samples per chunk (about CHUNK_ELEMENTS im2col
+    values), and -- when cols does not keep the batch -- share samples of it each,
+    with fewer threads if it has room for fewer."""
+    cs[0] = CHUNK_ELEMENTS // (per * K) if per * K > 0 else 1
+    if cs[0] < 1:
+        cs[0] = 1
+    share[0] = cols_rows // per
+    if not keep:
+        if team[0] > share[0]:
+            team[0] = <int>share[0] if share[0] > 0 else 1
+        share[0] = share[0] // team[0]
+        if cs[0] > share[0]:
+            cs[0] = share[0]
+
+
 cdef inline void _fwd_split(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
                             const floating* X, const floating* W, const floating* b,
                             floating* Y, floating* Z, floating* cols, Py_ssize_t cols_rows,
@@ -260,17 +277,8 @@ cdef inline void conv_forward(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
             _act_rows(Z, NULL, Y, n * per, f, act)
         return
     keep = cols_rows >= n * per
-    cs = CHUNK_ELEMENTS // (per * K)
-    if cs < 1:
-        cs = 1
     team = _conv_team(nt, n, per, K, f)
-    share = cols_rows // per   # samples of cols a thread may use (not keeping the batch)
-    if not keep:
-        if team > share:
-            team = <int>share if share > 0 else 1
-        share = share // team
-        if cs > share:
-            cs = share
+    _shares(per, K, cols_rows, keep, &team, &share, &cs)
     if team < nt and nt > 1 and <double>n * per * K * f >= SPLIT_MIN_MADDS:
         # Fewer samples than threads (a large image, batch of one): split each product.
         _fwd_split(nt, g, n, f, X, W, b, Y, Z, cols, cols_rows, act)
@@ -372,16 +380,7 @@ cdef inline bint _bwd_threads(int nt, const Geom* g, Py_ssize_t n, Py_ssize_t f,
         return False
     if sums and team > 1 and (parts == NULL or parts_len < (team - 1) * P):
         return False
-    cs = CHUNK_ELEMENTS // (per * K) if per * K > 0 else 1
-    if cs < 1:
-        cs = 1
-    share = cols_rows // per
-    if not keep:
-        if team > share:
-            team = <int>share if share > 0 else 1
-        share = share // team
-        if cs > share:
-            cs = share
+    _shares(per, K, cols_rows, keep, &team, &share, &cs)
     if team == 1:
         _bwd_range(g, 0, n, f, X, W, Y, Zin, dY, dZ, dX, dW, db, acc_w, acc_b, cols, keep, cs,
                    act)

@@ -760,6 +760,20 @@ def _is_direct(kh, kw, sh, sw, pt, pl, oh, ow, h, w):
     return kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w)
 
 
+def _conv_inputs(fn: str, X, W, b):
+    """X (n, h, w, c_in), W (kh, kw, c_in, filters) and b (filters,) or None, checked."""
+    c = _Call(fn)
+    X = c.input("X", X, ndim=4)
+    W = c.input("W", W, ndim=4)
+    if W.shape[2] != X.shape[3]:
+        raise ValueError(f"{fn}: X has {X.shape[3]} channels but W has shape {W.shape}")
+    if b is not None:
+        b = c.input("b", b, ndim=1)
+        if b.shape != (W.shape[3],):
+            raise ValueError(f"{fn}: b has shape {b.shape}, expected ({W.shape[3]},)")
+    return X, W, b
+
+
 def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
                    activation="linear",
                    Z=None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
@@ -770,17 +784,9 @@ def conv2d_forward(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
     (needed by conv2d_backward for gelu, silu and mish).
     """
     fn = "conv2d_forward"
-    c = _Call(fn)
-    X = c.input("X", X, ndim=4)
-    W = c.input("W", W, ndim=4)
+    X, W, b = _conv_inputs(fn, X, W, b)
     n, h, w, cin = X.shape
-    kh, kw, wc, f = W.shape
-    if wc != cin:
-        raise ValueError(f"{fn}: X has {cin} channels but W has shape {W.shape}")
-    if b is not None:
-        b = c.input("b", b, ndim=1)
-        if b.shape != (f,):
-            raise ValueError(f"{fn}: b has shape {b.shape}, expected ({f},)")
+    kh, kw, _, f = W.shape
     code = activation_code(fn, activation)
     oh, ow, sh, sw, dh, dw, pt, pl = _conv_geometry(fn, (h, w), (kh, kw), strides, padding,
                                                     dilation_rate)
@@ -813,24 +819,16 @@ def conv2d_infer(X, W, b=None, strides=1, padding="valid", dilation_rate=1,
     ``"average"``, a 2x2 pooling with stride 2 ("valid") fused into it.
 
     ``winograd``: compute with Winograd F(2x2, 3x3) (3x3 kernel, strides and
-    dilation 1); None picks it for such kernels over enough channels (as the engine).  Without Winograd a pooling must be
-    given (the plain convolution is conv2d_forward).  Nothing is kept for a backward
-    pass.
+    dilation 1); None picks it for such kernels over enough channels (as the engine
+    does).  Without Winograd a pooling must be given (the plain convolution is
+    conv2d_forward).  Nothing is kept for a backward pass.
     """
     fn = "conv2d_infer"
-    c = _Call(fn)
-    X = c.input("X", X, ndim=4)
-    W = c.input("W", W, ndim=4)
+    X, W, b = _conv_inputs(fn, X, W, b)
     n, h, w, cin = X.shape
-    kh, kw, wc, f = W.shape
-    if wc != cin:
-        raise ValueError(f"{fn}: X has {cin} channels but W has shape {W.shape}")
+    kh, kw, _, f = W.shape
     if cin == 0 or f == 0:
         raise ValueError(f"{fn}: X and W need at least one channel and one filter")
-    if b is not None:
-        b = c.input("b", b, ndim=1)
-        if b.shape != (f,):
-            raise ValueError(f"{fn}: b has shape {b.shape}, expected ({f},)")
     code = activation_code(fn, activation)
     modes = {None: -1, "max": _codes.POOL_MAX, "average": _codes.POOL_AVERAGE}
     if not isinstance(pool, (str, type(None))) or pool not in modes:
