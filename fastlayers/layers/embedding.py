@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _codes, initializers, ops
+from .. import _codes, constraints, initializers, ops, regularizers
 from ..engine.layer import Layer
 from ..engine.program import OpKind
 from . import _args
+from .core import add_penalties_config
 
 
 class Embedding(Layer):
@@ -27,6 +28,7 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None,
                  mask_zero: bool = False, **kwargs):
         super().__init__(**kwargs)
         owner = f"Embedding {self.name!r}"
@@ -38,11 +40,15 @@ class Embedding(Layer):
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.mask_zero = False
         self.embeddings_initializer = _args.initializer(embeddings_initializer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
         self.embeddings = None
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+                                          self.embeddings_initializer,
+                                          regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -80,4 +86,5 @@ class Embedding(Layer):
         cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
                    embeddings_initializer=initializers.serialize(self.embeddings_initializer),
                    mask_zero=self.mask_zero)
-        return cfg
+        return add_penalties_config(cfg, embeddings_regularizer=self.embeddings_regularizer,
+                                    embeddings_constraint=self.embeddings_constraint)

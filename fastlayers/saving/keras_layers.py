@@ -53,8 +53,7 @@ KERAS_ONLY = {
     "Reshape": {}, "Permute": {}, "RepeatVector": {}, "ZeroPadding2D": dict(_DF),
     "Cropping2D": dict(_DF), "UpSampling2D": {**_DF, "interpolation": ("nearest",)},
     # embedding
-    "Embedding": {"embeddings_regularizer": (None,), "embeddings_constraint": (None,),
-                  "mask_zero": (False,), "sparse": (False,), "input_length": None},
+    "Embedding": {"mask_zero": (False,), "sparse": (False,), "input_length": None},
     # noise
     "SpatialDropout1D": {}, "SpatialDropout2D": dict(_DF), "GaussianNoise": {},
     "GaussianDropout": {}, "AlphaDropout": {},
@@ -84,6 +83,7 @@ PENALTIES = {
     "SeparableConv2D": ("depthwise_regularizer", "pointwise_regularizer", "bias_regularizer",
                         "activity_regularizer", "depthwise_constraint",
                         "pointwise_constraint", "bias_constraint"),
+    "Embedding": ("embeddings_regularizer", "embeddings_constraint"),
 }
 # The classes of each kind both libraries have, with the same config keys.
 REGULARIZERS = ("L1", "L2", "L1L2")
