@@ -31,6 +31,7 @@ from libc.string cimport memcpy, memset
 
 from _act cimport ACT_LINEAR, ACT_RELU, _act_rows_serial
 from _blas cimport SPLIT_MIN_MADDS, gemm
+from _codes cimport POOL_AVERAGE, POOL_MAX
 from _conv cimport Geom, _im2col_row, _ox_range
 from _team cimport fl_blas_single
 
@@ -38,10 +39,13 @@ from _team cimport fl_blas_single
 cdef enum:
     # Scratch values a thread's chunk holds: 512 KB in float32, inside a 1 MB L2.
     CHUNK_VALUES = 1 << 17
-    # Fused pooling modes (-1: none), as POOL_MAX/POOL_AVERAGE in _codes.
-    INFER_POOL_NONE = -1
-    INFER_POOL_MAX = 0
-    INFER_POOL_AVERAGE = 1
+
+
+cdef inline bint _max_first(int pool, int act) noexcept nogil:
+    """Pool before bias + act: equal for max pooling under relu and linear (monotone,
+    and rounding x + b is monotone in x), one pass over the pooled values instead of
+    four over the outputs."""
+    return pool == POOL_MAX and (act == ACT_RELU or act == ACT_LINEAR)
 
 
 cdef inline bint wino_fits(const Geom* g) noexcept nogil:
@@ -205,7 +209,7 @@ cdef inline void _pool4(const floating* y0, const floating* y1, const floating* 
                         const floating* y3, floating* Y, Py_ssize_t m, int pool) noexcept nogil:
     """Y = max or mean of the four tile outputs (a NaN wins the max, as in pooling)."""
     cdef Py_ssize_t i
-    if pool == INFER_POOL_AVERAGE:
+    if pool == POOL_AVERAGE:
         for i in range(m):
             Y[i] = (y0[i] + y1[i] + y2[i] + y3[i]) * <floating>0.25
         return
@@ -219,7 +223,7 @@ cdef inline void _pool_rows(floating* top, const floating* bot, Py_ssize_t pw, P
     f): first down the pairs of rows, in place into top (one long loop), then across."""
     cdef Py_ssize_t i, x, j, m = 2 * pw * f
     cdef const floating* a
-    if pool == INFER_POOL_AVERAGE:
+    if pool == POOL_AVERAGE:
         for i in range(m):
             top[i] = top[i] + bot[i]
         for x in range(pw):
@@ -352,7 +356,7 @@ cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssiz
     cdef floating* M
     cdef floating* R
     cdef floating* dst
-    cdef bint after = pool == INFER_POOL_MAX and (act == ACT_RELU or act == ACT_LINEAR)
+    cdef bint after = _max_first(pool, act)
     cdef bint fused
     _units(g, True, pool, &per_row, &rows)
     while u0 < u1:
@@ -372,8 +376,6 @@ cdef inline void _wino_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ssiz
             # Tile t of the chunk is pooled output u0 * per_row + t.
             dst = Y + u0 * per_row * f
             if after:
-                # max then bias + act: equal for relu and linear (monotone, and
-                # rounding x + b is monotone in x), one pass instead of four.
                 _wino_out(M, mstride, T * f, dst, True)
                 _act_rows_serial(dst, b, dst, T, f, act)
             else:
@@ -414,7 +416,7 @@ cdef inline void _direct_chunk(const Geom* g, Py_ssize_t f, Py_ssize_t u0, Py_ss
     cdef floating* cols = share
     cdef floating* O
     cdef floating* top
-    cdef bint after = pool == INFER_POOL_MAX and (act == ACT_RELU or act == ACT_LINEAR)
+    cdef bint after = _max_first(pool, act)
     cdef bint transposed = g.c == 1 and g.sw == 1
     while u0 < u1:
         m = cu if cu < u1 - u0 else u1 - u0

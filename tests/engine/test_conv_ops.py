@@ -14,7 +14,8 @@ from fastlayers.layers import (Add, AveragePooling1D, AveragePooling2D, BatchNor
                                GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                Input, MaxPooling1D, MaxPooling2D)
 
-from .test_executors import DTYPES, _check_native_graph, _pair, _train_both
+from .test_executors import (DTYPES, _check_kept_vs_chunked, _check_native_graph, _pair,
+                             _team_of_two, _train_both)
 
 SPARSE = lambda: fl.losses.SparseCategoricalCrossentropy(from_logits=True)  # noqa: E731
 
@@ -101,26 +102,7 @@ def test_chunked_im2col_equals_the_kept_one(monkeypatch, dtype):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 12, 12, 2)).astype(dtype)
     y = rng.integers(0, 4, 6)
-    # A runner sizes its buffers at its first step: each model takes one under its
-    # own setting, and its aux buffers show which it got.
-    monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 64 << 20)
-    kept, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
-    first = [kept.train_on_batch(x, y)]
-    monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 0)
-    monkeypatch.setattr(fl.ops, "_COLS_ELEMENTS", 1)  # one sample per chunk
-    chunked, _ = _pair(_mnist_like, "adam", SPARSE(), dtype)
-    first.append(chunked.train_on_batch(x, y))
-    np.testing.assert_allclose(*first, rtol=1e-6 if dtype == "float32" else 1e-12)
-    rows = [[a.shape[0] for a in m._compiled.train._bindings[6][2]
-             if a is not None and a.ndim == 2] for m in (kept, chunked)]
-    assert rows[0] and len(rows[0]) == len(rows[1]) and all(a > b for a, b in zip(*rows)), rows
-    for _ in range(2):
-        la, lb = kept.train_on_batch(x, y), chunked.train_on_batch(x, y)
-        np.testing.assert_allclose(la, lb, rtol=1e-6 if dtype == "float32" else 1e-12)
-    for u, v in zip(kept.get_weights(), chunked.get_weights()):
-        np.testing.assert_allclose(u, v, rtol=1e-5 if dtype == "float32" else 1e-12,
-                                   atol=1e-6 if dtype == "float32" else 1e-13)
-    _train_both(*_pair(_mnist_like, "adam", SPARSE(), dtype), x, y, steps=2, dtype=dtype)
+    _check_kept_vs_chunked(monkeypatch, _mnist_like, x, y, dtype)
 
 
 def test_frozen_convolutions_compute_no_gradient():
@@ -197,8 +179,6 @@ def test_backward_per_thread_or_split_equals_the_twin(monkeypatch, dtype, parts)
     split over the team.  Both equal the twin, shared kernels (R8) included."""
     if not parts:
         monkeypatch.setattr(executor_mod, "_partial_sum_threads", lambda: 0)
-    from .test_executors import _team_of_two
-
     with _team_of_two():
         for build, shape in ((_wide, (18, 18, 8)), (_shared_conv_and_merge, (8, 8, 2))):
             _check_native_graph(build, shape, ["conv"], "adam", dtype, seed=11)

@@ -952,6 +952,35 @@ def _check_native_graph(build, shape, kinds, opt, dtype, seed, loss=None):
         _train_both(a, b, x, rng.integers(0, 4, n), steps=3, dtype=dtype)
 
 
+def _check_kept_vs_chunked(monkeypatch, build, x, y, dtype, loss_rtol=1e-6):
+    """``build`` steps alike whether its convolutions keep the batch's im2col from the
+    forward pass or run it again in one-sample chunks, and equals the twin.
+
+    A runner sizes its buffers at its first step: each model takes one under its own
+    setting, and its aux buffers show which it got."""
+    from fastlayers.engine import executor as executor_mod
+
+    loss = fl.losses.SparseCategoricalCrossentropy(from_logits=True)
+    monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 64 << 20)
+    kept, _ = _pair(build, "adam", loss, dtype)
+    first = [kept.train_on_batch(x, y)]
+    monkeypatch.setattr(executor_mod, "COLS_KEEP_BYTES", 0)
+    monkeypatch.setattr(fl.ops, "_COLS_ELEMENTS", 1)  # one sample per chunk
+    chunked, _ = _pair(build, "adam", loss, dtype)
+    first.append(chunked.train_on_batch(x, y))
+    np.testing.assert_allclose(*first, rtol=1e-6 if dtype == "float32" else 1e-12)
+    rows = [[a.shape[0] for a in m._compiled.train._bindings[len(x)][2]
+             if a is not None and a.ndim == 2] for m in (kept, chunked)]
+    assert rows[0] and len(rows[0]) == len(rows[1]) and all(a > b for a, b in zip(*rows)), rows
+    for _ in range(2):
+        la, lb = kept.train_on_batch(x, y), chunked.train_on_batch(x, y)
+        np.testing.assert_allclose(la, lb, rtol=loss_rtol if dtype == "float32" else 1e-12)
+    for u, v in zip(kept.get_weights(), chunked.get_weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                   atol=1e-6 if dtype == "float32" else 1e-13)
+    _train_both(*_pair(build, "adam", loss, dtype), x, y, steps=2, dtype=dtype)
+
+
 @contextlib.contextmanager
 def _team_of_two():
     """Kernels run with a team of 2 threads inside the block (their threaded branches)."""
