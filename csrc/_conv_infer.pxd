@@ -32,6 +32,7 @@ from libc.string cimport memcpy, memset
 from _act cimport ACT_LINEAR, ACT_RELU, _act_rows_serial
 from _blas cimport SPLIT_MIN_MADDS, gemm
 from _codes cimport POOL_AVERAGE, POOL_MAX
+from _pool cimport nan_max
 from _conv cimport Geom, _im2col_row, _ox_range
 from _team cimport fl_blas_single
 
@@ -198,13 +199,6 @@ cdef inline void _wino_gather(const floating* X, const Geom* g, Py_ssize_t s, Py
                         dst[x * c + ch] = src[c + ch] - src[3 * c + ch]
 
 
-cdef inline floating _nanmax(floating m, floating v) noexcept nogil:
-    """max(m, v), NaN if either is (as max pooling).  `v > m ? v : m` is one maxps,
-    which returns m when either is NaN, so a NaN m survives; the select lets a NaN v in."""
-    cdef floating r = v if v > m else m
-    return v if v != v else r
-
-
 cdef inline void _pool4(const floating* y0, const floating* y1, const floating* y2,
                         const floating* y3, floating* Y, Py_ssize_t m, int pool) noexcept nogil:
     """Y = max or mean of the four tile outputs (a NaN wins the max, as in pooling)."""
@@ -214,7 +208,7 @@ cdef inline void _pool4(const floating* y0, const floating* y1, const floating* 
             Y[i] = (y0[i] + y1[i] + y2[i] + y3[i]) * <floating>0.25
         return
     for i in range(m):
-        Y[i] = _nanmax(_nanmax(_nanmax(y0[i], y1[i]), y2[i]), y3[i])
+        Y[i] = nan_max(nan_max(nan_max(y0[i], y1[i]), y2[i]), y3[i])
 
 
 cdef inline void _pool_rows(floating* top, const floating* bot, Py_ssize_t pw, Py_ssize_t f,
@@ -232,11 +226,11 @@ cdef inline void _pool_rows(floating* top, const floating* bot, Py_ssize_t pw, P
                 Y[x * f + j] = (a[j] + a[f + j]) * <floating>0.25
         return
     for i in range(m):
-        top[i] = _nanmax(top[i], bot[i])
+        top[i] = nan_max(top[i], bot[i])
     for x in range(pw):
         a = top + 2 * x * f
         for j in range(f):
-            Y[x * f + j] = _nanmax(a[j], a[f + j])
+            Y[x * f + j] = nan_max(a[j], a[f + j])
 
 
 cdef inline void _im2col_t_row(const floating* X, const Geom* g, Py_ssize_t s, Py_ssize_t oy,
@@ -304,7 +298,7 @@ cdef inline void _wino_out(floating* M, Py_ssize_t ms, Py_ssize_t total, floatin
             o[3][j] = s11 - s12 - s13
         if pooled:
             for j in range(nb):
-                dst[i0 + j] = _nanmax(_nanmax(_nanmax(o[0][j], o[1][j]), o[2][j]), o[3][j])
+                dst[i0 + j] = nan_max(nan_max(nan_max(o[0][j], o[1][j]), o[2][j]), o[3][j])
         else:
             for j in range(nb):
                 M[i0 + j] = o[0][j]

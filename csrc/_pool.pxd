@@ -42,18 +42,20 @@ cdef inline void _window(const PGeom* g, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_
         x1[0] = g.w
 
 
+cdef inline floating nan_max(floating m, floating v) noexcept nogil:
+    """max(m, v), NaN when either is (max pooling's rule, also the fused pooling's in
+    _conv_infer.pxd).  `v > m ? v : m` is one maxps, which returns m when either is
+    NaN, so a NaN m survives; the select after lets a NaN v in."""
+    cdef floating r = v if v > m else m
+    return v if v != v else r
+
+
 cdef inline void _max_sample(const floating* X, const PGeom* g, floating* Y,
                              int64_t* arg) noexcept nogil:
-    cdef Py_ssize_t oy, ox, iy, ix, ch, y0, y1, x0, x1, o, i, nans = 0
+    cdef Py_ssize_t oy, ox, iy, ix, ch, y0, y1, x0, x1, o
     cdef const floating* src
     cdef floating* yo
     cdef floating v, m
-    cdef bint finite
-    if arg == NULL:
-        # One pass counting NaNs (a vectorized reduction; the sample is then in cache).
-        for i in range(g.h * g.w * g.c):
-            nans = nans + (1 if X[i] != X[i] else 0)
-    finite = nans == 0
     for oy in range(g.oh):
         for ox in range(g.ow):
             _window(g, oy, ox, &y0, &y1, &x0, &x1)
@@ -81,26 +83,14 @@ cdef inline void _max_sample(const floating* X, const PGeom* g, floating* Y,
                                 if Y[o + ch] == Y[o + ch]:
                                     Y[o + ch] = v
                                     arg[o + ch] = iy * g.w + ix
-            elif finite:
-                # No NaN in this sample: the maximum as a plain select, which vectorizes.
-                yo = Y + o
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        src = X + (iy * g.w + ix) * g.c
-                        for ch in range(g.c):
-                            v = src[ch]
-                            m = yo[ch]
-                            yo[ch] = v if v > m else m
             else:
-                # The maximum alone with the NaN rule (a NaN wins and stays).
+                # The maximum alone, with the NaN rule in two selects that vectorize.
                 yo = Y + o
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         src = X + (iy * g.w + ix) * g.c
                         for ch in range(g.c):
-                            v = src[ch]
-                            m = yo[ch]
-                            yo[ch] = v if ((m == m) & (not (v <= m))) else m
+                            yo[ch] = nan_max(yo[ch], src[ch])
 
 
 cdef inline void _avg_sample(const floating* X, const PGeom* g, floating* Y) noexcept nogil:
